@@ -1,0 +1,43 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let package = Package(
+    name: "nntrain",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "nntrain", targets: ["nntrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+    ],
+    targets: [
+        // MARK: System libraries (C only)
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Library modules, one job each
+        .target(name: "NNCore", dependencies: ["CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
+        .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
+        .target(name: "NNTraining", dependencies: [
+            "NNCore", "NNData", "NNDistributed",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "nntrain", dependencies: [
+            "NNTraining",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // MARK: Tests
+        .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
+        .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining"]),
+    ]
+)

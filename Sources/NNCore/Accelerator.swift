@@ -1,0 +1,113 @@
+// The accelerator contract: an allocator and the dozen ops that training an
+// MLP needs. Layers, losses and optimizers are composed above it, so a new
+// backend implements this protocol and touches nothing else.
+//
+// Shapes use: B = batch rows, I = inputs, O = outputs (units), K = classes.
+// Every tensor is row-major. Ops may run asynchronously on a device; results
+// are visible to the host after `copy(_:to:)` into host memory, which waits.
+
+/// A compute backend: memory plus the operations of one training step.
+public protocol Accelerator: AnyObject {
+    /// A short human name, e.g. `cpu (OpenBLAS, 2 threads)`.
+    var name: String { get }
+    /// Whether tensors live in host memory (then `Tensor.hostPointer` is
+    /// valid and data can be written in place, without a copy).
+    var isHostMemory: Bool { get }
+
+    // MARK: - Memory
+
+    /// Allocates `count` Float32 values, zero-filled.
+    func allocate(_ count: Int) -> DeviceStorage
+    /// Copies host values into a device tensor (`source.count == target.count`).
+    func copy(_ source: UnsafeBufferPointer<Float>, to target: Tensor)
+    /// Copies a device tensor into host memory, waiting for pending work.
+    func copy(_ source: Tensor, to target: UnsafeMutableBufferPointer<Float>)
+    /// Copies between two device tensors of equal size.
+    func copy(_ source: Tensor, to target: Tensor)
+    /// Sets every value of `tensor` to `value`.
+    func fill(_ tensor: Tensor, with value: Float)
+
+    // MARK: - Linear algebra
+
+    /// C ← α·op(A)·op(B) + β·C, op transposing when asked. C is (M × N),
+    /// op(A) is (M × K), op(B) is (K × N). β = 1 accumulates into C.
+    func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor)
+    /// Adds the row vector `bias` (1 × O) to every row of `x` (B × O).
+    func addBias(_ bias: Tensor, to x: Tensor)
+    /// target (1 × O) ← β·target + Σ_rows x (B × O): the bias gradient.
+    func sumRows(_ x: Tensor, into target: Tensor, beta: Float)
+    /// y ← y + α·x, elementwise over equal-sized tensors.
+    func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor)
+    /// target ← a ⊙ b, elementwise (in place allowed).
+    func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor)
+
+    // MARK: - Activations
+
+    /// output ← g(input), row-wise for softmax (in place allowed).
+    func activate(_ activation: Activation, _ input: Tensor, into output: Tensor)
+    /// result ← g'(z) ⊙ gradient, from the forward output a = g(z) (in place
+    /// over `gradient` allowed). See `Activation` for the formulas.
+    func activationBackward(_ activation: Activation, output: Tensor, gradient: Tensor, into result: Tensor)
+
+    // MARK: - Losses (fused, numerically stable)
+    //
+    // Each adds per-sample losses and correct counts into `statistics`
+    // (a 1 × Statistic.width tensor) and, when `gradient` is given, writes
+    // ∂loss/∂(its input) · gradientScale (gradientScale is 1/B for a batch mean).
+
+    /// Softmax + cross-entropy from logits (B × K) by log-sum-exp. `targets`
+    /// holds class indices (B × 1) when `sparse`, else one-hot rows (B × K).
+    /// Writes softmax probabilities; gradient = scale·(p − y).
+    func softmaxCrossEntropy(logits: Tensor, targets: Tensor, sparse: Bool, probabilities: Tensor,
+                             gradient: Tensor?, gradientScale: Float, statistics: Tensor)
+    /// Sigmoid + binary cross-entropy from logits (B × O), averaged over O;
+    /// gradient = scale·(σ(z) − y)/O. Writes σ(z) into `probabilities`.
+    func sigmoidBinaryCrossEntropy(logits: Tensor, targets: Tensor, probabilities: Tensor,
+                                   gradient: Tensor?, gradientScale: Float, statistics: Tensor)
+    /// Mean squared error of outputs (B × O), averaged over O; gradient =
+    /// scale·2(ŷ − y)/O, or scale·(ŷ − y) under the perceptron rule.
+    func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
+                      perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor)
+
+    // MARK: - Regularization
+
+    /// Inverted dropout: keeps each value with probability 1 − rate, scaled by
+    /// 1/(1 − rate); writes the mask (0 or 1/(1 − rate)) and output = input ⊙ mask.
+    /// Value (r, c) draws `counterUniform(key, (rowOffset + r)·columns + c)`, so a
+    /// sample's mask does not depend on which rank computes it.
+    func dropout(_ input: Tensor, rate: Float, key: UInt64, rowOffset: Int, mask: Tensor, into output: Tensor)
+    /// Weight penalties: gradient += 2·l2·w + l1·sign(w), and
+    /// statistics[lossSum] += weight·(l2·Σw² + l1·Σ|w|).
+    func addPenalty(weights: Tensor, gradient: Tensor, l1: Float, l2: Float, weight: Float, statistics: Tensor)
+
+    // MARK: - Optimizer
+
+    /// One optimizer step over equal-sized flat buffers; `state` holds the
+    /// rule's slots in `UpdateRule.slots` order. `step` is 1-based.
+    func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
+                learningRate: Float, weightDecay: Float, step: Int)
+    /// Number of non-finite values (NaN or ±inf) in `tensor`.
+    func countNonFinite(_ tensor: Tensor) -> Int
+}
+
+extension Accelerator {
+    /// Allocates a zero-filled (rows × columns) tensor.
+    public func tensor(rows: Int, columns: Int) -> Tensor {
+        Tensor(storage: allocate(rows * columns), offset: 0, rows: rows, columns: columns)
+    }
+
+    /// Uploads host values into a new tensor.
+    public func tensor(_ values: [Float], rows: Int, columns: Int) -> Tensor {
+        precondition(values.count == rows * columns)
+        let t = tensor(rows: rows, columns: columns)
+        values.withUnsafeBufferPointer { copy($0, to: t) }
+        return t
+    }
+
+    /// Downloads a tensor into a new array.
+    public func values(_ tensor: Tensor) -> [Float] {
+        var result = [Float](repeating: 0, count: tensor.count)
+        result.withUnsafeMutableBufferPointer { copy(tensor, to: $0) }
+        return result
+    }
+}

@@ -1,0 +1,431 @@
+// The CPU backend: matrix products through OpenBLAS, everything else as
+// tight loops over raw pointers that the compiler vectorizes.
+//
+// B = batch rows, O = outputs per row, n = element count.
+
+import CBLAS
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// The CPU accelerator (OpenBLAS `cblas_sgemm` + vectorizable loops).
+public final class CPUAccelerator: Accelerator {
+    /// Threads OpenBLAS uses for each matrix product.
+    public let threads: Int
+
+    /// Sets OpenBLAS to `threads` threads (process-wide).
+    public init(threads: Int) {
+        self.threads = max(1, threads)
+        openblas_set_num_threads(Int32(self.threads))
+    }
+
+    public var isHostMemory: Bool { true }
+
+    public var name: String { "cpu (OpenBLAS, \(threads) thread\(threads == 1 ? "" : "s"))" }
+
+    // MARK: - Memory
+
+    public func allocate(_ count: Int) -> DeviceStorage {
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        memset(raw, 0, bytes)
+        return DeviceStorage(count: count, address: UInt(bitPattern: raw)) { address in
+            free(UnsafeMutableRawPointer(bitPattern: address))
+        }
+    }
+
+    public func copy(_ source: UnsafeBufferPointer<Float>, to target: Tensor) {
+        precondition(source.count == target.count)
+        if let base = source.baseAddress, source.count > 0 {
+            target.hostPointer.update(from: base, count: source.count)
+        }
+    }
+
+    public func copy(_ source: Tensor, to target: UnsafeMutableBufferPointer<Float>) {
+        precondition(source.count == target.count)
+        if let base = target.baseAddress, target.count > 0 {
+            base.update(from: source.hostPointer, count: source.count)
+        }
+    }
+
+    public func copy(_ source: Tensor, to target: Tensor) {
+        precondition(source.count == target.count)
+        if source.count > 0 { target.hostPointer.update(from: source.hostPointer, count: source.count) }
+    }
+
+    public func fill(_ tensor: Tensor, with value: Float) {
+        if tensor.count == 0 { return }
+        if value == 0 {
+            memset(tensor.hostPointer, 0, tensor.count * MemoryLayout<Float>.stride)
+        } else {
+            tensor.hostPointer.update(repeating: value, count: tensor.count)
+        }
+    }
+
+    // MARK: - Linear algebra
+
+    public func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor,
+                     beta: Float, _ c: Tensor) {
+        let m = transposeA ? a.columns : a.rows
+        let k = transposeA ? a.rows : a.columns
+        let n = transposeB ? b.rows : b.columns
+        precondition((transposeB ? b.columns : b.rows) == k && c.rows == m && c.columns == n,
+                     "gemm shapes do not fit")
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            if beta == 0 { fill(c, with: 0) } else if beta != 1 { scale(c, by: beta) }
+            return
+        }
+        cblas_sgemm(CblasRowMajor,
+                    transposeA ? CblasTrans : CblasNoTrans,
+                    transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k),
+                    alpha, a.hostPointer, Int32(max(a.columns, 1)),
+                    b.hostPointer, Int32(max(b.columns, 1)),
+                    beta, c.hostPointer, Int32(max(c.columns, 1)))
+    }
+
+    private func scale(_ x: Tensor, by factor: Float) {
+        let p = x.hostPointer
+        for i in 0..<x.count { p[i] *= factor }
+    }
+
+    public func addBias(_ bias: Tensor, to x: Tensor) {
+        precondition(bias.count == x.columns)
+        let o = x.columns, b = bias.hostPointer
+        var row = x.hostPointer
+        for _ in 0..<x.rows {
+            for j in 0..<o { row[j] += b[j] }
+            row += o
+        }
+    }
+
+    public func sumRows(_ x: Tensor, into target: Tensor, beta: Float) {
+        precondition(target.count == x.columns)
+        let o = x.columns, t = target.hostPointer
+        if beta == 0 { fill(target, with: 0) } else if beta != 1 { scale(target, by: beta) }
+        var row = x.hostPointer
+        for _ in 0..<x.rows {
+            for j in 0..<o { t[j] += row[j] }
+            row += o
+        }
+    }
+
+    public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
+        precondition(x.count == y.count)
+        let xp = x.hostPointer, yp = y.hostPointer
+        for i in 0..<x.count { yp[i] += alpha * xp[i] }
+    }
+
+    public func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
+        precondition(a.count == b.count && a.count == target.count)
+        let ap = a.hostPointer, bp = b.hostPointer, tp = target.hostPointer
+        for i in 0..<a.count { tp[i] = ap[i] * bp[i] }
+    }
+
+    // MARK: - Activations
+
+    public func activate(_ activation: Activation, _ input: Tensor, into output: Tensor) {
+        precondition(input.count == output.count)
+        let x = input.hostPointer, y = output.hostPointer, n = input.count
+        switch activation {
+        case .linear:
+            if x != y { y.update(from: x, count: n) }
+        case .step:
+            for i in 0..<n { y[i] = x[i] >= 0 ? 1 : 0 }
+        case .sign:
+            for i in 0..<n { y[i] = x[i] >= 0 ? 1 : -1 }
+        case .sigmoid:
+            for i in 0..<n { y[i] = stableSigmoid(x[i]) }
+        case .tanh:
+            for i in 0..<n { y[i] = tanhf(x[i]) }
+        case .relu:
+            for i in 0..<n { y[i] = max(x[i], 0) }
+        case .leakyRelu(let slope):
+            for i in 0..<n { let v = x[i]; y[i] = v >= 0 ? v : slope * v }
+        case .softmax:
+            let k = input.columns
+            for r in 0..<input.rows { softmaxRow(x + r * k, y + r * k, k) }
+        }
+    }
+
+    public func activationBackward(_ activation: Activation, output: Tensor, gradient: Tensor, into result: Tensor) {
+        precondition(output.count == gradient.count && output.count == result.count)
+        let a = output.hostPointer, g = gradient.hostPointer, d = result.hostPointer, n = output.count
+        switch activation {
+        case .linear:
+            if g != d { d.update(from: g, count: n) }
+        case .step, .sign:
+            for i in 0..<n { d[i] = 0 }
+        case .sigmoid:
+            for i in 0..<n { let v = a[i]; d[i] = g[i] * v * (1 - v) }
+        case .tanh:
+            for i in 0..<n { let v = a[i]; d[i] = g[i] * (1 - v * v) }
+        case .relu:
+            for i in 0..<n { d[i] = a[i] > 0 ? g[i] : 0 }
+        case .leakyRelu(let slope):
+            for i in 0..<n { d[i] = a[i] > 0 ? g[i] : slope * g[i] }
+        case .softmax:
+            let k = output.columns
+            for r in 0..<output.rows {
+                let ar = a + r * k, gr = g + r * k, dr = d + r * k
+                var dot: Float = 0
+                for j in 0..<k { dot += ar[j] * gr[j] }
+                for j in 0..<k { dr[j] = ar[j] * (gr[j] - dot) }
+            }
+        }
+    }
+
+    // MARK: - Losses
+
+    public func softmaxCrossEntropy(logits: Tensor, targets: Tensor, sparse: Bool, probabilities: Tensor,
+                                    gradient: Tensor?, gradientScale: Float, statistics: Tensor) {
+        let k = logits.columns, rows = logits.rows
+        precondition(probabilities.count == logits.count)
+        precondition(targets.rows == rows && targets.columns == (sparse ? 1 : k))
+        let z = logits.hostPointer, p = probabilities.hostPointer, t = targets.hostPointer
+        let grad = gradient?.hostPointer
+        var lossSum: Double = 0, correct: Double = 0
+        for r in 0..<rows {
+            let zr = z + r * k, pr = p + r * k
+            // log-sum-exp around the row maximum: exp never overflows.
+            var best = 0
+            for j in 1..<max(k, 1) where zr[j] > zr[best] { best = j }
+            let m = zr[best]
+            var s: Float = 0
+            for j in 0..<k { let e = expf(zr[j] - m); pr[j] = e; s += e }
+            let logS = logf(s), inv = 1 / s
+            for j in 0..<k { pr[j] *= inv }
+            if sparse {
+                let label = Int(t[r])
+                lossSum += Double(logS + m - zr[label])
+                if label == best { correct += 1 }
+                if let grad {
+                    let gr = grad + r * k
+                    for j in 0..<k { gr[j] = gradientScale * pr[j] }
+                    gr[label] -= gradientScale
+                }
+            } else {
+                let tr = t + r * k
+                var loss: Float = 0, mass: Float = 0, label = 0
+                for j in 0..<k {
+                    loss += tr[j] * (logS + m - zr[j])
+                    mass += tr[j]
+                    if tr[j] > tr[label] { label = j }
+                }
+                lossSum += Double(loss)
+                if label == best { correct += 1 }
+                if let grad {
+                    let gr = grad + r * k
+                    for j in 0..<k { gr[j] = gradientScale * (pr[j] * mass - tr[j]) }
+                }
+            }
+        }
+        accumulate(statistics, loss: lossSum, correct: correct)
+    }
+
+    public func sigmoidBinaryCrossEntropy(logits: Tensor, targets: Tensor, probabilities: Tensor,
+                                          gradient: Tensor?, gradientScale: Float, statistics: Tensor) {
+        precondition(targets.count == logits.count && probabilities.count == logits.count)
+        let o = logits.columns, n = logits.count
+        let z = logits.hostPointer, t = targets.hostPointer, p = probabilities.hostPointer
+        let grad = gradient?.hostPointer
+        let perOutput = gradientScale / Float(max(o, 1))
+        var lossSum: Double = 0, correct: Double = 0
+        for i in 0..<n {
+            let zi = z[i], ti = t[i]
+            // max(z, 0) − z·y + log(1 + e^−|z|): stable for any z.
+            lossSum += Double(max(zi, 0) - zi * ti + log1pf(expf(-abs(zi))))
+            let pi = stableSigmoid(zi)
+            p[i] = pi
+            if (pi >= 0.5) == (ti >= 0.5) { correct += 1 }
+            if let grad { grad[i] = perOutput * (pi - ti) }
+        }
+        accumulate(statistics, loss: lossSum / Double(max(o, 1)), correct: correct)
+    }
+
+    public func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
+                             perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor) {
+        precondition(targets.count == outputs.count)
+        let o = outputs.columns, n = outputs.count
+        let y = outputs.hostPointer, t = targets.hostPointer
+        var squared: Double = 0, absolute: Double = 0
+        if let grad = gradient?.hostPointer {
+            let factor = perceptronRule ? gradientScale : 2 * gradientScale / Float(max(o, 1))
+            for i in 0..<n { grad[i] = factor * (y[i] - t[i]) }
+        }
+        for i in 0..<n {
+            let e = Double(y[i] - t[i])
+            squared += e * e
+            absolute += abs(e)
+        }
+        var correct: Double = 0
+        switch accuracy {
+        case .none: break
+        case .threshold(let cut):
+            for i in 0..<n where (y[i] >= cut) == (t[i] >= cut) { correct += 1 }
+        case .argmax:
+            for r in 0..<outputs.rows {
+                let yr = y + r * o, tr = t + r * o
+                var by = 0, bt = 0
+                for j in 0..<o {
+                    if yr[j] > yr[by] { by = j }
+                    if tr[j] > tr[bt] { bt = j }
+                }
+                if by == bt { correct += 1 }
+            }
+        }
+        let s = statistics.hostPointer
+        s[Statistic.lossSum.rawValue] += Float(squared / Double(max(o, 1)))
+        s[Statistic.correct.rawValue] += Float(correct)
+        s[Statistic.squaredErrorSum.rawValue] += Float(squared)
+        s[Statistic.absoluteErrorSum.rawValue] += Float(absolute)
+    }
+
+    private func accumulate(_ statistics: Tensor, loss: Double, correct: Double) {
+        let s = statistics.hostPointer
+        s[Statistic.lossSum.rawValue] += Float(loss)
+        s[Statistic.correct.rawValue] += Float(correct)
+    }
+
+    // MARK: - Regularization
+
+    public func dropout(_ input: Tensor, rate: Float, key: UInt64, rowOffset: Int, mask: Tensor, into output: Tensor) {
+        precondition(input.count == mask.count && input.count == output.count)
+        let x = input.hostPointer, m = mask.hostPointer, y = output.hostPointer
+        let keep = 1 / (1 - rate), base = UInt64(rowOffset * input.columns)
+        for i in 0..<input.count {
+            let v: Float = counterUniform(key: key, counter: base &+ UInt64(i)) >= rate ? keep : 0
+            m[i] = v
+            y[i] = x[i] * v
+        }
+    }
+
+    public func addPenalty(weights: Tensor, gradient: Tensor, l1: Float, l2: Float, weight: Float, statistics: Tensor) {
+        precondition(weights.count == gradient.count)
+        let w = weights.hostPointer, g = gradient.hostPointer
+        var squares: Float = 0, absolutes: Float = 0
+        let twoL2 = 2 * l2
+        for i in 0..<weights.count {
+            let v = w[i]
+            squares += v * v
+            absolutes += abs(v)
+            g[i] += twoL2 * v + (v > 0 ? l1 : (v < 0 ? -l1 : 0))
+        }
+        statistics.hostPointer[Statistic.lossSum.rawValue] += weight * (l2 * squares + l1 * absolutes)
+    }
+
+    // MARK: - Optimizer
+
+    public func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
+                       learningRate: Float, weightDecay: Float, step: Int) {
+        precondition(parameters.count == gradients.count && state.count == rule.slots.count)
+        let n = parameters.count, w = parameters.hostPointer, g = gradients.hostPointer
+        let lr = learningRate
+        if weightDecay != 0 {
+            let keep = 1 - lr * weightDecay
+            for i in 0..<n { w[i] *= keep }
+        }
+        switch rule {
+        case .sgd(let momentum, let nesterov):
+            if momentum == 0 {
+                for i in 0..<n { w[i] -= lr * g[i] }
+            } else {
+                let m = state[0].hostPointer
+                if nesterov {
+                    for i in 0..<n {
+                        let mi = momentum * m[i] - lr * g[i]
+                        m[i] = mi
+                        w[i] += momentum * mi - lr * g[i]
+                    }
+                } else {
+                    for i in 0..<n {
+                        let mi = momentum * m[i] - lr * g[i]
+                        m[i] = mi
+                        w[i] += mi
+                    }
+                }
+            }
+        case .rmsprop(let rho, let momentum, let epsilon):
+            let v = state[0].hostPointer
+            let oneMinusRho = 1 - rho
+            if momentum == 0 {
+                for i in 0..<n {
+                    let gi = g[i]
+                    let vi = rho * v[i] + oneMinusRho * gi * gi
+                    v[i] = vi
+                    w[i] -= lr * gi / (vi + epsilon).squareRoot()
+                }
+            } else {
+                let m = state[1].hostPointer
+                for i in 0..<n {
+                    let gi = g[i]
+                    let vi = rho * v[i] + oneMinusRho * gi * gi
+                    v[i] = vi
+                    let mi = momentum * m[i] + lr * gi / (vi + epsilon).squareRoot()
+                    m[i] = mi
+                    w[i] -= mi
+                }
+            }
+        case .adam(let beta1, let beta2, let epsilon):
+            let m = state[0].hostPointer, v = state[1].hostPointer
+            let t = Double(step)
+            let alpha = Float(Double(lr) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
+            let c1 = 1 - beta1, c2 = 1 - beta2
+            for i in 0..<n {
+                let gi = g[i]
+                let mi = m[i] + c1 * (gi - m[i])
+                let vi = v[i] + c2 * (gi * gi - v[i])
+                m[i] = mi
+                v[i] = vi
+                w[i] -= alpha * mi / (vi.squareRoot() + epsilon)
+            }
+        }
+    }
+
+    public func countNonFinite(_ tensor: Tensor) -> Int {
+        // x·0 is 0 for finite x and NaN otherwise: a vectorized sum of x·0
+        // over 16-wide lanes answers "all finite?" in one fast pass.
+        let p = tensor.hostPointer, n = tensor.count
+        var lanes = SIMD16<Float>()
+        var i = 0
+        let raw = UnsafeRawPointer(p)
+        while i + 16 <= n {
+            lanes += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * 0
+            i += 16
+        }
+        var tail: Float = 0
+        while i < n { tail += p[i] * 0; i += 1 }
+        if lanes.sum() == 0 && tail == 0 { return 0 }
+        var bad = 0
+        for j in 0..<n where !p[j].isFinite { bad += 1 }
+        return bad
+    }
+}
+
+// MARK: - Scalar helpers
+
+/// σ(z) without overflow for large |z|.
+@inline(__always)
+func stableSigmoid(_ z: Float) -> Float {
+    if z >= 0 { return 1 / (1 + expf(-z)) }
+    let e = expf(z)
+    return e / (1 + e)
+}
+
+/// Softmax of one row of k values, shifted by the row maximum.
+@inline(__always)
+func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ k: Int) {
+    guard k > 0 else { return }
+    var m = x[0]
+    for j in 1..<max(k, 1) { m = max(m, x[j]) }
+    var s: Float = 0
+    for j in 0..<k { let e = expf(x[j] - m); y[j] = e; s += e }
+    let inv = 1 / s
+    for j in 0..<k { y[j] *= inv }
+}

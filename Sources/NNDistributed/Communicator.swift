@@ -1,0 +1,74 @@
+// Collective communication between the ranks of a data-parallel job. MPI
+// appears in this module only; everything else talks to `Communicator`.
+
+import NNCore
+
+/// The collectives a data-parallel trainer needs, over host memory.
+public protocol Communicator: AnyObject {
+    /// This process's index, 0..<size. Rank 0 is the coordinator.
+    var rank: Int { get }
+    /// Number of processes in the job.
+    var size: Int { get }
+    /// Index among the processes on this host.
+    var localRank: Int { get }
+    /// Number of processes on this host.
+    var localSize: Int { get }
+    /// A short description, e.g. `MPI (Open MPI v4.1.4), 4 ranks`.
+    var name: String { get }
+
+    /// Sums `buffer` element-wise across all ranks, in place, on every rank.
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
+    /// Sums `buffer` element-wise across all ranks (Double, for metrics).
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>)
+    /// Copies `buffer` from `root` to every other rank.
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
+    /// Every rank's `value`, indexed by rank.
+    func allGather(_ value: UInt64) -> [UInt64]
+    /// Waits until every rank arrives.
+    func barrier()
+    /// Stops every rank of the job with `code` (after a message was printed).
+    func abort(code: Int32) -> Never
+    /// Leaves the job cleanly.
+    func finalize()
+}
+
+extension Communicator {
+    /// Whether this rank is the coordinator (rank 0).
+    public var isCoordinator: Bool { rank == 0 }
+
+    /// Broadcasts one Float array (same length on every rank) from `root`.
+    public func broadcast(_ values: inout [Float], root: Int = 0) {
+        values.withUnsafeMutableBytes { broadcast($0, root: root) }
+    }
+
+    /// Broadcasts a byte string from `root`; other ranks receive it whatever they passed.
+    public func broadcast(bytes: [UInt8], root: Int = 0) -> [UInt8] {
+        var length = UInt64(bytes.count)
+        withUnsafeMutableBytes(of: &length) { broadcast($0, root: root) }
+        var result = rank == root ? bytes : [UInt8](repeating: 0, count: Int(length))
+        if length > 0 { result.withUnsafeMutableBytes { broadcast($0, root: root) } }
+        return result
+    }
+}
+
+/// A world of one: every collective is a no-op. Used when `nntrain` runs
+/// without a launcher, so a laptop needs no MPI daemon and no extra flags.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public var localRank: Int { 0 }
+    public var localSize: Int { 1 }
+    public var name: String { "single process" }
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
+    public func allGather(_ value: UInt64) -> [UInt64] { [value] }
+    public func barrier() {}
+    public func abort(code: Int32) -> Never { exit(code) }
+    public func finalize() {}
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,243 @@
+// The resolved run configuration: every default filled in, every value
+// checked. Key names follow Keras (`learning_rate`, `beta_1`, `batch_size`).
+// The same structure is read from YAML (ConfigReader), stored as canonical
+// JSON inside every model and checkpoint, and hashed so ranks can agree.
+
+import Foundation
+import NNCore
+import NNData
+
+/// A complete, validated run configuration.
+public struct RunConfig: Codable, Equatable, Sendable {
+    public var data: DataConfig
+    public var model: ModelConfig
+    public var loss: Loss
+    /// `classification` or `regression`.
+    public var task: Task
+    public var optimizer: OptimizerConfig
+    public var training: TrainingSection
+
+    /// Whether labels are classes or values.
+    public enum Task: String, Codable, Sendable { case classification, regression }
+}
+
+/// Where the data comes from and how it is prepared.
+public struct DataConfig: Codable, Equatable, Sendable {
+    public var train: DataSource
+    public var test: DataSource?
+    /// Fraction of the training set (its last samples, as in Keras) held out for validation.
+    public var validationSplit: Double
+    public var scale: ScaleMethod
+
+    enum CodingKeys: String, CodingKey {
+        case train, test, scale
+        case validationSplit = "validation_split"
+    }
+}
+
+/// One dataset: a CSV file, a pair of IDX files, or a synthetic set.
+public struct DataSource: Codable, Equatable, Sendable {
+    public enum Format: String, Codable, Sendable, CaseIterable { case csv, idx, synthetic }
+    public var format: Format
+    /// csv: the file.
+    public var path: String?
+    /// csv: the label column.
+    public var label: String?
+    /// idx: the images and labels files.
+    public var images: String?
+    public var labels: String?
+    /// synthetic: `xor`, `circle`, `gaussian`, `spiral`, `xor_gate`, `and_gate`, `or_gate`.
+    public var name: String?
+    public var samples: Int?
+    public var noise: Double?
+    public var seed: UInt64?
+    /// Use only the first `limit` samples.
+    public var limit: Int?
+
+    public init(format: Format, path: String? = nil, label: String? = nil, images: String? = nil,
+                labels: String? = nil, name: String? = nil, samples: Int? = nil, noise: Double? = nil,
+                seed: UInt64? = nil, limit: Int? = nil) {
+        self.format = format
+        self.path = path
+        self.label = label
+        self.images = images
+        self.labels = labels
+        self.name = name
+        self.samples = samples
+        self.noise = noise
+        self.seed = seed
+        self.limit = limit
+    }
+
+    /// A short description for logs.
+    public var summary: String {
+        switch format {
+        case .csv: "\(path ?? "?") (label '\(label ?? "?")')"
+        case .idx: images ?? "?"
+        case .synthetic: "synthetic \(name ?? "?") (\(samples ?? 0) samples)"
+        }
+    }
+}
+
+/// The layers, input to output.
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public var layers: [LayerConfig]
+}
+
+/// One layer as the config spells it.
+public struct LayerConfig: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable { case dense, dropout }
+    public var kind: Kind
+    public var units: Int?
+    public var activation: String?
+    public var kernelInitializer: String?
+    public var l1: Float?
+    public var l2: Float?
+    public var rate: Float?
+
+    enum CodingKeys: String, CodingKey {
+        case kind, units, activation, l1, l2, rate
+        case kernelInitializer = "kernel_initializer"
+    }
+
+    /// The NNCore description of this layer (values were validated on reading).
+    public var spec: LayerSpec {
+        switch kind {
+        case .dense:
+            return .dense(units: units ?? 1, activation: Activation(name: activation ?? "linear") ?? .linear,
+                          initializer: Initializer(rawValue: kernelInitializer ?? "glorot_uniform") ?? .glorotUniform,
+                          l1: l1 ?? 0, l2: l2 ?? 0)
+        case .dropout:
+            return .dropout(rate: rate ?? 0)
+        }
+    }
+}
+
+/// The optimizer, Keras names and defaults.
+public struct OptimizerConfig: Codable, Equatable, Sendable {
+    public enum Name: String, Codable, Sendable, CaseIterable { case sgd, rmsprop, adam, adamw }
+    public var name: Name
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    public var rho: Float
+    public var epsilon: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var weightDecay: Float
+    public var schedule: ScheduleConfig
+
+    enum CodingKeys: String, CodingKey {
+        case name, momentum, nesterov, rho, epsilon, schedule
+        case learningRate = "learning_rate"
+        case beta1 = "beta_1"
+        case beta2 = "beta_2"
+        case weightDecay = "weight_decay"
+    }
+
+    /// Keras 3 defaults for an optimizer of this name.
+    public static func defaults(_ name: Name) -> OptimizerConfig {
+        OptimizerConfig(name: name, learningRate: name == .sgd ? 0.01 : 0.001, momentum: 0, nesterov: false,
+                        rho: 0.9, epsilon: 1e-7, beta1: 0.9, beta2: 0.999,
+                        weightDecay: name == .adamw ? 0.004 : 0, schedule: ScheduleConfig())
+    }
+
+    /// The per-element rule this configuration selects.
+    public var rule: UpdateRule {
+        switch name {
+        case .sgd: .sgd(momentum: momentum, nesterov: nesterov)
+        case .rmsprop: .rmsprop(rho: rho, momentum: momentum, epsilon: epsilon)
+        case .adam, .adamw: .adam(beta1: beta1, beta2: beta2, epsilon: epsilon)
+        }
+    }
+
+    /// The learning-rate schedule this configuration selects.
+    public var learningRateSchedule: LearningRateSchedule {
+        let decay: LearningRateSchedule.Decay
+        switch schedule.name {
+        case .constant: decay = .constant
+        case .step: decay = .step(every: schedule.decaySteps, factor: schedule.decayRate)
+        case .cosine: decay = .cosine(steps: schedule.decaySteps, alpha: schedule.alpha)
+        }
+        return LearningRateSchedule(initialRate: learningRate, decay: decay, warmupSteps: schedule.warmupSteps)
+    }
+}
+
+/// A learning-rate schedule.
+public struct ScheduleConfig: Codable, Equatable, Sendable {
+    public enum Name: String, Codable, Sendable, CaseIterable { case constant, step, cosine }
+    public var name: Name = .constant
+    /// step: decay every this many steps; cosine: steps to decay over.
+    public var decaySteps: Int = 1000
+    /// step: the factor applied every `decay_steps`.
+    public var decayRate: Float = 0.5
+    /// cosine: the floor, as a fraction of the initial rate.
+    public var alpha: Float = 0
+    /// Linear warm-up steps before the decay starts.
+    public var warmupSteps: Int = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case name, alpha
+        case decaySteps = "decay_steps"
+        case decayRate = "decay_rate"
+        case warmupSteps = "warmup_steps"
+    }
+}
+
+/// The training loop's settings.
+public struct TrainingSection: Codable, Equatable, Sendable {
+    public var epochs: Int
+    /// The global batch: with N ranks, each computes batch_size / N samples.
+    public var batchSize: Int
+    public var seed: UInt64
+    /// Reshuffle the training set every epoch (from seed and epoch).
+    public var shuffle: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, seed, shuffle
+        case batchSize = "batch_size"
+    }
+}
+
+// MARK: - Canonical form
+
+extension RunConfig {
+    /// Canonical JSON (sorted keys, no whitespace): stored in model files and
+    /// hashed to check that every rank runs the same configuration.
+    public var canonicalJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(self)) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// A 64-bit FNV-1a hash of the canonical JSON.
+    public var fingerprint: UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in canonicalJSON.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01B3
+        }
+        return hash
+    }
+
+    /// The NNCore layer descriptions.
+    public var layerSpecs: [LayerSpec] { model.layers.map(\.spec) }
+
+    /// Width of the output layer.
+    public var outputUnits: Int { model.layers.last(where: { $0.kind == .dense })?.units ?? 0 }
+
+    /// The output layer's activation.
+    public var outputActivation: Activation {
+        model.layers.last(where: { $0.kind == .dense }).flatMap { Activation(name: $0.activation ?? "linear") } ?? .linear
+    }
+
+    /// Loss and output layer together; validated when the config was read.
+    public func objective() throws -> Objective {
+        try Objective(loss: loss, outputActivation: outputActivation, outputs: outputUnits,
+                      isClassifier: task == .classification,
+                      layerCount: model.layers.filter { $0.kind == .dense }.count)
+    }
+}

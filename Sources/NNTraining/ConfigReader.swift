@@ -1,0 +1,314 @@
+// Reads a YAML run configuration into a `RunConfig`, checking every key.
+// Each problem becomes one line: `FILE:LINE: FIELD: what is wrong; what to do`.
+
+import Foundation
+import NNCore
+import NNData
+import Yams
+
+/// Parses and validates run configurations.
+public enum ConfigReader {
+    /// Reads and validates the YAML file at `path`.
+    public static func read(path: String) throws -> RunConfig {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw UserError("\(path): no such config file; pass an existing file to --config, or use --preset \(Presets.names.joined(separator: "|"))")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError("\(path): cannot read the config file; check its permissions")
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(String(decoding: data, as: UTF8.self), file: path, baseDirectory: directory)
+    }
+
+    /// Parses YAML (or JSON, which is YAML) text. Relative data paths are
+    /// taken relative to `baseDirectory`.
+    public static func parse(_ text: String, file: String, baseDirectory: String? = nil) throws -> RunConfig {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw UserError("\(file): \(describe(error)); fix the YAML syntax")
+        }
+        guard let root else { throw UserError("\(file): the config is empty; see README.md for an example") }
+        return try Parser(file: file, baseDirectory: baseDirectory).config(root)
+    }
+
+    private static func describe(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _):
+            return "line \(mark.line): \(context?.text ?? "") \(problem)".replacingOccurrences(of: "  ", with: " ")
+        default:
+            return "\(error)".split(separator: "\n").first.map(String.init) ?? "invalid YAML"
+        }
+    }
+}
+
+// MARK: - Parser
+
+private struct Parser {
+    let file: String
+    let baseDirectory: String?
+
+    func fail(_ node: Node?, _ field: String, _ message: String) -> UserError {
+        let line = node?.mark.map { ":\($0.line)" } ?? ""
+        return UserError("\(file)\(line): \(field): \(message)")
+    }
+
+    /// The entries of a mapping; rejects keys outside `allowed` with the closest valid name.
+    func mapping(_ node: Node, _ field: String, allowed: [String]) throws -> [String: Node] {
+        guard let map = node.mapping else {
+            throw fail(node, field, "expected a mapping of \(allowed.joined(separator: ", "))")
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in map {
+            guard let key = keyNode.string else { throw fail(keyNode, field, "keys must be names") }
+            let path = field.isEmpty ? key : "\(field).\(key)"
+            guard allowed.contains(key) else {
+                let hint = closestMatch(key, in: allowed).map { "did you mean '\($0)'?" }
+                    ?? "valid keys: \(allowed.joined(separator: ", "))"
+                throw fail(keyNode, path, "unknown key '\(key)'; \(hint)")
+            }
+            guard result[key] == nil else { throw fail(keyNode, path, "given twice; keep one") }
+            result[key] = value
+        }
+        return result
+    }
+
+    func scalar(_ node: Node, _ field: String, _ expected: String) throws -> String {
+        guard let scalar = node.scalar else { throw fail(node, field, "expected \(expected)") }
+        return scalar.string
+    }
+
+    func int(_ node: Node, _ field: String, minimum: Int) throws -> Int {
+        let text = try scalar(node, field, "an integer")
+        guard let value = Int(text) else { throw fail(node, field, "'\(text)' is not an integer") }
+        guard value >= minimum else {
+            throw fail(node, field, "must be \(minimum == 1 ? "a positive integer" : "at least \(minimum)") (got \(value))")
+        }
+        return value
+    }
+
+    func number(_ node: Node, _ field: String, _ range: ClosedRange<Double>, openLow: Bool = false, openHigh: Bool = false,
+                rule: String) throws -> Double {
+        let text = try scalar(node, field, "a number")
+        guard let value = Double(text), value.isFinite else { throw fail(node, field, "'\(text)' is not a number") }
+        let low = openLow ? value > range.lowerBound : value >= range.lowerBound
+        let high = openHigh ? value < range.upperBound : value <= range.upperBound
+        guard low && high else { throw fail(node, field, "must be \(rule) (got \(text))") }
+        return value
+    }
+
+    func bool(_ node: Node, _ field: String) throws -> Bool {
+        let text = try scalar(node, field, "true or false")
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(node, field, "'\(text)' is not true or false")
+        }
+    }
+
+    func choice<T>(_ node: Node, _ field: String, _ options: [String], _ make: (String) -> T?) throws -> T {
+        let text = try scalar(node, field, "one of \(options.joined(separator: ", "))")
+        if let value = make(text) { return value }
+        let hint = closestMatch(text, in: options).map { "did you mean '\($0)'? " } ?? ""
+        throw fail(node, field, "unknown value '\(text)'; \(hint)choose one of \(options.joined(separator: ", "))")
+    }
+
+    func path(_ node: Node, _ field: String) throws -> String {
+        let text = try scalar(node, field, "a file path")
+        guard !text.isEmpty else { throw fail(node, field, "is empty; give a file path") }
+        if text.hasPrefix("/") || baseDirectory == nil { return text }
+        return URL(fileURLWithPath: text, relativeTo: URL(fileURLWithPath: baseDirectory!, isDirectory: true))
+            .standardizedFileURL.path
+    }
+
+    // MARK: Sections
+
+    func config(_ root: Node) throws -> RunConfig {
+        let top = try mapping(root, "", allowed: ["data", "model", "loss", "task", "optimizer", "training"])
+        for key in ["data", "model", "loss"] where top[key] == nil {
+            throw fail(root, key, "missing; every config needs data, model and loss (see README.md)")
+        }
+        let data = try dataConfig(top["data"]!)
+        let model = try modelConfig(top["model"]!)
+        let loss: Loss = try choice(top["loss"]!, "loss", Loss.allCases.map(\.rawValue)) { Loss(name: $0) }
+        let optimizer = try top["optimizer"].map(optimizerConfig) ?? OptimizerConfig.defaults(.adam)
+        let training = try trainingSection(top["training"])
+
+        let outputActivation = model.layers.last(where: { $0.kind == .dense })
+            .flatMap { Activation(name: $0.activation ?? "linear") } ?? .linear
+        let inferredTask: RunConfig.Task = loss.isCrossEntropy
+            || [.sigmoid, .softmax, .step, .sign].contains(outputActivation) ? .classification : .regression
+        let task: RunConfig.Task = try top["task"].map {
+            try choice($0, "task", ["classification", "regression"]) { RunConfig.Task(rawValue: $0) }
+        } ?? inferredTask
+
+        let config = RunConfig(data: data, model: model, loss: loss, task: task, optimizer: optimizer, training: training)
+        do {
+            _ = try config.objective()
+        } catch let error as UserError {
+            throw fail(top["loss"], "loss", error.message)
+        }
+        return config
+    }
+
+    func dataConfig(_ node: Node) throws -> DataConfig {
+        let map = try mapping(node, "data", allowed: ["train", "test", "validation_split", "scale"])
+        guard let train = map["train"] else { throw fail(node, "data.train", "missing; say where the training data is") }
+        return DataConfig(
+            train: try source(train, "data.train"),
+            test: try map["test"].map { try source($0, "data.test") },
+            validationSplit: try map["validation_split"].map {
+                try number($0, "data.validation_split", 0...1, openHigh: true, rule: "in [0, 1)")
+            } ?? 0,
+            scale: try map["scale"].map {
+                try choice($0, "data.scale", ["none", "minmax", "standardize"]) { ScaleMethod(rawValue: $0) }
+            } ?? .none)
+    }
+
+    func source(_ node: Node, _ field: String) throws -> DataSource {
+        let keys = ["format", "path", "label", "images", "labels", "name", "samples", "noise", "seed", "limit"]
+        let map = try mapping(node, field, allowed: keys)
+        guard let formatNode = map["format"] else { throw fail(node, "\(field).format", "missing; use csv, idx or synthetic") }
+        let format: DataSource.Format = try choice(formatNode, "\(field).format", DataSource.Format.allCases.map(\.rawValue)) {
+            DataSource.Format(rawValue: $0)
+        }
+        let needed: [String]
+        switch format {
+        case .csv: needed = ["path", "label"]
+        case .idx: needed = ["images", "labels"]
+        case .synthetic: needed = ["name"]
+        }
+        let optional = format == .synthetic ? ["samples", "noise", "seed", "limit"] : ["limit"]
+        for (key, value) in map where key != "format" && !needed.contains(key) && !optional.contains(key) {
+            throw fail(value, "\(field).\(key)", "not used by format \(format.rawValue) (it takes \((needed + optional).joined(separator: ", ")))")
+        }
+        for key in needed where map[key] == nil {
+            throw fail(node, "\(field).\(key)", "missing; format \(format.rawValue) needs \(needed.joined(separator: " and "))")
+        }
+        var result = DataSource(format: format)
+        switch format {
+        case .csv:
+            result.path = try path(map["path"]!, "\(field).path")
+            result.label = try scalar(map["label"]!, "\(field).label", "a column name")
+        case .idx:
+            result.images = try path(map["images"]!, "\(field).images")
+            result.labels = try path(map["labels"]!, "\(field).labels")
+        case .synthetic:
+            result.name = try choice(map["name"]!, "\(field).name", SyntheticData.names) {
+                SyntheticData.names.contains($0) ? $0 : nil
+            }
+            result.samples = try map["samples"].map { try int($0, "\(field).samples", minimum: 1) } ?? 500
+            result.noise = try map["noise"].map { try number($0, "\(field).noise", 0...1, rule: "in [0, 1]") } ?? 0
+            result.seed = try map["seed"].map { UInt64(try int($0, "\(field).seed", minimum: 0)) } ?? 0
+        }
+        result.limit = try map["limit"].map { try int($0, "\(field).limit", minimum: 1) }
+        return result
+    }
+
+    func modelConfig(_ node: Node) throws -> ModelConfig {
+        let map = try mapping(node, "model", allowed: ["layers"])
+        guard let layersNode = map["layers"], let items = layersNode.sequence else {
+            throw fail(map["layers"] ?? node, "model.layers", "expected a list of layers, e.g. - dense: {units: 10, activation: softmax}")
+        }
+        var layers: [LayerConfig] = []
+        for (index, item) in items.enumerated() {
+            let field = "model.layers[\(index)]"
+            let entry = try mapping(item, field, allowed: ["dense", "dropout"])
+            guard entry.count == 1, let (kindName, body) = entry.first else {
+                throw fail(item, field, "each layer is one of dense or dropout, e.g. - dense: {units: 64, activation: relu}")
+            }
+            let kind = LayerConfig.Kind(rawValue: kindName)!
+            switch kind {
+            case .dense:
+                let f = "\(field).dense"
+                let m = try mapping(body, f, allowed: ["units", "activation", "kernel_initializer", "l1", "l2"])
+                guard let unitsNode = m["units"] else { throw fail(body, "\(f).units", "missing; say how many units the layer has") }
+                layers.append(LayerConfig(
+                    kind: .dense,
+                    units: try int(unitsNode, "\(f).units", minimum: 1),
+                    activation: try m["activation"].map { try choice($0, "\(f).activation", Activation.names) { Activation(name: $0)?.name } } ?? "linear",
+                    kernelInitializer: try m["kernel_initializer"].map {
+                        try choice($0, "\(f).kernel_initializer", Initializer.allCases.map(\.rawValue)) { Initializer(rawValue: $0)?.rawValue }
+                    } ?? Initializer.glorotUniform.rawValue,
+                    l1: try m["l1"].map { Float(try number($0, "\(f).l1", 0...1e6, rule: "a non-negative number")) },
+                    l2: try m["l2"].map { Float(try number($0, "\(f).l2", 0...1e6, rule: "a non-negative number")) },
+                    rate: nil))
+            case .dropout:
+                let f = "\(field).dropout"
+                let m = try mapping(body, f, allowed: ["rate"])
+                guard let rateNode = m["rate"] else { throw fail(body, "\(f).rate", "missing; give the fraction to drop, e.g. 0.2") }
+                layers.append(LayerConfig(kind: .dropout, units: nil, activation: nil, kernelInitializer: nil, l1: nil, l2: nil,
+                                          rate: Float(try number(rateNode, "\(f).rate", 0...1, openHigh: true, rule: "in [0, 1)"))))
+            }
+        }
+        guard let last = layers.last, last.kind == .dense else {
+            throw fail(layersNode, "model.layers", "the last layer must be dense (the output layer)")
+        }
+        for (index, layer) in layers.enumerated() where layer.kind == .dense && index != layers.count - 1 {
+            if let a = Activation(name: layer.activation ?? ""), !a.isDifferentiable {
+                throw fail(items[index], "model.layers[\(index)].dense.activation",
+                           "'\(a.name)' has no useful derivative (it is flat almost everywhere), so backpropagation cannot pass through it; use \(a == .step ? "sigmoid" : "tanh") in hidden layers (step and sign belong only in a single-layer perceptron)")
+            }
+        }
+        return ModelConfig(layers: layers)
+    }
+
+    func optimizerConfig(_ node: Node) throws -> OptimizerConfig {
+        let names = OptimizerConfig.Name.allCases.map(\.rawValue)
+        if node.scalar != nil {
+            return OptimizerConfig.defaults(try choice(node, "optimizer", names) { OptimizerConfig.Name(rawValue: $0) })
+        }
+        let common = ["name", "learning_rate", "weight_decay", "schedule"]
+        let map = try mapping(node, "optimizer", allowed: common + ["momentum", "nesterov", "rho", "epsilon", "beta_1", "beta_2"])
+        guard let nameNode = map["name"] else { throw fail(node, "optimizer.name", "missing; choose one of \(names.joined(separator: ", "))") }
+        let name = try choice(nameNode, "optimizer.name", names) { OptimizerConfig.Name(rawValue: $0) }
+        let own: [String]
+        switch name {
+        case .sgd: own = ["momentum", "nesterov"]
+        case .rmsprop: own = ["rho", "momentum", "epsilon"]
+        case .adam, .adamw: own = ["beta_1", "beta_2", "epsilon"]
+        }
+        for (key, value) in map where !common.contains(key) && !own.contains(key) {
+            throw fail(value, "optimizer.\(key)", "\(name.rawValue) has no '\(key)' (it takes \((common + own).joined(separator: ", ")))")
+        }
+        var config = OptimizerConfig.defaults(name)
+        if let n = map["learning_rate"] {
+            config.learningRate = Float(try number(n, "optimizer.learning_rate", 0...1e6, openLow: true, rule: "a positive number"))
+        }
+        if let n = map["weight_decay"] { config.weightDecay = Float(try number(n, "optimizer.weight_decay", 0...1e6, rule: "a non-negative number")) }
+        if let n = map["momentum"] { config.momentum = Float(try number(n, "optimizer.momentum", 0...1, openHigh: true, rule: "in [0, 1)")) }
+        if let n = map["nesterov"] { config.nesterov = try bool(n, "optimizer.nesterov") }
+        if let n = map["rho"] { config.rho = Float(try number(n, "optimizer.rho", 0...1, openHigh: true, rule: "in [0, 1)")) }
+        if let n = map["epsilon"] { config.epsilon = Float(try number(n, "optimizer.epsilon", 0...1, openLow: true, rule: "a small positive number")) }
+        if let n = map["beta_1"] { config.beta1 = Float(try number(n, "optimizer.beta_1", 0...1, openHigh: true, rule: "in [0, 1)")) }
+        if let n = map["beta_2"] { config.beta2 = Float(try number(n, "optimizer.beta_2", 0...1, openHigh: true, rule: "in [0, 1)")) }
+        if let n = map["schedule"] { config.schedule = try schedule(n) }
+        return config
+    }
+
+    func schedule(_ node: Node) throws -> ScheduleConfig {
+        let f = "optimizer.schedule"
+        let map = try mapping(node, f, allowed: ["name", "decay_steps", "decay_rate", "alpha", "warmup_steps"])
+        var config = ScheduleConfig()
+        if let n = map["name"] {
+            config.name = try choice(n, "\(f).name", ScheduleConfig.Name.allCases.map(\.rawValue)) { ScheduleConfig.Name(rawValue: $0) }
+        }
+        if let n = map["decay_steps"] { config.decaySteps = try int(n, "\(f).decay_steps", minimum: 1) }
+        if let n = map["decay_rate"] { config.decayRate = Float(try number(n, "\(f).decay_rate", 0...1, openLow: true, rule: "in (0, 1]")) }
+        if let n = map["alpha"] { config.alpha = Float(try number(n, "\(f).alpha", 0...1, rule: "in [0, 1]")) }
+        if let n = map["warmup_steps"] { config.warmupSteps = try int(n, "\(f).warmup_steps", minimum: 0) }
+        return config
+    }
+
+    func trainingSection(_ node: Node?) throws -> TrainingSection {
+        var section = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true)
+        guard let node else { return section }
+        let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle"])
+        if let n = map["epochs"] { section.epochs = try int(n, "training.epochs", minimum: 1) }
+        if let n = map["batch_size"] { section.batchSize = try int(n, "training.batch_size", minimum: 1) }
+        if let n = map["seed"] { section.seed = UInt64(try int(n, "training.seed", minimum: 0)) }
+        if let n = map["shuffle"] { section.shuffle = try bool(n, "training.shuffle") }
+        return section
+    }
+}

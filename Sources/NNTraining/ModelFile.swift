@@ -1,0 +1,190 @@
+// Models and checkpoints as safetensors files.
+//
+// Tensors: `layers.{i}.weight` [out, in] and `layers.{i}.bias` [out] for the
+// i-th Dense layer (PyTorch nn.Linear layout); checkpoints add the optimizer
+// state as `optimizer.{slot}.layers.{i}.weight` etc. The header's metadata
+// holds everything else as strings: the resolved config, the feature scaler,
+// class names, and for checkpoints the exact training position.
+
+import Foundation
+import NNCore
+import NNData
+
+/// Where a checkpointed run stands: enough to continue at the exact next sample.
+public struct TrainingPosition: Codable, Equatable, Sendable {
+    /// 0-based epoch in progress.
+    public var epoch: Int
+    /// Steps of that epoch already taken.
+    public var stepInEpoch: Int
+    /// Optimizer steps taken since the run began.
+    public var globalStep: Int
+    /// World size when saved (the global batch is independent of it).
+    public var worldSize: Int
+    /// The epoch's running statistics so far (loss sum, correct, …) and samples, for the progress line.
+    public var epochStatistics: [Double]
+    public var epochSamples: Int
+
+    public init(epoch: Int, stepInEpoch: Int, globalStep: Int, worldSize: Int, epochStatistics: [Double], epochSamples: Int) {
+        self.epoch = epoch
+        self.stepInEpoch = stepInEpoch
+        self.globalStep = globalStep
+        self.worldSize = worldSize
+        self.epochStatistics = epochStatistics
+        self.epochSamples = epochSamples
+    }
+}
+
+/// A model's contents in host memory: what a model or checkpoint file holds.
+public struct ModelSnapshot: Sendable {
+    public var config: RunConfig
+    public var inputSize: Int
+    public var scaler: FeatureScaler
+    public var classNames: [String]?
+    /// All parameters in flat layout order.
+    public var parameters: [Float]
+    /// Optimizer state, slot-major (`UpdateRule.slots` order), empty for a final model.
+    public var optimizerState: [Float]
+    /// Optimizer updates taken (Adam's t).
+    public var optimizerSteps: Int
+    /// Set for checkpoints.
+    public var position: TrainingPosition?
+
+    public init(config: RunConfig, inputSize: Int, scaler: FeatureScaler, classNames: [String]?, parameters: [Float],
+                optimizerState: [Float] = [], optimizerSteps: Int = 0, position: TrainingPosition? = nil) {
+        self.config = config
+        self.inputSize = inputSize
+        self.scaler = scaler
+        self.classNames = classNames
+        self.parameters = parameters
+        self.optimizerState = optimizerState
+        self.optimizerSteps = optimizerSteps
+        self.position = position
+    }
+
+    /// The flat parameter layout this snapshot's config implies.
+    public var layout: [ParameterEntry] { Sequential.layout(inputSize: inputSize, layers: config.layerSpecs) }
+}
+
+/// Reads and writes `ModelSnapshot`s as safetensors.
+public enum ModelFile {
+    /// Version of the metadata layout written by this build.
+    public static let formatVersion = "1"
+
+    // MARK: - Writing
+
+    /// The safetensors contents of a snapshot.
+    public static func encode(_ snapshot: ModelSnapshot) -> SafeTensorsFile {
+        let layout = snapshot.layout
+        let count = snapshot.parameters.count
+        var tensors: [NamedTensor] = []
+        func add(_ prefix: String, _ values: ArraySlice<Float>) {
+            for entry in layout {
+                let start = values.startIndex + entry.offset
+                tensors.append(NamedTensor(name: prefix + entry.name, shape: entry.shape,
+                                           values: Array(values[start..<start + entry.count])))
+            }
+        }
+        add("", snapshot.parameters[...])
+        if snapshot.position != nil {
+            for (index, slot) in snapshot.config.optimizer.rule.slots.enumerated() {
+                add("optimizer.\(slot).", snapshot.optimizerState[index * count..<(index + 1) * count])
+            }
+        }
+        var metadata: [String: String] = [
+            "format": snapshot.position == nil ? "nntrain-model" : "nntrain-checkpoint",
+            "format_version": formatVersion,
+            "config": snapshot.config.canonicalJSON,
+            "input_size": String(snapshot.inputSize),
+            "scaler": json(snapshot.scaler),
+        ]
+        if let names = snapshot.classNames { metadata["class_names"] = json(names) }
+        if let position = snapshot.position {
+            metadata["epoch"] = String(position.epoch)
+            metadata["step_in_epoch"] = String(position.stepInEpoch)
+            metadata["global_step"] = String(position.globalStep)
+            metadata["optimizer_step"] = String(snapshot.optimizerSteps)
+            metadata["world_size"] = String(position.worldSize)
+            metadata["position"] = json(position)
+            // Every random draw derives from (seed, purpose, index); the
+            // generator state is the seed plus the position above.
+            metadata["generator"] = "splitmix64 seed=\(snapshot.config.training.seed) epoch=\(position.epoch) step=\(position.globalStep)"
+        }
+        return SafeTensorsFile(tensors: tensors, metadata: metadata)
+    }
+
+    /// Writes atomically (temporary file, fsync, rename, fsync of the directory).
+    public static func write(_ snapshot: ModelSnapshot, to path: String) throws {
+        try encode(snapshot).write(to: path)
+    }
+
+    // MARK: - Reading
+
+    /// Reads and fully checks a model or checkpoint file.
+    public static func read(path: String) throws -> ModelSnapshot {
+        try decode(SafeTensors.read(path: path), path: path)
+    }
+
+    /// Checks a parsed file against the layout its own config implies.
+    public static func decode(_ file: SafeTensorsFile, path: String) throws -> ModelSnapshot {
+        let meta = file.metadata
+        guard let format = meta["format"], format.hasPrefix("nntrain-"), let configJSON = meta["config"] else {
+            throw UserError("\(path): not an nntrain model (no nntrain metadata); for plain weights use --init-from")
+        }
+        guard meta["format_version"] == formatVersion else {
+            throw UserError("\(path): format version \(meta["format_version"] ?? "?") is not supported (this build reads \(formatVersion))")
+        }
+        let config: RunConfig = try decodeJSON(configJSON, "config", path)
+        guard let inputText = meta["input_size"], let inputSize = Int(inputText), inputSize > 0 else {
+            throw UserError("\(path): metadata 'input_size' is missing or invalid")
+        }
+        let scaler: FeatureScaler = try decodeJSON(meta["scaler"] ?? "", "scaler", path)
+        let classNames: [String]? = try meta["class_names"].map { try decodeJSON($0, "class_names", path) }
+        var snapshot = ModelSnapshot(config: config, inputSize: inputSize, scaler: scaler, classNames: classNames,
+                                     parameters: try gather(file, prefix: "", layout: Sequential.layout(inputSize: inputSize, layers: config.layerSpecs), path: path))
+        if format == "nntrain-checkpoint" {
+            let position: TrainingPosition = try decodeJSON(meta["position"] ?? "", "position", path)
+            guard let stepText = meta["optimizer_step"], let steps = Int(stepText), steps >= 0 else {
+                throw UserError("\(path): metadata 'optimizer_step' is missing or invalid")
+            }
+            snapshot.position = position
+            snapshot.optimizerSteps = steps
+            for slot in config.optimizer.rule.slots {
+                snapshot.optimizerState += try gather(file, prefix: "optimizer.\(slot).", layout: snapshot.layout, path: path)
+            }
+        }
+        return snapshot
+    }
+
+    /// Collects `prefix + entry.name` tensors into one flat array, checking shapes.
+    public static func gather(_ file: SafeTensorsFile, prefix: String, layout: [ParameterEntry], path: String) throws -> [Float] {
+        var flat: [Float] = []
+        flat.reserveCapacity(layout.last.map { $0.offset + $0.count } ?? 0)
+        for entry in layout {
+            let name = prefix + entry.name
+            guard let tensor = file[name] else {
+                throw UserError("\(path): tensor '\(name)' is missing; the file does not fit a model with this configuration")
+            }
+            guard tensor.shape == entry.shape else {
+                throw UserError("\(path): tensor '\(name)' has shape \(tensor.shape) but the model needs \(entry.shape); the file does not fit this configuration")
+            }
+            flat += tensor.values
+        }
+        return flat
+    }
+
+    // MARK: - JSON helpers
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+    }
+
+    static func decodeJSON<T: Decodable>(_ text: String, _ key: String, _ path: String) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+        } catch {
+            throw UserError("\(path): metadata '\(key)' is missing or damaged; the file cannot be used")
+        }
+    }
+}

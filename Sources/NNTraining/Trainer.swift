@@ -1,0 +1,415 @@
+// The data-parallel training loop. Every rank runs it; rank 0 is also the
+// coordinator that prints, logs metrics and writes checkpoints.
+//
+// Per step: gather this rank's slice of the global batch → forward → loss →
+// backward into the flat gradient buffer (pre-scaled by 1/global batch, so
+// the allreduce sum *is* the batch mean) → one allreduce → weight penalties →
+// finite check → optimizer step, identical on every rank.
+
+import Foundation
+import NNCore
+import NNData
+import NNDistributed
+
+/// How a training run starts and where it writes.
+public struct TrainOptions: Sendable {
+    /// Where metrics, checkpoints and the final model go (coordinator only).
+    public var runDirectory: String
+    /// A checkpoint to continue from (already chosen and read by the caller).
+    public var resumeFrom: ModelSnapshot?
+    /// Initial parameters in flat layout order (from `--init-from`), on rank 0.
+    public var initialParameters: [Float]?
+    /// Also checkpoint every this many steps (0: only at epoch ends and on signals).
+    public var checkpointEvery: Int
+    /// Checkpoints to keep.
+    public var keepCheckpoints: Int
+
+    public init(runDirectory: String, resumeFrom: ModelSnapshot? = nil, initialParameters: [Float]? = nil,
+                checkpointEvery: Int = 0, keepCheckpoints: Int = 3) {
+        self.runDirectory = runDirectory
+        self.resumeFrom = resumeFrom
+        self.initialParameters = initialParameters
+        self.checkpointEvery = checkpointEvery
+        self.keepCheckpoints = keepCheckpoints
+    }
+}
+
+/// What a finished (or stopped) run reports.
+public struct TrainingOutcome: Sendable {
+    public var history: [EpochRecord]
+    public var test: Metrics?
+    /// Set when a signal stopped the run at a step boundary.
+    public var stoppedEarly: Bool
+    public var modelPath: String?
+}
+
+/// One epoch's figures, as written to metrics.jsonl.
+public struct EpochRecord: Sendable {
+    public var epoch: Int
+    public var training: Metrics
+    public var validation: Metrics?
+    public var seconds: Double
+    public var samplesPerSecond: Double
+    public var learningRate: Float
+}
+
+/// Runs training on one rank of a job.
+public final class Trainer {
+    public let config: RunConfig
+    public let communicator: any Communicator
+    public let accelerator: any Accelerator
+    public let console: Console
+    public let objective: Objective
+    public let data: PreparedData
+    public let model: Sequential
+    public let optimizer: Optimizer
+    private let options: TrainOptions
+    private let coordinator: Coordinator?
+    private let sampler: ShardedSampler
+    private var batches: BatchAssembler
+    /// Per-epoch running statistics (1 × Statistic.width), on the device.
+    private let statistics: Tensor
+    private var position: TrainingPosition
+
+    /// Builds the model replica and agrees on its initial state with every rank.
+    public init(config: RunConfig, data: PreparedData, options: TrainOptions, communicator: any Communicator,
+                accelerator: any Accelerator, console: Console) throws {
+        self.config = config
+        self.data = data
+        self.options = options
+        self.communicator = communicator
+        self.accelerator = accelerator
+        self.console = console
+        objective = try config.objective()
+
+        let worldSize = communicator.size
+        let batch = config.training.batchSize
+        guard batch % worldSize == 0 else {
+            throw UserError("training.batch_size: \(batch) is the global batch and must divide evenly over \(worldSize) ranks; use a multiple of \(worldSize), e.g. \(max(worldSize, batch / worldSize * worldSize))")
+        }
+        sampler = ShardedSampler(sampleCount: data.training.count, globalBatchSize: batch,
+                                 seed: config.training.seed, shuffle: config.training.shuffle)
+        model = Sequential(inputSize: data.featureCount, layers: config.layerSpecs, objective: objective,
+                           accelerator: accelerator)
+        optimizer = Optimizer(rule: config.optimizer.rule, schedule: config.optimizer.learningRateSchedule,
+                              weightDecay: config.optimizer.weightDecay, parameterCount: model.parameterCount,
+                              accelerator: accelerator)
+        let localRows = batch / worldSize + 1
+        model.reserve(batch: localRows)
+        batches = BatchAssembler(accelerator: accelerator, objective: objective,
+                                 featureCount: data.featureCount, labelWidth: data.training.labelWidth, rows: max(localRows, 1024))
+        statistics = accelerator.tensor(rows: 1, columns: Statistic.width)
+        position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
+                                    epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
+        coordinator = communicator.isCoordinator
+            ? Coordinator(runDirectory: options.runDirectory, keep: options.keepCheckpoints, console: console) : nil
+
+        establishInitialState()
+    }
+
+    // MARK: - Start-up agreement
+
+    /// Rank 0 initializes (or restores) parameters, optimizer state and
+    /// position, and broadcasts them, so every replica starts identical.
+    private func establishInitialState() {
+        var parameters: [Float]
+        var state = [Float](repeating: 0, count: optimizer.state.count)
+        var header = [Double](repeating: 0, count: 4 + Statistic.width)
+        if communicator.isCoordinator {
+            if let snapshot = options.resumeFrom, let saved = snapshot.position {
+                parameters = snapshot.parameters
+                state = snapshot.optimizerState
+                header = [Double(saved.epoch), Double(saved.stepInEpoch), Double(saved.globalStep),
+                          Double(snapshot.optimizerSteps)] + saved.epochStatistics
+                position.epochSamples = saved.epochSamples
+            } else if let initial = options.initialParameters {
+                parameters = initial
+            } else {
+                model.initialize(seed: config.training.seed)
+                parameters = accelerator.values(model.parameters)
+            }
+        } else {
+            parameters = [Float](repeating: 0, count: model.parameterCount)
+        }
+        communicator.broadcast(&parameters)
+        if !state.isEmpty { communicator.broadcast(&state) }
+        header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
+        var samples = [Float(position.epochSamples)]
+        communicator.broadcast(&samples)
+
+        parameters.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
+        if !state.isEmpty { state.withUnsafeBufferPointer { accelerator.copy($0, to: optimizer.state) } }
+        position.epoch = Int(header[0])
+        position.stepInEpoch = Int(header[1])
+        position.globalStep = Int(header[2])
+        optimizer.steps = Int(header[3])
+        position.epochStatistics = Array(header[4...])
+        position.epochSamples = Int(samples[0])
+        var running = position.epochStatistics.map(Float.init)
+        running.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
+    }
+
+    // MARK: - Training
+
+    /// Trains to the configured number of epochs, or until a stop signal.
+    public func run() throws -> TrainingOutcome {
+        var history: [EpochRecord] = []
+        let steps = sampler.stepsPerEpoch
+        coordinator?.prepareRun(config: config, resumedAt: options.resumeFrom?.position)
+        if options.resumeFrom == nil, let coordinator {
+            coordinator.saveConfig(config)
+        }
+
+        while position.epoch < config.training.epochs {
+            let epoch = position.epoch
+            console.line("Epoch \(epoch + 1)/\(config.training.epochs)")
+            let order = sampler.order(epoch: epoch)
+            let start = Date()
+            let startStep = position.stepInEpoch
+            let startSamples = position.epochSamples
+            var stopped = false
+
+            while position.stepInEpoch < steps {
+                let step = position.stepInEpoch
+                let global = sampler.globalBatch(step: step)
+                let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
+                try trainStep(order: order, global: global, local: local)
+                position.stepInEpoch += 1
+                position.globalStep += 1
+                position.epochSamples += global.count
+
+                if communicator.isCoordinator && console.isTerminal {
+                    let local = localMetrics()
+                    console.progress(step: position.stepInEpoch, of: steps, elapsed: Date().timeIntervalSince(start),
+                                     metrics: local.named())
+                }
+                if StopSignal.agreed(communicator) {
+                    stopped = true
+                    break
+                }
+                if options.checkpointEvery > 0, position.globalStep % options.checkpointEvery == 0,
+                   position.stepInEpoch < steps {
+                    try checkpoint()
+                }
+            }
+            if stopped {
+                try checkpoint()
+                console.line("")
+                console.line("nntrain: stopped by signal at epoch \(epoch + 1), step \(position.stepInEpoch)/\(steps); checkpoint written. Resume with: nntrain train --run-dir \(options.runDirectory) --resume")
+                return TrainingOutcome(history: history, test: nil, stoppedEarly: true, modelPath: nil)
+            }
+
+            let seconds = Date().timeIntervalSince(start)
+            let trainMetrics = reduceEpochMetrics()
+            let validation = data.validation.map { evaluate($0) }
+            let stepsRun = steps - startStep
+            let samplesRun = Double(position.epochSamples - startSamples)
+            let record = EpochRecord(epoch: epoch + 1, training: trainMetrics, validation: validation, seconds: seconds,
+                                     samplesPerSecond: samplesRun / max(seconds, 1e-9),
+                                     learningRate: optimizer.currentRate)
+            history.append(record)
+            reportEpoch(record, steps: steps, stepsRun: stepsRun)
+
+            position.epoch += 1
+            position.stepInEpoch = 0
+            position.epochSamples = 0
+            position.epochStatistics = [Double](repeating: 0, count: Statistic.width)
+            accelerator.fill(statistics, with: 0)
+            try checkpoint()
+        }
+
+        let test = data.test.map { evaluate($0) }
+        if let test {
+            console.line("test" + Console.format(test.named()))
+        }
+        var modelPath: String?
+        if let coordinator {
+            let final = snapshot(includeState: false)
+            modelPath = try coordinatorWrite { try coordinator.saveModel(final) }
+            console.line("saved \(modelPath!)")
+        }
+        return TrainingOutcome(history: history, test: test, stoppedEarly: false, modelPath: modelPath)
+    }
+
+    /// One optimizer step on this rank's slice `local` of the global batch.
+    private func trainStep(order: [Int32], global: Range<Int>, local: Range<Int>) throws {
+        model.zeroGradients()
+        if !local.isEmpty {
+            let (inputs, targets) = order.withUnsafeBufferPointer {
+                batches.load(data.training, indices: UnsafeBufferPointer(rebasing: $0[local]))
+            }
+            let pass = Pass(training: true, seed: config.training.seed, step: position.globalStep,
+                            rowOffset: local.lowerBound - global.lowerBound)
+            model.accumulateGradients(inputs: inputs, targets: targets, gradientScale: 1 / Float(global.count),
+                                      pass: pass, statistics: statistics)
+        }
+        reduceGradients()
+        if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
+        let bad = accelerator.countNonFinite(model.gradients)
+        if bad > 0 {
+            throw UserError("step \(position.globalStep + 1) (epoch \(position.epoch + 1)): \(bad) gradient values are NaN or infinite after the allreduce; training stopped before applying them. Lower optimizer.learning_rate, or scale the data (data.scale: standardize)")
+        }
+        optimizer.apply(parameters: model.parameters, gradients: model.gradients)
+    }
+
+    /// Sums the gradients over all ranks: one allreduce of the flat buffer.
+    private func reduceGradients() {
+        guard communicator.size > 1 else { return }
+        let gradients = model.gradients
+        if accelerator.isHostMemory {
+            communicator.allReduceSum(UnsafeMutableBufferPointer(start: gradients.hostPointer, count: gradients.count))
+        } else {
+            var host = accelerator.values(gradients)
+            host.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+            host.withUnsafeBufferPointer { accelerator.copy($0, to: gradients) }
+        }
+    }
+
+    // MARK: - Metrics
+
+    private func makeMetrics(_ sums: [Double], samples: Int) -> Metrics {
+        Metrics(statistics: sums, samples: samples, isClassifier: objective.isClassifier,
+                accuracyUnits: objective.accuracyUnitsPerSample, outputs: objective.outputs)
+    }
+
+    /// This rank's running epoch metrics (for the progress bar only).
+    private func localMetrics() -> Metrics {
+        let local = accelerator.values(statistics).map(Double.init)
+        let share = Double(position.epochSamples) / Double(communicator.size)
+        return makeMetrics(local, samples: Int(share.rounded()))
+    }
+
+    /// The epoch's training metrics, summed over ranks.
+    private func reduceEpochMetrics() -> Metrics {
+        var sums = accelerator.values(statistics).map(Double.init)
+        sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        return makeMetrics(sums, samples: position.epochSamples)
+    }
+
+    /// Loss and metrics on a dataset, each rank evaluating its shard.
+    public func evaluate(_ dataset: Dataset) -> Metrics {
+        let shard = ShardedSampler.shard(count: dataset.count, rank: communicator.rank, worldSize: communicator.size)
+        let sums = Trainer.evaluate(model: model, dataset: dataset, range: shard, batches: &batches)
+        var total = sums
+        total.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        return makeMetrics(total, samples: dataset.count)
+    }
+
+    /// Summed statistics of `model` over `range` of `dataset`, in chunks.
+    static func evaluate(model: Sequential, dataset: Dataset, range: Range<Int>, batches: inout BatchAssembler) -> [Double] {
+        let stats = model.accelerator.tensor(rows: 1, columns: Statistic.width)
+        var start = range.lowerBound
+        let chunk = batches.rows
+        var indices = [Int32](repeating: 0, count: chunk)
+        while start < range.upperBound {
+            let end = min(start + chunk, range.upperBound)
+            for i in start..<end { indices[i - start] = Int32(i) }
+            let (inputs, targets) = indices.withUnsafeBufferPointer {
+                batches.load(dataset, indices: UnsafeBufferPointer(rebasing: $0[0..<(end - start)]))
+            }
+            model.evaluate(inputs: inputs, targets: targets, statistics: stats)
+            start = end
+        }
+        return model.accelerator.values(stats).map(Double.init)
+    }
+
+    private func reportEpoch(_ record: EpochRecord, steps: Int, stepsRun: Int) {
+        let perStep = record.seconds / Double(max(stepsRun, 1))
+        var metrics = record.training.named()
+        if let validation = record.validation { metrics += validation.named(prefix: "val_") }
+        console.line(Console.counter(steps, steps) + " " + Console.bar(steps, steps) + " - "
+                     + Console.duration(record.seconds) + " " + String(format: "%.0fms/step", perStep * 1000)
+                     + Console.format(metrics) + String(format: " - %.0f samples/s", record.samplesPerSecond))
+        coordinator?.appendMetrics(record)
+    }
+
+    // MARK: - Checkpoints
+
+    /// The full state as host values (parameters, optimizer state, position).
+    func snapshot(includeState: Bool) -> ModelSnapshot {
+        var saved = position
+        saved.epochStatistics = accelerator.values(statistics).map(Double.init)
+        return ModelSnapshot(config: config, inputSize: data.featureCount, scaler: data.scaler, classNames: data.classNames,
+                             parameters: accelerator.values(model.parameters),
+                             optimizerState: includeState ? accelerator.values(optimizer.state) : [],
+                             optimizerSteps: optimizer.steps, position: includeState ? saved : nil)
+    }
+
+    /// Rank 0 writes a checkpoint. Statistics are rank-local, so the epoch's
+    /// running sums are reduced first (every rank takes part).
+    private func checkpoint() throws {
+        var sums = accelerator.values(statistics).map(Double.init)
+        sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        guard let coordinator else { return }
+        var snap = snapshot(includeState: true)
+        snap.position?.epochStatistics = sums
+        try coordinatorWrite { try coordinator.saveCheckpoint(snap) }
+    }
+
+    /// Runs a write only rank 0 performs. If it fails in a job of several
+    /// ranks, the others would wait for rank 0 forever: stop the whole job.
+    private func coordinatorWrite<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as UserError where communicator.size > 1 {
+            Launch.printError(error.message)
+            communicator.abort(code: 2)
+        }
+    }
+}
+
+// MARK: - Batches
+
+/// Gathers dataset rows into device tensors, encoding labels as the loss
+/// expects them. On a host-memory accelerator rows go straight into the
+/// input tensor, without a staging copy.
+struct BatchAssembler {
+    let accelerator: any Accelerator
+    let objective: Objective
+    let featureCount: Int
+    let labelWidth: Int
+    /// Largest batch it holds.
+    let rows: Int
+    /// inputs: (rows × featureCount); targets: (rows × objective.targetWidth).
+    private let inputs: Tensor
+    private let targets: Tensor
+    private var hostFeatures: [Float]
+    private var hostLabels: [Float]
+    private var hostTargets: [Float]
+
+    init(accelerator: any Accelerator, objective: Objective, featureCount: Int, labelWidth: Int, rows: Int) {
+        self.accelerator = accelerator
+        self.objective = objective
+        self.featureCount = featureCount
+        self.labelWidth = labelWidth
+        self.rows = rows
+        inputs = accelerator.tensor(rows: rows, columns: featureCount)
+        targets = accelerator.tensor(rows: rows, columns: objective.targetWidth)
+        hostFeatures = accelerator.isHostMemory ? [] : [Float](repeating: 0, count: rows * featureCount)
+        hostLabels = [Float](repeating: 0, count: rows * labelWidth)
+        hostTargets = [Float](repeating: 0, count: rows * objective.targetWidth)
+    }
+
+    /// Loads the rows `indices` of `dataset`; the tensors stay valid until the next load.
+    mutating func load(_ dataset: Dataset, indices: UnsafeBufferPointer<Int32>) -> (Tensor, Tensor) {
+        let n = indices.count
+        precondition(n <= rows)
+        let x = inputs.prefix(rows: n), y = targets.prefix(rows: n)
+        let width = objective.targetWidth
+        hostLabels.withUnsafeMutableBufferPointer { labels in
+            if accelerator.isHostMemory {
+                dataset.gather(indices: indices, features: x.hostPointer, labels: labels.baseAddress!)
+            } else {
+                hostFeatures.withUnsafeMutableBufferPointer { features in
+                    dataset.gather(indices: indices, features: features.baseAddress!, labels: labels.baseAddress!)
+                    accelerator.copy(UnsafeBufferPointer(rebasing: features[0..<n * featureCount]), to: x)
+                }
+            }
+            hostTargets.withUnsafeMutableBufferPointer { t in
+                objective.encodeTargets(labels: labels.baseAddress!, labelWidth: dataset.labelWidth, rows: n, into: t.baseAddress!)
+                accelerator.copy(UnsafeBufferPointer(rebasing: t[0..<n * width]), to: y)
+            }
+        }
+        return (x, y)
+    }
+}

@@ -1,0 +1,99 @@
+// Loading the datasets a config names, checking them against the model, and
+// scaling their features with statistics from the training set only.
+
+import NNCore
+import NNData
+
+/// The datasets of a run, scaled and checked.
+public struct PreparedData: Sendable {
+    public var training: Dataset
+    public var validation: Dataset?
+    public var test: Dataset?
+    /// Fitted on the training split; stored with the model.
+    public var scaler: FeatureScaler
+    /// Class names when the labels were names (CSV); stored with the model.
+    public var classNames: [String]?
+
+    /// Width of a feature row (the model's input size).
+    public var featureCount: Int { training.featureCount }
+}
+
+/// Loads and prepares the data of a run.
+public enum DataLoading {
+    /// Loads one source.
+    public static func load(_ source: DataSource, task: RunConfig.Task, classNames: [String]? = nil) throws -> Dataset {
+        var dataset: Dataset
+        switch source.format {
+        case .csv:
+            dataset = try CSVLoader.load(path: source.path!, label: source.label!,
+                                         mode: task == .classification ? .classes : .values, classNames: classNames)
+        case .idx:
+            dataset = try IDXLoader.load(images: source.images!, labels: source.labels!, limit: source.limit)
+        case .synthetic:
+            dataset = try SyntheticData.make(name: source.name!, samples: source.samples ?? 500,
+                                             noise: source.noise ?? 0, seed: source.seed ?? 0)
+        }
+        if let limit = source.limit, limit < dataset.count { dataset = dataset.prefix(limit) }
+        return dataset
+    }
+
+    /// Loads the training data (split into training and validation), and the
+    /// test set when asked; fits the scaler on the training split, or uses
+    /// `scaler` (a saved model's) when given.
+    public static func prepare(_ config: RunConfig, objective: Objective, includeTraining: Bool = true,
+                               includeTest: Bool, scaler fixedScaler: FeatureScaler? = nil,
+                               classNames fixedClassNames: [String]? = nil) throws -> PreparedData {
+        var full = try load(config.data.train, task: config.task, classNames: fixedClassNames)
+        try check(full, objective: objective)
+        let classNames = full.classNames ?? fixedClassNames
+        var (training, validation) = config.data.validationSplit > 0
+            ? full.split(validationFraction: config.data.validationSplit)
+            : (full, nil as Dataset?)
+        full = training  // drop the unsplit copy
+        if training.count == 0 {
+            throw UserError("\(config.data.train.summary): no training samples are left after validation_split \(config.data.validationSplit); lower it or add data")
+        }
+        let scaler = fixedScaler ?? FeatureScaler(fitting: training, method: config.data.scale)
+        guard scaler.offsets.count == training.featureCount || scaler.method == .none && scaler.offsets.isEmpty else {
+            throw UserError("\(config.data.train.summary): the data has \(training.featureCount) features but the model was trained on \(scaler.offsets.count); use data with the same columns")
+        }
+        scaler.apply(to: &training)
+        if validation != nil { scaler.apply(to: &validation!) }
+
+        var test: Dataset?
+        if includeTest, let source = config.data.test {
+            var t = try load(source, task: config.task, classNames: classNames)
+            try check(t, objective: objective)
+            guard t.featureCount == training.featureCount else {
+                throw UserError("\(source.summary): the test set has \(t.featureCount) features but the training set has \(training.featureCount); give both the same columns")
+            }
+            scaler.apply(to: &t)
+            test = t
+        }
+        if !includeTraining { training = training.prefix(0) }
+        return PreparedData(training: training, validation: validation, test: test, scaler: scaler, classNames: classNames)
+    }
+
+    /// Checks that labels fit the output layer: class indices below the
+    /// number of classes, regression targets as wide as the output.
+    public static func check(_ dataset: Dataset, objective: Objective) throws {
+        if objective.isClassifier {
+            let classes = objective.classCount
+            if dataset.labelWidth == objective.outputs && objective.outputs > 1 { return }  // already one-hot
+            let labels = dataset.labels, width = dataset.labelWidth
+            for i in 0..<dataset.count {
+                let label = labels[i * width]
+                if label < 0 || label >= Float(classes) || label != label.rounded() {
+                    let named = dataset.classNames.map { " (classes: \($0.joined(separator: ", ")))" } ?? ""
+                    throw UserError("\(dataset.location(ofSample: i)): label \(formatLabel(label)) is outside the output layer's \(classes) classes 0…\(classes - 1)\(named); give the last dense layer as many units as there are classes (\(objective.outputs == 1 ? "or 1 unit for two classes" : "at least \(Int(label) + 1)"))")
+                }
+            }
+        } else if dataset.labelWidth != objective.outputs {
+            throw UserError("\(dataset.name): the regression target has \(dataset.labelWidth) value\(dataset.labelWidth == 1 ? "" : "s") per sample but the output layer has \(objective.outputs) units; give the last dense layer \(dataset.labelWidth) unit\(dataset.labelWidth == 1 ? "" : "s")")
+        }
+    }
+
+    private static func formatLabel(_ value: Float) -> String {
+        value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+    }
+}

@@ -1,0 +1,189 @@
+// The command line: parse, validate, hand over to NNTraining. No training
+// logic lives here.
+
+import ArgumentParser
+import Foundation
+import NNCore
+import NNTraining
+
+struct NNTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nntrain",
+        abstract: "Train neural networks on one process or many (mpirun -n N nntrain).",
+        discussion: """
+            With no arguments, trains the default preset (fashion-mnist). Presets: \(Presets.names.joined(separator: ", ")).
+            Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
+            """,
+        subcommands: [Train.self, Evaluate.self, Predict.self],
+        defaultSubcommand: Train.self)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
+
+    @Option(name: .long, help: "A YAML run configuration.")
+    var config: String?
+
+    @Option(name: .long, help: "A built-in configuration: \(Presets.names.joined(separator: ", ")).")
+    var preset: String?
+
+    @Option(name: .long, help: "Override training.epochs.")
+    var epochs: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Override training.batch_size (the global batch).")
+    var batchSize: Int?
+
+    @Option(name: .customLong("learning-rate"), help: "Override optimizer.learning_rate.")
+    var learningRate: Float?
+
+    @Option(name: .long, help: "Override training.seed.")
+    var seed: UInt64?
+
+    @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
+    var runDir: String?
+
+    @Flag(name: .customLong("resume"), help: "Continue from the latest valid checkpoint of the run (--run-dir, or the newest runs/NAME).")
+    var resumeLatest = false
+
+    @Option(name: .customLong("resume-from"), help: "Continue from this checkpoint file.")
+    var resumeFrom: String?
+
+    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
+    var checkpointEvery: Int = 0
+
+    @Option(name: .customLong("keep-checkpoints"), help: "How many checkpoints to keep.")
+    var keepCheckpoints: Int = 3
+
+    @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file (layers.{i}.weight/bias).")
+    var initFrom: String?
+
+    func validate() throws {
+        if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
+        if let epochs, epochs <= 0 { throw ValidationError("--epochs: must be a positive integer (got \(epochs))") }
+        if let batchSize, batchSize <= 0 { throw ValidationError("--batch-size: must be a positive integer (got \(batchSize))") }
+        if let learningRate, !(learningRate > 0) || !learningRate.isFinite {
+            throw ValidationError("--learning-rate: must be a positive number (got \(learningRate))")
+        }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every: must be 0 or more (got \(checkpointEvery))") }
+        if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
+        if resumeLatest && resumeFrom != nil { throw ValidationError("give either --resume or --resume-from FILE, not both") }
+        if (resumeLatest || resumeFrom != nil) && initFrom != nil {
+            throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
+        }
+    }
+
+    func run() throws {
+        var request = TrainRequest()
+        request.configPath = config
+        request.preset = preset
+        request.epochs = epochs
+        request.batchSize = batchSize
+        request.learningRate = learningRate
+        request.seed = seed
+        request.runDirectory = runDir
+        request.resume = resumeFrom.map { .file($0) } ?? (resumeLatest ? .latest : nil)
+        request.checkpointEvery = checkpointEvery
+        request.keepCheckpoints = keepCheckpoints
+        request.initFrom = initFrom
+        let status = Launch.train(request)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Loss and metrics of a saved model on a test set.")
+
+    @Option(name: .long, help: "A model.safetensors written by nntrain train.")
+    var model: String
+
+    @Option(name: .long, help: "Take the test set from this config (default: the config saved in the model).")
+    var config: String?
+
+    @Option(name: .long, help: "Take the test set from this preset.")
+    var preset: String?
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
+    }
+
+    func run() throws {
+        let metrics = try Launch.evaluate(modelPath: model, configPath: config, preset: preset)
+        if json {
+            print(Launch.json(metrics))
+        } else {
+            print("\(metrics.samples) samples" + metrics.named().map { " - \($0.0): \(String(format: "%.4f", $0.1))" }.joined())
+        }
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Predictions of a saved model for the rows of a CSV file.")
+
+    @Option(name: .long, help: "A model.safetensors written by nntrain train.")
+    var model: String
+
+    @Option(name: .long, help: "A CSV file with a header and the model's feature columns.")
+    var input: String
+
+    @Option(name: .long, help: "Write the predictions here (default: standard output).")
+    var output: String?
+
+    func run() throws {
+        let text = try Launch.predict(modelPath: model, inputPath: input)
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8)) else {
+                throw UserError("--output: \(output): cannot write the file; check that its directory exists")
+            }
+        } else {
+            FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
+
+// MARK: - Entry
+
+/// Every user-caused problem ends as one line on standard error and exit status 2.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data(("nntrain: error: " + message + "\n").utf8))
+    exit(2)
+}
+
+/// `--resume` takes an optional file: `--resume PATH` and `--resume=PATH`
+/// become `--resume-from PATH`; a bare `--resume` means the latest checkpoint.
+func normalizedArguments(_ arguments: [String]) -> [String] {
+    var result: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        if argument.hasPrefix("--resume=") {
+            result += ["--resume-from", String(argument.dropFirst("--resume=".count))]
+        } else if argument == "--resume", index + 1 < arguments.count, !arguments[index + 1].hasPrefix("-") {
+            result += ["--resume-from", arguments[index + 1]]
+            index += 1
+        } else {
+            result.append(argument)
+        }
+        index += 1
+    }
+    return result
+}
+
+do {
+    var command = try NNTrain.parseAsRoot(normalizedArguments(Array(CommandLine.arguments.dropFirst())))
+    try command.run()
+} catch let error as UserError {
+    fail(error.message)
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    let code = NNTrain.exitCode(for: error)
+    if code == .success {
+        print(NNTrain.fullMessage(for: error))
+        exit(0)
+    }
+    let message = NNTrain.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+    fail(message + " (see nntrain --help)")
+}
