@@ -3,6 +3,7 @@
 
 import Foundation
 import NNCore
+import NNDistributed
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,7 +53,7 @@ final class Coordinator {
         fields.append(("samples_per_second", number(record.samplesPerSecond)))
         let line = "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}\n"
         guard let handle = FileHandle(forWritingAtPath: metricsPath) ?? {
-            FileManager.default.createFile(atPath: metricsPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
             return FileHandle(forWritingAtPath: metricsPath)
         }() else {
             console.warn("\(metricsPath): cannot write metrics")

@@ -139,6 +139,10 @@ public enum Launch {
         guard communicator.size > 1 else { return try result.get() }
         let failed = communicator.allGather(result.isSuccess ? 0 : 1)
         if case .failure(let error) = result {
+            // The same failure everywhere (same data, same config): rank 0 says it once.
+            if failed.allSatisfy({ $0 == 1 }) {
+                throw CollectiveFailure(message: communicator.isCoordinator ? error.message : nil)
+            }
             throw CollectiveFailure(message: "rank \(communicator.rank): " + error.message)
         }
         if let first = failed.firstIndex(of: 1) {

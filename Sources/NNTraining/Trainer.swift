@@ -145,7 +145,7 @@ public final class Trainer {
         optimizer.steps = Int(header[3])
         position.epochStatistics = Array(header[4...])
         position.epochSamples = Int(samples[0])
-        var running = position.epochStatistics.map(Float.init)
+        let running = position.epochStatistics.map(Float.init)
         running.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
     }
 
@@ -218,6 +218,7 @@ public final class Trainer {
             try checkpoint()
         }
 
+        try verifyReplicas()
         let test = data.test.map { evaluate($0) }
         if let test {
             console.line("test" + Console.format(test.named()))
@@ -229,6 +230,21 @@ public final class Trainer {
             console.line("saved \(modelPath!)")
         }
         return TrainingOutcome(history: history, test: test, stoppedEarly: false, modelPath: modelPath)
+    }
+
+    /// Checks that every rank ends with bit-identical parameters.
+    private func verifyReplicas() throws {
+        let values = accelerator.values(model.parameters)
+        let checksum = values.withUnsafeBytes { CRC32C.checksum($0) }
+        let all = communicator.allGather(UInt64(checksum))
+        let hex = String(format: "%08x", checksum)
+        guard all.allSatisfy({ $0 == all[0] }) else {
+            let differing = all.indices.filter { all[$0] != all[0] }.map(String.init).joined(separator: ", ")
+            throw UserError("replicas diverged: the parameters of rank(s) \(differing) differ from rank 0's (CRC-32C \(hex)); please report this as a bug")
+        }
+        if communicator.size > 1 {
+            console.line("parameters: CRC-32C \(hex), identical on all \(communicator.size) ranks")
+        }
     }
 
     /// One optimizer step on this rank's slice `local` of the global batch.

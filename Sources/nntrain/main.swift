@@ -14,7 +14,7 @@ struct NNTrain: ParsableCommand {
             With no arguments, trains the default preset (fashion-mnist). Presets: \(Presets.names.joined(separator: ", ")).
             Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 
@@ -139,6 +139,45 @@ struct Predict: ParsableCommand {
             }
         } else {
             FileHandle.standardOutput.write(Data(text.utf8))
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measurements for the benchmark scripts.",
+        subcommands: [GEMMBound.self])
+
+    struct GEMMBound: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gemm",
+            abstract: "Samples/s that a training step's matrix products alone allow (OpenBLAS).")
+
+        @Option(name: .long, help: "Preset whose dense layers to use.")
+        var preset: String = Presets.names[0]
+
+        @Option(name: .customLong("input-size"), help: "Features per sample.")
+        var inputSize: Int = 784
+
+        @Option(name: .customLong("batch-size"), help: "Batch (default: the preset's).")
+        var batchSize: Int?
+
+        @Option(name: .long, help: "OpenBLAS threads.")
+        var threads: Int = 1
+
+        @Option(name: .long, help: "Seconds to measure.")
+        var seconds: Double = 3
+
+        func run() throws {
+            let config = try Presets.config(preset)
+            let batch = batchSize ?? config.training.batchSize
+            let widths = Benchmarks.widths(of: config, inputSize: inputSize)
+            let timing = Benchmarks.stepGEMMs(widths: widths, batch: batch, accelerator: CPUAccelerator(threads: threads),
+                                              seconds: seconds)
+            let perStep = timing.perIteration
+            print(String(format: "{\"widths\": %@, \"batch\": %d, \"threads\": %d, \"step_ms\": %.4f, \"samples_per_second\": %.0f}",
+                         "[" + widths.map(String.init).joined(separator: ", ") + "]", batch, threads, perStep * 1000,
+                         Double(batch) / perStep))
         }
     }
 }

@@ -1,0 +1,57 @@
+// Measurements behind the figures in scripts/: the bound that a training
+// step's matrix products alone allow.
+
+import Foundation
+import NNCore
+
+/// Timings used by the benchmark scripts (never by tests).
+public enum Benchmarks {
+    /// The result of timing a fixed piece of work repeatedly.
+    public struct Timing: Sendable {
+        public var iterations: Int
+        public var seconds: Double
+        /// Seconds per iteration.
+        public var perIteration: Double { seconds / Double(max(iterations, 1)) }
+    }
+
+    /// Times the matrix products of one training step of a dense network with
+    /// layer widths `widths` (input first) at batch `batch`: per layer the
+    /// forward product, the weight-gradient product, and the input-gradient
+    /// product for every layer but the first. Nothing else runs.
+    public static func stepGEMMs(widths: [Int], batch: Int, accelerator: any Accelerator, seconds: Double) -> Timing {
+        let layers = widths.count - 1
+        let weights = (0..<layers).map { accelerator.tensor(rows: widths[$0 + 1], columns: widths[$0]) }
+        let gradients = (0..<layers).map { accelerator.tensor(rows: widths[$0 + 1], columns: widths[$0]) }
+        let activations = widths.map { accelerator.tensor(rows: batch, columns: $0) }
+        let deltas = widths.map { accelerator.tensor(rows: batch, columns: $0) }
+        for t in weights + activations + deltas { accelerator.fill(t, with: 0.01) }
+        func step() {
+            for l in 0..<layers {
+                accelerator.gemm(transposeA: false, transposeB: true, alpha: 1, activations[l], weights[l], beta: 0, activations[l + 1])
+            }
+            for l in (0..<layers).reversed() {
+                accelerator.gemm(transposeA: true, transposeB: false, alpha: 1, deltas[l + 1], activations[l], beta: 1, gradients[l])
+                if l > 0 {
+                    accelerator.gemm(transposeA: false, transposeB: false, alpha: 1, deltas[l + 1], weights[l], beta: 0, deltas[l])
+                }
+            }
+        }
+        for _ in 0..<20 { step() }  // warm-up: threads started, caches filled
+        _ = accelerator.values(gradients[0].prefix(rows: 1))
+        var iterations = 0
+        let start = Date()
+        var elapsed = 0.0
+        repeat {
+            for _ in 0..<10 { step() }
+            iterations += 10
+            _ = accelerator.values(gradients[0].prefix(rows: 1))
+            elapsed = Date().timeIntervalSince(start)
+        } while elapsed < seconds
+        return Timing(iterations: iterations, seconds: elapsed)
+    }
+
+    /// Layer widths of a configuration's dense layers, input first.
+    public static func widths(of config: RunConfig, inputSize: Int) -> [Int] {
+        [inputSize] + config.model.layers.compactMap { $0.kind == .dense ? $0.units : nil }
+    }
+}

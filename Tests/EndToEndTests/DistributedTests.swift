@@ -1,0 +1,97 @@
+// Real Open MPI jobs: `mpirun -n N nntrain` against the single process.
+
+import Foundation
+import XCTest
+import NNTraining
+
+final class DistributedTests: XCTestCase {
+    /// A small config with dropout and an L2 penalty, so that every part of
+    /// the step (masks by global row, penalties after the allreduce) must
+    /// agree across world sizes.
+    func smallConfig(in dir: String, samples: Int = 480, batch: Int = 48, epochs: Int = 3) -> String {
+        write("""
+            data:
+              train: {format: synthetic, name: spiral, samples: \(samples), noise: 0.1, seed: 3}
+              validation_split: 0.25
+              scale: standardize
+            model:
+              layers:
+                - dense: {units: 16, activation: tanh, l2: 0.0001}
+                - dropout: {rate: 0.1}
+                - dense: {units: 8, activation: relu}
+                - dense: {units: 1, activation: sigmoid}
+            loss: binary_crossentropy
+            optimizer: {name: adam, learning_rate: 0.01}
+            training: {epochs: \(epochs), batch_size: \(batch), seed: 5}
+            """, "small.yaml", in: dir)
+    }
+
+    func parameters(_ runDirectory: String) throws -> [Float] {
+        let file = try SafeTensors.read(path: runDirectory + "/model.safetensors")
+        return file.tensors.sorted { $0.name < $1.name }.flatMap(\.values)
+    }
+
+    func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+        XCTAssertEqual(a.count, b.count)
+        return zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
+    }
+
+    func testWorldSizesTwoAndFourMatchOneProcess() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir)
+        let single = try nntrain(["train", "--config", config, "--run-dir", dir + "/w1"])
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let reference = try parameters(dir + "/w1")
+        for ranks in [2, 4] {
+            let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", dir + "/w\(ranks)"])
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertTrue(outcome.stdout.contains("identical on all \(ranks) ranks"), outcome.stdout)
+            XCTAssertLessThan(maxRelativeDifference(try parameters(dir + "/w\(ranks)"), reference), 1e-5, "\(ranks) ranks")
+            // Only rank 0 prints.
+            XCTAssertEqual(outcome.stdout.components(separatedBy: "Epoch 1/").count - 1, 1, outcome.stdout)
+        }
+    }
+
+    func testMpirunWithOneRankEqualsThePlainProcess() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir, epochs: 2)
+        XCTAssertEqual(try nntrain(["train", "--config", config, "--run-dir", dir + "/plain"]).status, 0)
+        let outcome = try mpirun(1, ["train", "--config", config, "--run-dir", dir + "/mpi1"])
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
+        XCTAssertEqual(try parameters(dir + "/mpi1"), try parameters(dir + "/plain"))
+    }
+
+    func testConfigurationMismatchStopsEveryRankQuickly() throws {
+        guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed") }
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir)
+        // Open MPI's MPMD syntax: rank 0 and rank 1 get different epochs.
+        let outcome = try run(mpirun, ["--oversubscribe", "-n", "1", nntrainBinary, "train", "--config", config, "--epochs", "2",
+                                       "--run-dir", dir + "/a", ":", "-n", "1", nntrainBinary, "train", "--config", config,
+                                       "--epochs", "3", "--run-dir", dir + "/a"], timeout: 60)
+        XCTAssertNotEqual(outcome.status, 0)
+        XCTAssertLessThan(outcome.seconds, 30)
+        XCTAssertTrue(outcome.stderr.contains("configuration mismatch: rank 1"), outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("rank 0:") && outcome.stderr.contains("rank 1:"), "every rank says it: \(outcome.stderr)")
+    }
+
+    func testDatasetNotDivisibleByWorldSizeTrains() throws {
+        let dir = temporaryDirectory(self)
+        // 200 · 0.75 = 150 training samples, batch 12 over 3 ranks: the last
+        // global batch has 6 samples, 2 per rank; with 7 ranks some ranks
+        // get none in a step and still take part.
+        let config = smallConfig(in: dir, samples: 200, batch: 12, epochs: 2)
+        let outcome = try mpirun(3, ["train", "--config", config, "--run-dir", dir + "/r3"], timeout: 120)
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
+        let odd = try mpirun(4, ["train", "--config", smallConfig(in: dir, samples: 203, batch: 8, epochs: 1), "--run-dir", dir + "/r4"],
+                             timeout: 120)
+        XCTAssertEqual(odd.status, 0, odd.stderr)
+    }
+
+    func testBatchThatDoesNotDivideOverRanksIsRejected() throws {
+        let dir = temporaryDirectory(self)
+        let outcome = try mpirun(4, ["train", "--config", smallConfig(in: dir, batch: 10), "--run-dir", dir + "/x"], timeout: 60)
+        XCTAssertEqual(outcome.status, 2, outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("training.batch_size: 10 is the global batch and must divide evenly over 4 ranks"), outcome.stderr)
+    }
+}

@@ -1,0 +1,143 @@
+// Bad input: one clear line naming the place and the fix, exit status 2,
+// never a stack trace. Every case runs the real binary.
+
+import Foundation
+import XCTest
+
+final class ErrorPathTests: XCTestCase {
+    /// A valid config around a CSV file; `edit` changes parts of it.
+    func csvConfig(train: String, label: String = "species", layers: String? = nil, loss: String = "sparse_categorical_crossentropy",
+                   training: String = "{epochs: 1, batch_size: 4, seed: 1}", optimizer: String = "{name: adam, learning_rate: 0.01}") -> String {
+        """
+        data:
+          train: {format: csv, path: \(train), label: \(label)}
+        model:
+          layers:
+        \(layers ?? "    - dense: {units: 4, activation: relu}\n    - dense: {units: 3, activation: softmax}")
+        loss: \(loss)
+        optimizer: \(optimizer)
+        training: \(training)
+        """
+    }
+
+    let goodCSV = """
+        x1,x2,species
+        1.0,2.0,setosa
+        1.5,2.5,setosa
+        5.0,1.0,virginica
+        5.5,1.5,virginica
+        3.0,3.0,versicolor
+        3.5,3.5,versicolor
+        """
+
+    func testMissingDataFile() throws {
+        let dir = temporaryDirectory(self)
+        let config = write(csvConfig(train: "absent.csv"), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config, "--run-dir", dir + "/run"]), contains: ["absent.csv"])
+    }
+
+    func testMissingConfigFile() throws {
+        assertUserError(try nntrain(["train", "--config", "/nonexistent/run.yaml"]), contains: ["/nonexistent/run.yaml", "no such config file"])
+    }
+
+    func testUnknownKeySuggestsTheClosestName() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV, "train.csv", in: dir)
+        let text = csvConfig(train: "train.csv").replacingOccurrences(of: "training:", with: "trainig:")
+        let config = write(text, "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config]), contains: ["run.yaml:9", "trainig", "did you mean 'training'"])
+
+        let nested = write(csvConfig(train: "train.csv", training: "{epohcs: 2}"), "nested.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", nested]), contains: ["nested.yaml:9", "training.epohcs", "did you mean 'epochs'"])
+    }
+
+    func testNonNumericCellNamesFileLineAndColumn() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV.replacingOccurrences(of: "1.5,2.5,setosa", with: "1.5,n/a,setosa"), "train.csv", in: dir)
+        let config = write(csvConfig(train: "train.csv"), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config, "--run-dir", dir + "/run"]),
+                        contains: ["train.csv:3", "x2", "n/a"])
+    }
+
+    func testRaggedRow() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV.replacingOccurrences(of: "5.0,1.0,virginica", with: "5.0,1.0,2.0,virginica"), "train.csv", in: dir)
+        let config = write(csvConfig(train: "train.csv"), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config, "--run-dir", dir + "/run"]), contains: ["train.csv:4", "4 fields"])
+    }
+
+    func testLabelOutsideTheOutputClasses() throws {
+        let dir = temporaryDirectory(self)
+        write("a,b,label\n0,1,0\n1,0,1\n1,1,4\n", "train.csv", in: dir)
+        let config = write(csvConfig(train: "train.csv", label: "label"), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config, "--run-dir", dir + "/run"]),
+                        contains: ["train.csv:4", "label 4", "3 classes"])
+    }
+
+    func testLossThatDoesNotFitTheOutputActivation() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV, "train.csv", in: dir)
+        let layers = "    - dense: {units: 4, activation: relu}\n    - dense: {units: 3, activation: sigmoid}"
+        let config = write(csvConfig(train: "train.csv", layers: layers), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config]), contains: ["run.yaml:7", "loss", "needs a softmax output layer"])
+    }
+
+    func testOutputLayerThatDoesNotFitTheData() throws {
+        let dir = temporaryDirectory(self)
+        write("a,b,y\n0,1,0.5\n1,0,1.5\n1,1,2.5\n", "train.csv", in: dir)
+        let layers = "    - dense: {units: 4, activation: relu}\n    - dense: {units: 3, activation: linear}"
+        let config = write(csvConfig(train: "train.csv", label: "y", layers: layers, loss: "mse"), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config, "--run-dir", dir + "/run"]), contains: ["output layer has 3 units"])
+    }
+
+    func testStepInsideABackpropNetwork() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV, "train.csv", in: dir)
+        let layers = "    - dense: {units: 4, activation: step}\n    - dense: {units: 3, activation: softmax}"
+        let config = write(csvConfig(train: "train.csv", layers: layers), "run.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", config]),
+                        contains: ["run.yaml:5", "model.layers[0].dense.activation", "no useful derivative"])
+    }
+
+    func testNonPositiveBatchSizeAndLearningRate() throws {
+        let dir = temporaryDirectory(self)
+        write(goodCSV, "train.csv", in: dir)
+        let zeroBatch = write(csvConfig(train: "train.csv", training: "{batch_size: 0}"), "a.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", zeroBatch]), contains: ["a.yaml:9", "training.batch_size", "positive"])
+        let negativeRate = write(csvConfig(train: "train.csv", optimizer: "{name: sgd, learning_rate: -0.1}"), "b.yaml", in: dir)
+        assertUserError(try nntrain(["train", "--config", negativeRate]), contains: ["b.yaml:8", "optimizer.learning_rate", "positive"])
+        assertUserError(try nntrain(["train", "--preset", "xor", "--batch-size", "0"]), contains: ["--batch-size", "positive"])
+        assertUserError(try nntrain(["train", "--preset", "xor", "--batch-size=-3"]), contains: ["--batch-size"])
+        assertUserError(try nntrain(["train", "--preset", "xor", "--learning-rate", "0"]), contains: ["--learning-rate", "positive"])
+        assertUserError(try nntrain(["train", "--preset", "nope"]), contains: ["unknown preset 'nope'"])
+    }
+
+    func testIDXWithWrongMagicAndTruncated() throws {
+        let dir = temporaryDirectory(self)
+        // A valid 2-image label file and a 2-image, 2×2 image file…
+        let labels: [UInt8] = [0, 0, 8, 1, 0, 0, 0, 2, 1, 0]
+        let images: [UInt8] = [0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2] + [UInt8](repeating: 7, count: 8)
+        FileManager.default.createFile(atPath: dir + "/labels.idx", contents: Data(labels))
+        FileManager.default.createFile(atPath: dir + "/images.idx", contents: Data(images))
+        // …then truncated: the header promises 2 images but one is missing.
+        FileManager.default.createFile(atPath: dir + "/short.idx", contents: Data(images.prefix(20)))
+        func config(_ imageFile: String, _ labelFile: String) -> String {
+            write("""
+                data:
+                  train: {format: idx, images: \(imageFile), labels: \(labelFile)}
+                model:
+                  layers:
+                    - dense: {units: 2, activation: softmax}
+                loss: sparse_categorical_crossentropy
+                """, "idx-\(imageFile)-\(labelFile).yaml", in: dir)
+        }
+        assertUserError(try nntrain(["train", "--config", config("labels.idx", "images.idx"), "--run-dir", dir + "/a"]),
+                        contains: ["labels.idx", "magic"])
+        assertUserError(try nntrain(["train", "--config", config("short.idx", "labels.idx"), "--run-dir", dir + "/b"]),
+                        contains: ["short.idx", "truncated"])
+    }
+
+    func testUnknownCommandLineOption() throws {
+        assertUserError(try nntrain(["train", "--epochz", "3"]), contains: ["--epochz"])
+    }
+}

@@ -1,0 +1,126 @@
+// Running the real nntrain binary (and mpirun) from tests.
+
+import Foundation
+import XCTest
+
+/// The package root, from this file's location.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// The nntrain binary `swift build` produced (or NNTRAIN_BINARY).
+var nntrainBinary: String {
+    if let path = ProcessInfo.processInfo.environment["NNTRAIN_BINARY"] { return path }
+    return packageRoot + "/.build/debug/nntrain"
+}
+
+/// What a finished process left.
+struct Outcome {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var seconds: Double
+}
+
+/// Runs `executable` with `arguments`, waiting at most `timeout` seconds
+/// (then it is killed and the test fails rather than hangs).
+@discardableResult
+func run(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
+         timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    var env = ProcessInfo.processInfo.environment
+    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+    env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let outFile = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-out-\(UUID().uuidString)")
+    let errFile = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-err-\(UUID().uuidString)")
+    FileManager.default.createFile(atPath: outFile.path, contents: nil)
+    FileManager.default.createFile(atPath: errFile.path, contents: nil)
+    defer {
+        try? FileManager.default.removeItem(at: outFile)
+        try? FileManager.default.removeItem(at: errFile)
+    }
+    process.standardOutput = try FileHandle(forWritingTo: outFile)
+    process.standardError = try FileHandle(forWritingTo: errFile)
+    process.standardInput = FileHandle.nullDevice
+    let start = Date()
+    try process.run()
+    while process.isRunning && Date().timeIntervalSince(start) < timeout { usleep(20_000) }
+    if process.isRunning {
+        process.terminate()
+        usleep(500_000)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        XCTFail("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout) s", file: file, line: line)
+    }
+    process.waitUntilExit()
+    return Outcome(status: process.terminationStatus,
+                   stdout: (try? String(contentsOf: outFile, encoding: .utf8)) ?? "",
+                   stderr: (try? String(contentsOf: errFile, encoding: .utf8)) ?? "",
+                   seconds: Date().timeIntervalSince(start))
+}
+
+/// Runs nntrain.
+@discardableResult
+func nntrain(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:], timeout: Double = 300,
+             file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
+    try run(nntrainBinary, arguments, in: directory, environment: environment, timeout: timeout, file: file, line: line)
+}
+
+/// The mpirun on PATH, if Open MPI is installed.
+var mpirunPath: String? {
+    for dir in ["/usr/bin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: dir + "/mpirun") {
+        return dir + "/mpirun"
+    }
+    return nil
+}
+
+/// Runs `mpirun -n ranks nntrain arguments`.
+@discardableResult
+func mpirun(_ ranks: Int, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
+            timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
+    guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed (scripts/install-deps installs openmpi-bin)") }
+    return try run(mpirun, ["-n", String(ranks), "--oversubscribe", "--bind-to", "none", nntrainBinary] + arguments,
+                   in: directory, environment: environment, timeout: timeout, file: file, line: line)
+}
+
+/// A fresh temporary directory, removed when the test ends.
+func temporaryDirectory(_ test: XCTestCase) -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-test-\(UUID().uuidString)").path
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+    return path
+}
+
+/// Writes `text` to `directory/name` and returns the path.
+@discardableResult
+func write(_ text: String, _ name: String, in directory: String) -> String {
+    let path = directory + "/" + name
+    FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    return path
+}
+
+/// Asserts a user error: exit status 2, exactly one line on stderr
+/// containing every fragment, and no crash report.
+func assertUserError(_ outcome: Outcome, contains fragments: [String], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(outcome.status, 2, "exit status; stderr: \(outcome.stderr)", file: file, line: line)
+    let lines = outcome.stderr.split(separator: "\n", omittingEmptySubsequences: true)
+    XCTAssertEqual(lines.count, 1, "one line on stderr, got: \(outcome.stderr)", file: file, line: line)
+    for fragment in fragments {
+        XCTAssertTrue(outcome.stderr.contains(fragment), "'\(fragment)' missing from: \(outcome.stderr)", file: file, line: line)
+    }
+    for crash in ["Fatal error", "Stack dump", "backtrace", "Illegal instruction"] {
+        XCTAssertFalse(outcome.stderr.contains(crash), "crash output: \(outcome.stderr)", file: file, line: line)
+    }
+}
+
+/// Parses metrics.jsonl.
+func metricsLines(_ runDirectory: String) -> [[String: Any]] {
+    let text = (try? String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").compactMap {
+        try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+    }
+}

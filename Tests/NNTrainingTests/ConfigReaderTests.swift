@@ -1,0 +1,112 @@
+import XCTest
+import NNCore
+@testable import NNTraining
+
+final class ConfigReaderTests: XCTestCase {
+    let issueExample = """
+        data:
+          train: {format: csv, path: train.csv, label: species}
+          test: {format: csv, path: test.csv, label: species}
+          validation_split: 0.1
+          scale: standardize
+        model:
+          layers:
+            - dense: {units: 64, activation: relu}
+            - dropout: {rate: 0.2}
+            - dense: {units: 3, activation: softmax}
+        loss: sparse_categorical_crossentropy
+        optimizer: {name: rmsprop, learning_rate: 0.001}
+        training: {epochs: 20, batch_size: 32, seed: 7}
+        """
+
+    func parse(_ text: String) throws -> RunConfig {
+        try ConfigReader.parse(text, file: "c.yaml", baseDirectory: "/data")
+    }
+
+    func message(_ text: String) -> String {
+        do {
+            _ = try parse(text)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testTheDocumentedShapeParsesWithKerasDefaults() throws {
+        let config = try parse(issueExample)
+        XCTAssertEqual(config.data.train.path, "/data/train.csv")
+        XCTAssertEqual(config.data.train.label, "species")
+        XCTAssertEqual(config.data.validationSplit, 0.1)
+        XCTAssertEqual(config.data.scale, .standardize)
+        XCTAssertEqual(config.layerSpecs, [
+            .dense(units: 64, activation: .relu, initializer: .glorotUniform, l1: 0, l2: 0),
+            .dropout(rate: 0.2),
+            .dense(units: 3, activation: .softmax, initializer: .glorotUniform, l1: 0, l2: 0),
+        ])
+        XCTAssertEqual(config.loss, .sparseCategoricalCrossEntropy)
+        XCTAssertEqual(config.task, .classification)
+        XCTAssertEqual(config.optimizer.rule, .rmsprop(rho: 0.9, momentum: 0, epsilon: 1e-7))
+        XCTAssertEqual(config.optimizer.learningRate, 0.001)
+        XCTAssertEqual(config.training.epochs, 20)
+        XCTAssertEqual(config.training.batchSize, 32)
+        XCTAssertEqual(config.training.seed, 7)
+    }
+
+    func testOptimizerDefaultsFollowKeras() throws {
+        let sgd = try parse(issueExample.replacingOccurrences(of: "{name: rmsprop, learning_rate: 0.001}", with: "sgd"))
+        XCTAssertEqual(sgd.optimizer.learningRate, 0.01)
+        XCTAssertEqual(sgd.optimizer.rule, .sgd(momentum: 0, nesterov: false))
+        let adamw = try parse(issueExample.replacingOccurrences(of: "{name: rmsprop, learning_rate: 0.001}", with: "{name: adamw}"))
+        XCTAssertEqual(adamw.optimizer.weightDecay, 0.004)
+        XCTAssertEqual(adamw.optimizer.rule, .adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7))
+        let nesterov = try parse(issueExample.replacingOccurrences(
+            of: "{name: rmsprop, learning_rate: 0.001}",
+            with: "{name: sgd, momentum: 0.9, nesterov: true, schedule: {name: cosine, decay_steps: 100, warmup_steps: 10}}"))
+        XCTAssertEqual(nesterov.optimizer.rule, .sgd(momentum: 0.9, nesterov: true))
+        XCTAssertEqual(nesterov.optimizer.learningRateSchedule,
+                       LearningRateSchedule(initialRate: 0.01, decay: .cosine(steps: 100, alpha: 0), warmupSteps: 10))
+    }
+
+    func testUnknownKeysAreRejectedWithTheClosestName() {
+        XCTAssertEqual(message(issueExample.replacingOccurrences(of: "epochs: 20", with: "epoch: 20")),
+                       "c.yaml:13: training.epoch: unknown key 'epoch'; did you mean 'epochs'?")
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "validation_split", with: "validation_spilt"))
+            .hasPrefix("c.yaml:4: data.validation_spilt: unknown key 'validation_spilt'; did you mean 'validation_split'?"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "activation: relu", with: "activation: rlu"))
+            .contains("did you mean 'relu'?"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "learning_rate: 0.001", with: "rho: 0.9, beta_1: 0.8"))
+            .contains("optimizer.beta_1: rmsprop has no 'beta_1'"))
+    }
+
+    func testValuesAreChecked() {
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "batch_size: 32", with: "batch_size: -1"))
+            .contains("c.yaml:13: training.batch_size: must be a positive integer (got -1)"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "learning_rate: 0.001", with: "learning_rate: 0"))
+            .contains("optimizer.learning_rate: must be a positive number"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "rate: 0.2", with: "rate: 1.5"))
+            .contains("model.layers[1].dropout.rate"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "units: 64", with: "units: many"))
+            .contains("'many' is not an integer"))
+        XCTAssertTrue(message("data: [1, 2\n").contains("c.yaml"))
+    }
+
+    func testLossMustFitTheOutputLayer() {
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "units: 3, activation: softmax", with: "units: 3, activation: sigmoid"))
+            .contains("needs a softmax output layer"))
+        XCTAssertTrue(message(issueExample.replacingOccurrences(of: "sparse_categorical_crossentropy", with: "binary_crossentropy"))
+            .contains("needs a sigmoid output layer"))
+    }
+
+    func testPresetsParseAndCanonicalFormRoundTrips() throws {
+        for name in Presets.names {
+            let config = try Presets.config(name)
+            let decoded = try JSONDecoder().decode(RunConfig.self, from: Data(config.canonicalJSON.utf8))
+            XCTAssertEqual(decoded, config, name)
+            XCTAssertEqual(decoded.fingerprint, config.fingerprint)
+        }
+        XCTAssertNotEqual(try Presets.config("xor").fingerprint, try Presets.config("spiral").fingerprint)
+        XCTAssertThrowsError(try Presets.config("fashion")) { XCTAssertTrue("\($0)".contains("did you mean 'fashion-mnist'?")) }
+    }
+}
+
+import Foundation
