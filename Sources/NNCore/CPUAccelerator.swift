@@ -100,7 +100,8 @@ public final class CPUAccelerator: Accelerator {
         let o = x.columns, b = bias.hostPointer
         var row = x.hostPointer
         for _ in 0..<x.rows {
-            for j in 0..<o { row[j] += b[j] }
+            let r = row
+            forEachLane(o, vector: { store(load(r, $0) + load(b, $0), r, $0) }, scalar: { r[$0] += b[$0] })
             row += o
         }
     }
@@ -111,7 +112,8 @@ public final class CPUAccelerator: Accelerator {
         if beta == 0 { fill(target, with: 0) } else if beta != 1 { scale(target, by: beta) }
         var row = x.hostPointer
         for _ in 0..<x.rows {
-            for j in 0..<o { t[j] += row[j] }
+            let r = row
+            forEachLane(o, vector: { store(load(t, $0) + load(r, $0), t, $0) }, scalar: { t[$0] += r[$0] })
             row += o
         }
     }
@@ -119,13 +121,14 @@ public final class CPUAccelerator: Accelerator {
     public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
         precondition(x.count == y.count)
         let xp = x.hostPointer, yp = y.hostPointer
-        for i in 0..<x.count { yp[i] += alpha * xp[i] }
+        forEachLane(x.count, vector: { store(load(yp, $0) + alpha * load(xp, $0), yp, $0) },
+                    scalar: { yp[$0] += alpha * xp[$0] })
     }
 
     public func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
         precondition(a.count == b.count && a.count == target.count)
         let ap = a.hostPointer, bp = b.hostPointer, tp = target.hostPointer
-        for i in 0..<a.count { tp[i] = ap[i] * bp[i] }
+        forEachLane(a.count, vector: { store(load(ap, $0) * load(bp, $0), tp, $0) }, scalar: { tp[$0] = ap[$0] * bp[$0] })
     }
 
     // MARK: - Activations
@@ -145,9 +148,11 @@ public final class CPUAccelerator: Accelerator {
         case .tanh:
             for i in 0..<n { y[i] = tanhf(x[i]) }
         case .relu:
-            for i in 0..<n { y[i] = max(x[i], 0) }
+            forEachLane(n, vector: { store(load(x, $0).replacing(with: 0, where: load(x, $0) .< 0), y, $0) },
+                        scalar: { y[$0] = x[$0] < 0 ? 0 : x[$0] })
         case .leakyRelu(let slope):
-            for i in 0..<n { let v = x[i]; y[i] = v >= 0 ? v : slope * v }
+            forEachLane(n, vector: { let v = load(x, $0); store(v.replacing(with: slope * v, where: v .< 0), y, $0) },
+                        scalar: { let v = x[$0]; y[$0] = v >= 0 ? v : slope * v })
         case .softmax:
             let k = input.columns
             for r in 0..<input.rows { softmaxRow(x + r * k, y + r * k, k) }
@@ -163,13 +168,17 @@ public final class CPUAccelerator: Accelerator {
         case .step, .sign:
             for i in 0..<n { d[i] = 0 }
         case .sigmoid:
-            for i in 0..<n { let v = a[i]; d[i] = g[i] * v * (1 - v) }
+            forEachLane(n, vector: { let v = load(a, $0); store(load(g, $0) * v * (1 - v), d, $0) },
+                        scalar: { let v = a[$0]; d[$0] = g[$0] * v * (1 - v) })
         case .tanh:
-            for i in 0..<n { let v = a[i]; d[i] = g[i] * (1 - v * v) }
+            forEachLane(n, vector: { let v = load(a, $0); store(load(g, $0) * (1 - v * v), d, $0) },
+                        scalar: { let v = a[$0]; d[$0] = g[$0] * (1 - v * v) })
         case .relu:
-            for i in 0..<n { d[i] = a[i] > 0 ? g[i] : 0 }
+            forEachLane(n, vector: { store(load(g, $0).replacing(with: 0, where: load(a, $0) .<= 0), d, $0) },
+                        scalar: { d[$0] = a[$0] > 0 ? g[$0] : 0 })
         case .leakyRelu(let slope):
-            for i in 0..<n { d[i] = a[i] > 0 ? g[i] : slope * g[i] }
+            forEachLane(n, vector: { let v = load(g, $0); store(v.replacing(with: slope * v, where: load(a, $0) .<= 0), d, $0) },
+                        scalar: { d[$0] = a[$0] > 0 ? g[$0] : slope * g[$0] })
         case .softmax:
             let k = output.columns
             for r in 0..<output.rows {
@@ -329,62 +338,81 @@ public final class CPUAccelerator: Accelerator {
         let lr = learningRate
         if weightDecay != 0 {
             let keep = 1 - lr * weightDecay
-            for i in 0..<n { w[i] *= keep }
+            forEachLane(n, vector: { store(load(w, $0) * keep, w, $0) }, scalar: { w[$0] *= keep })
         }
         switch rule {
         case .sgd(let momentum, let nesterov):
             if momentum == 0 {
-                for i in 0..<n { w[i] -= lr * g[i] }
+                forEachLane(n, vector: { store(load(w, $0) - lr * load(g, $0), w, $0) }, scalar: { w[$0] -= lr * g[$0] })
             } else {
                 let m = state[0].hostPointer
-                if nesterov {
-                    for i in 0..<n {
-                        let mi = momentum * m[i] - lr * g[i]
-                        m[i] = mi
-                        w[i] += momentum * mi - lr * g[i]
-                    }
-                } else {
-                    for i in 0..<n {
-                        let mi = momentum * m[i] - lr * g[i]
-                        m[i] = mi
-                        w[i] += mi
-                    }
-                }
+                // m ← μ m − η g;  w ← w + m, or w + μ m − η g (Nesterov).
+                let look: Float = nesterov ? momentum : 1, direct: Float = nesterov ? lr : 0
+                forEachLane(n, vector: {
+                    let gi = load(g, $0)
+                    let mi = momentum * load(m, $0) - lr * gi
+                    store(mi, m, $0)
+                    store(load(w, $0) + (look * mi - direct * gi), w, $0)
+                }, scalar: {
+                    let mi = momentum * m[$0] - lr * g[$0]
+                    m[$0] = mi
+                    w[$0] += look * mi - direct * g[$0]
+                })
             }
         case .rmsprop(let rho, let momentum, let epsilon):
             let v = state[0].hostPointer
             let oneMinusRho = 1 - rho
             if momentum == 0 {
-                for i in 0..<n {
-                    let gi = g[i]
-                    let vi = rho * v[i] + oneMinusRho * gi * gi
-                    v[i] = vi
-                    w[i] -= lr * gi / (vi + epsilon).squareRoot()
-                }
+                forEachLane(n, vector: {
+                    let gi = load(g, $0)
+                    let vi = rho * load(v, $0) + oneMinusRho * gi * gi
+                    store(vi, v, $0)
+                    store(load(w, $0) - lr * gi / (vi + epsilon).squareRoot(), w, $0)
+                }, scalar: {
+                    let gi = g[$0]
+                    let vi = rho * v[$0] + oneMinusRho * gi * gi
+                    v[$0] = vi
+                    w[$0] -= lr * gi / (vi + epsilon).squareRoot()
+                })
             } else {
                 let m = state[1].hostPointer
-                for i in 0..<n {
-                    let gi = g[i]
-                    let vi = rho * v[i] + oneMinusRho * gi * gi
-                    v[i] = vi
-                    let mi = momentum * m[i] + lr * gi / (vi + epsilon).squareRoot()
-                    m[i] = mi
-                    w[i] -= mi
-                }
+                forEachLane(n, vector: {
+                    let gi = load(g, $0)
+                    let vi = rho * load(v, $0) + oneMinusRho * gi * gi
+                    store(vi, v, $0)
+                    let mi = momentum * load(m, $0) + lr * gi / (vi + epsilon).squareRoot()
+                    store(mi, m, $0)
+                    store(load(w, $0) - mi, w, $0)
+                }, scalar: {
+                    let gi = g[$0]
+                    let vi = rho * v[$0] + oneMinusRho * gi * gi
+                    v[$0] = vi
+                    let mi = momentum * m[$0] + lr * gi / (vi + epsilon).squareRoot()
+                    m[$0] = mi
+                    w[$0] -= mi
+                })
             }
         case .adam(let beta1, let beta2, let epsilon):
             let m = state[0].hostPointer, v = state[1].hostPointer
             let t = Double(step)
             let alpha = Float(Double(lr) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
             let c1 = 1 - beta1, c2 = 1 - beta2
-            for i in 0..<n {
-                let gi = g[i]
-                let mi = m[i] + c1 * (gi - m[i])
-                let vi = v[i] + c2 * (gi * gi - v[i])
-                m[i] = mi
-                v[i] = vi
-                w[i] -= alpha * mi / (vi.squareRoot() + epsilon)
-            }
+            forEachLane(n, vector: {
+                let gi = load(g, $0)
+                var mi = load(m, $0), vi = load(v, $0)
+                mi += c1 * (gi - mi)
+                vi += c2 * (gi * gi - vi)
+                store(mi, m, $0)
+                store(vi, v, $0)
+                store(load(w, $0) - alpha * mi / (vi.squareRoot() + epsilon), w, $0)
+            }, scalar: {
+                let gi = g[$0]
+                let mi = m[$0] + c1 * (gi - m[$0])
+                let vi = v[$0] + c2 * (gi * gi - v[$0])
+                m[$0] = mi
+                v[$0] = vi
+                w[$0] -= alpha * mi / (vi.squareRoot() + epsilon)
+            })
         }
     }
 
@@ -405,6 +433,40 @@ public final class CPUAccelerator: Accelerator {
         var bad = 0
         for j in 0..<n where !p[j].isFinite { bad += 1 }
         return bad
+    }
+}
+
+// MARK: - Vector helpers
+//
+// Swift keeps IEEE semantics in plain loops (no reassociation, NaN-aware
+// min/max), which stops the vectorizer on the hottest loops; these spell the
+// 8-wide vector code out. Storage is 64-byte aligned but views start at any
+// float, so loads and stores are unaligned.
+
+typealias Lanes = SIMD8<Float>
+
+@inline(__always)
+func load(_ p: UnsafeMutablePointer<Float>, _ i: Int) -> Lanes {
+    UnsafeRawPointer(p + i).loadUnaligned(as: Lanes.self)
+}
+
+@inline(__always)
+func store(_ v: Lanes, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
+    UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: Lanes.self)
+}
+
+/// Calls `vector(i)` for i = 0, 8, 16, … while 8 values remain, then
+/// `scalar(i)` for the rest.
+@inline(__always)
+func forEachLane(_ n: Int, vector: (Int) -> Void, scalar: (Int) -> Void) {
+    var i = 0
+    while i + 8 <= n {
+        vector(i)
+        i += 8
+    }
+    while i < n {
+        scalar(i)
+        i += 1
     }
 }
 

@@ -5,7 +5,8 @@
 /// or nil when none is reasonably close: the distance must be at most a third
 /// of the longer name (at least 1) and smaller than `word` itself, so that a
 /// one-letter word does not "match" every other one-letter name. Ties go to
-/// the earlier candidate.
+/// the earlier candidate. Failing that, a candidate that begins with a word
+/// of three or more letters (`fashion` → `fashion-mnist`) is offered.
 public func closestMatch(_ word: String, in candidates: [String]) -> String? {
     let target = Array(word.lowercased())
     var best: (candidate: String, distance: Int)?
@@ -16,7 +17,9 @@ public func closestMatch(_ word: String, in candidates: [String]) -> String? {
         guard distance <= limit, distance < max(target.count, 1) || distance == 0 else { continue }
         if best == nil || distance < best!.distance { best = (candidate, distance) }
     }
-    return best?.candidate
+    if let best { return best.candidate }
+    guard target.count >= 3 else { return nil }
+    return candidates.first { $0.lowercased().hasPrefix(word.lowercased()) }
 }
 
 /// Edit distance (insertions, deletions, substitutions) with one row of memory.

@@ -114,12 +114,27 @@ public struct Dataset: Sendable {
     /// count is ⌊count · fraction⌋ (so a tiny set may get none); the fraction
     /// must be in [0, 1) (the config checks it).
     public func split(validationFraction: Double) -> (training: Dataset, validation: Dataset) {
-        precondition(validationFraction >= 0 && validationFraction < 1,
-                     "validationFraction \(validationFraction) is outside [0, 1)")
-        // The epsilon keeps e.g. 100 · 0.29 = 28.999999999999996 at 29.
-        let validationCount = min(count, Int((Double(count) * validationFraction + 1e-9).rounded(.down)))
-        let cut = count - validationCount
+        let cut = count - validationCount(fraction: validationFraction)
         return (slice(0..<cut), slice(cut..<count))
+    }
+
+    /// ⌊count · fraction⌋ validation samples.
+    private func validationCount(fraction: Double) -> Int {
+        precondition(fraction >= 0 && fraction < 1, "validation fraction \(fraction) is outside [0, 1)")
+        // The epsilon keeps e.g. 100 · 0.29 = 28.999999999999996 at 29.
+        return min(count, Int((Double(count) * fraction + 1e-9).rounded(.down)))
+    }
+
+    /// Like `split(validationFraction:)`, but keeps the training part in
+    /// place: only the validation tail is copied, so splitting a large set
+    /// does not hold two copies of it in memory.
+    public mutating func splitOffValidation(fraction: Double) -> Dataset {
+        let validationCount = validationCount(fraction: fraction)
+        let cut = count - validationCount
+        let validation = slice(cut..<count)
+        features.removeLast(validationCount * featureCount)
+        labels.removeLast(validationCount * labelWidth)
+        return validation
     }
 
     /// The first `n` samples (all of them when `n` ≥ `count`).

@@ -77,7 +77,8 @@ enum FileBytes {
             let n = compressed.count
             let size = Int(compressed[n - 4]) | Int(compressed[n - 3]) << 8
                 | Int(compressed[n - 2]) << 16 | Int(compressed[n - 1]) << 24
-            capacity = max(capacity, size + 1)
+            // Deflate expands at most ~1032:1, so a larger hint is a damaged trailer: don't trust it.
+            if size <= compressed.count * 1032 { capacity = max(capacity, size + 1) }
         }
         var output = [UInt8](repeating: 0, count: capacity)
         var produced = 0

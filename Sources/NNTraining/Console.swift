@@ -46,9 +46,17 @@ public final class Console {
     private var lastDraw = 0.0
     private var barVisible = false
 
-    public init(enabled: Bool) {
+    /// Under an MPI launcher, rank 0's output is a pseudo-terminal even when
+    /// mpirun writes to a file, so the live bar is off unless
+    /// `NNTRAIN_PROGRESS=bar` asks for it (`plain` turns it off anywhere).
+    public init(enabled: Bool, underLauncher: Bool = false) {
         self.enabled = enabled
-        isTerminal = isatty(STDOUT_FILENO) != 0 && ProcessInfo.processInfo.environment["TERM"] != "dumb"
+        let environment = ProcessInfo.processInfo.environment
+        switch environment["NNTRAIN_PROGRESS"] {
+        case "bar": isTerminal = true
+        case "plain": isTerminal = false
+        default: isTerminal = !underLauncher && isatty(STDOUT_FILENO) != 0 && environment["TERM"] != "dumb"
+        }
     }
 
     /// Prints one line.

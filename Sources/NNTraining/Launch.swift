@@ -42,7 +42,7 @@ public enum Launch {
     public static func train(_ request: TrainRequest) -> Int32 {
         let communicator: any Communicator = MPICommunicator.launchedByMPI ? MPICommunicator() : LocalCommunicator()
         defer { communicator.finalize() }
-        let console = Console(enabled: communicator.isCoordinator)
+        let console = Console(enabled: communicator.isCoordinator, underLauncher: MPICommunicator.launchedByMPI)
         StopSignal.install()
         do {
             let threads = blasThreads(localRanks: communicator.localSize)

@@ -43,13 +43,11 @@ public enum DataLoading {
     public static func prepare(_ config: RunConfig, objective: Objective, includeTraining: Bool = true,
                                includeTest: Bool, scaler fixedScaler: FeatureScaler? = nil,
                                classNames fixedClassNames: [String]? = nil) throws -> PreparedData {
-        var full = try load(config.data.train, task: config.task, classNames: fixedClassNames)
-        try check(full, objective: objective)
-        let classNames = full.classNames ?? fixedClassNames
-        var (training, validation) = config.data.validationSplit > 0
-            ? full.split(validationFraction: config.data.validationSplit)
-            : (full, nil as Dataset?)
-        full = training  // drop the unsplit copy
+        var training = try load(config.data.train, task: config.task, classNames: fixedClassNames)
+        try check(training, objective: objective)
+        let classNames = training.classNames ?? fixedClassNames
+        var validation = config.data.validationSplit > 0
+            ? training.splitOffValidation(fraction: config.data.validationSplit) : nil
         if training.count == 0 {
             throw UserError("\(config.data.train.summary): no training samples are left after validation_split \(config.data.validationSplit); lower it or add data")
         }

@@ -66,7 +66,7 @@ final class DistributedTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let config = smallConfig(in: dir)
         // Open MPI's MPMD syntax: rank 0 and rank 1 get different epochs.
-        let outcome = try run(mpirun, ["--oversubscribe", "-n", "1", nntrainBinary, "train", "--config", config, "--epochs", "2",
+        let outcome = try runProcess(mpirun, ["--oversubscribe", "-n", "1", nntrainBinary, "train", "--config", config, "--epochs", "2",
                                        "--run-dir", dir + "/a", ":", "-n", "1", nntrainBinary, "train", "--config", config,
                                        "--epochs", "3", "--run-dir", dir + "/a"], timeout: 60)
         XCTAssertNotEqual(outcome.status, 0)

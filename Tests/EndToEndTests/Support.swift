@@ -24,7 +24,7 @@ struct Outcome {
 /// Runs `executable` with `arguments`, waiting at most `timeout` seconds
 /// (then it is killed and the test fails rather than hangs).
 @discardableResult
-func run(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
+func runProcess(_ executable: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
          timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
@@ -67,7 +67,7 @@ func run(_ executable: String, _ arguments: [String], in directory: String? = ni
 @discardableResult
 func nntrain(_ arguments: [String], in directory: String? = nil, environment: [String: String] = [:], timeout: Double = 300,
              file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
-    try run(nntrainBinary, arguments, in: directory, environment: environment, timeout: timeout, file: file, line: line)
+    try runProcess(nntrainBinary, arguments, in: directory, environment: environment, timeout: timeout, file: file, line: line)
 }
 
 /// The mpirun on PATH, if Open MPI is installed.
@@ -83,7 +83,7 @@ var mpirunPath: String? {
 func mpirun(_ ranks: Int, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:],
             timeout: Double = 300, file: StaticString = #filePath, line: UInt = #line) throws -> Outcome {
     guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed (scripts/install-deps installs openmpi-bin)") }
-    return try run(mpirun, ["-n", String(ranks), "--oversubscribe", "--bind-to", "none", nntrainBinary] + arguments,
+    return try runProcess(mpirun, ["-n", String(ranks), "--oversubscribe", "--bind-to", "none", nntrainBinary] + arguments,
                    in: directory, environment: environment, timeout: timeout, file: file, line: line)
 }
 

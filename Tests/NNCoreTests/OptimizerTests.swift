@@ -27,13 +27,19 @@ final class OptimizerTests: XCTestCase {
     let cpu = CPUAccelerator(threads: 1)
     let gradients: [Float] = [0.5, -0.25, 1.0]
 
+    /// Runs the three steps on 19 identical parameters (so both the 8-wide
+    /// vector path and the scalar tail run) and returns the trajectory,
+    /// failing if any parameter strays from the first.
     func run(_ rule: UpdateRule, rate: Float, weightDecay: Float = 0) -> [Float] {
-        let parameters = cpu.tensor([1], rows: 1, columns: 1)
+        let n = 19
+        let parameters = cpu.tensor([Float](repeating: 1, count: n), rows: 1, columns: n)
         let optimizer = Optimizer(rule: rule, schedule: LearningRateSchedule(initialRate: rate), weightDecay: weightDecay,
-                                  parameterCount: 1, accelerator: cpu)
+                                  parameterCount: n, accelerator: cpu)
         return gradients.map { g in
-            optimizer.apply(parameters: parameters, gradients: cpu.tensor([g], rows: 1, columns: 1))
-            return cpu.values(parameters)[0]
+            optimizer.apply(parameters: parameters, gradients: cpu.tensor([Float](repeating: g, count: n), rows: 1, columns: n))
+            let values = cpu.values(parameters)
+            XCTAssertTrue(values.allSatisfy { $0 == values[0] }, "\(rule): \(values)")
+            return values[0]
         }
     }
 
