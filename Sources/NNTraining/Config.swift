@@ -151,13 +151,17 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
         }
     }
 
-    /// The learning-rate schedule this configuration selects.
-    public var learningRateSchedule: LearningRateSchedule {
+    /// The learning-rate schedule this configuration selects, for a run of
+    /// `totalSteps` optimizer steps: a cosine decay without `decay_steps`
+    /// spans the whole run after its warm-up; a step decay without it decays
+    /// every 1000 steps.
+    public func learningRateSchedule(totalSteps: Int) -> LearningRateSchedule {
         let decay: LearningRateSchedule.Decay
         switch schedule.name {
         case .constant: decay = .constant
-        case .step: decay = .step(every: schedule.decaySteps, factor: schedule.decayRate)
-        case .cosine: decay = .cosine(steps: schedule.decaySteps, alpha: schedule.alpha)
+        case .step: decay = .step(every: schedule.decaySteps ?? 1000, factor: schedule.decayRate)
+        case .cosine:
+            decay = .cosine(steps: schedule.decaySteps ?? max(1, totalSteps - schedule.warmupSteps), alpha: schedule.alpha)
         }
         return LearningRateSchedule(initialRate: learningRate, decay: decay, warmupSteps: schedule.warmupSteps)
     }
@@ -167,8 +171,9 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
 public struct ScheduleConfig: Codable, Equatable, Sendable {
     public enum Name: String, Codable, Sendable, CaseIterable { case constant, step, cosine }
     public var name: Name = .constant
-    /// step: decay every this many steps; cosine: steps to decay over.
-    public var decaySteps: Int = 1000
+    /// step: decay every this many steps (default 1000); cosine: steps to
+    /// decay over (default: the whole run after warm-up).
+    public var decaySteps: Int?
     /// step: the factor applied every `decay_steps`.
     public var decayRate: Float = 0.5
     /// cosine: the floor, as a fraction of the initial rate.

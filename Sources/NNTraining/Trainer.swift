@@ -91,7 +91,8 @@ public final class Trainer {
                                  seed: config.training.seed, shuffle: config.training.shuffle)
         model = Sequential(inputSize: data.featureCount, layers: config.layerSpecs, objective: objective,
                            accelerator: accelerator)
-        optimizer = Optimizer(rule: config.optimizer.rule, schedule: config.optimizer.learningRateSchedule,
+        let totalSteps = config.training.epochs * sampler.stepsPerEpoch
+        optimizer = Optimizer(rule: config.optimizer.rule, schedule: config.optimizer.learningRateSchedule(totalSteps: totalSteps),
                               weightDecay: config.optimizer.weightDecay, parameterCount: model.parameterCount,
                               accelerator: accelerator)
         let localRows = batch / worldSize + 1

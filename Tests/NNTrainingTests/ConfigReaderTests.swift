@@ -63,8 +63,11 @@ final class ConfigReaderTests: XCTestCase {
             of: "{name: rmsprop, learning_rate: 0.001}",
             with: "{name: sgd, momentum: 0.9, nesterov: true, schedule: {name: cosine, decay_steps: 100, warmup_steps: 10}}"))
         XCTAssertEqual(nesterov.optimizer.rule, .sgd(momentum: 0.9, nesterov: true))
-        XCTAssertEqual(nesterov.optimizer.learningRateSchedule,
+        XCTAssertEqual(nesterov.optimizer.learningRateSchedule(totalSteps: 5000),
                        LearningRateSchedule(initialRate: 0.01, decay: .cosine(steps: 100, alpha: 0), warmupSteps: 10))
+        let wholeRun = try parse(issueExample.replacingOccurrences(
+            of: "{name: rmsprop, learning_rate: 0.001}", with: "{name: adam, schedule: {name: cosine, warmup_steps: 10}}"))
+        XCTAssertEqual(wholeRun.optimizer.learningRateSchedule(totalSteps: 5000).decay, .cosine(steps: 4990, alpha: 0))
     }
 
     func testUnknownKeysAreRejectedWithTheClosestName() {
