@@ -20,8 +20,12 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
+        // The CPU backend's optimizer loops, in C so that their square roots vectorize.
+        .target(name: "CKernels", path: "Sources/CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
+
         // MARK: Library modules, one job each
-        .target(name: "NNCore", dependencies: ["CBLAS"],
+        .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
         .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),

@@ -4,6 +4,7 @@
 // B = batch rows, O = outputs per row, n = element count.
 
 import CBLAS
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #else
@@ -335,84 +336,18 @@ public final class CPUAccelerator: Accelerator {
                        learningRate: Float, weightDecay: Float, step: Int) {
         precondition(parameters.count == gradients.count && state.count == rule.slots.count)
         let n = parameters.count, w = parameters.hostPointer, g = gradients.hostPointer
-        let lr = learningRate
-        if weightDecay != 0 {
-            let keep = 1 - lr * weightDecay
-            forEachLane(n, vector: { store(load(w, $0) * keep, w, $0) }, scalar: { w[$0] *= keep })
-        }
+        let decay = learningRate * weightDecay
         switch rule {
         case .sgd(let momentum, let nesterov):
-            if momentum == 0 {
-                forEachLane(n, vector: { store(load(w, $0) - lr * load(g, $0), w, $0) }, scalar: { w[$0] -= lr * g[$0] })
-            } else {
-                let m = state[0].hostPointer
-                // m ← μ m − η g;  w ← w + m, or w + μ m − η g (Nesterov).
-                let look: Float = nesterov ? momentum : 1, direct: Float = nesterov ? lr : 0
-                forEachLane(n, vector: {
-                    let gi = load(g, $0)
-                    let mi = momentum * load(m, $0) - lr * gi
-                    store(mi, m, $0)
-                    store(load(w, $0) + (look * mi - direct * gi), w, $0)
-                }, scalar: {
-                    let mi = momentum * m[$0] - lr * g[$0]
-                    m[$0] = mi
-                    w[$0] += look * mi - direct * g[$0]
-                })
-            }
+            nn_sgd_update(w, g, momentum > 0 ? state[0].hostPointer : nil, n, learningRate, momentum,
+                          nesterov ? 1 : 0, decay)
         case .rmsprop(let rho, let momentum, let epsilon):
-            let v = state[0].hostPointer
-            let oneMinusRho = 1 - rho
-            if momentum == 0 {
-                forEachLane(n, vector: {
-                    let gi = load(g, $0)
-                    let vi = rho * load(v, $0) + oneMinusRho * gi * gi
-                    store(vi, v, $0)
-                    store(load(w, $0) - lr * gi / (vi + epsilon).squareRoot(), w, $0)
-                }, scalar: {
-                    let gi = g[$0]
-                    let vi = rho * v[$0] + oneMinusRho * gi * gi
-                    v[$0] = vi
-                    w[$0] -= lr * gi / (vi + epsilon).squareRoot()
-                })
-            } else {
-                let m = state[1].hostPointer
-                forEachLane(n, vector: {
-                    let gi = load(g, $0)
-                    let vi = rho * load(v, $0) + oneMinusRho * gi * gi
-                    store(vi, v, $0)
-                    let mi = momentum * load(m, $0) + lr * gi / (vi + epsilon).squareRoot()
-                    store(mi, m, $0)
-                    store(load(w, $0) - mi, w, $0)
-                }, scalar: {
-                    let gi = g[$0]
-                    let vi = rho * v[$0] + oneMinusRho * gi * gi
-                    v[$0] = vi
-                    let mi = momentum * m[$0] + lr * gi / (vi + epsilon).squareRoot()
-                    m[$0] = mi
-                    w[$0] -= mi
-                })
-            }
+            nn_rmsprop_update(w, g, state[0].hostPointer, momentum > 0 ? state[1].hostPointer : nil, n,
+                              learningRate, rho, momentum, epsilon, decay)
         case .adam(let beta1, let beta2, let epsilon):
-            let m = state[0].hostPointer, v = state[1].hostPointer
             let t = Double(step)
-            let alpha = Float(Double(lr) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
-            let c1 = 1 - beta1, c2 = 1 - beta2
-            forEachLane(n, vector: {
-                let gi = load(g, $0)
-                var mi = load(m, $0), vi = load(v, $0)
-                mi += c1 * (gi - mi)
-                vi += c2 * (gi * gi - vi)
-                store(mi, m, $0)
-                store(vi, v, $0)
-                store(load(w, $0) - alpha * mi / (vi.squareRoot() + epsilon), w, $0)
-            }, scalar: {
-                let gi = g[$0]
-                let mi = m[$0] + c1 * (gi - m[$0])
-                let vi = v[$0] + c2 * (gi * gi - v[$0])
-                m[$0] = mi
-                v[$0] = vi
-                w[$0] -= alpha * mi / (vi.squareRoot() + epsilon)
-            })
+            let alpha = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
+            nn_adam_update(w, g, state[0].hostPointer, state[1].hostPointer, n, alpha, beta1, beta2, epsilon, decay)
         }
     }
 
