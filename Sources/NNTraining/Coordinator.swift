@@ -27,6 +27,10 @@ final class Coordinator {
     /// checkpoint had not finished (they will be written again).
     func prepareRun(config: RunConfig, resumedAt position: TrainingPosition?) {
         try? FileManager.default.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
+        // A process killed mid-write leaves its temporary file behind.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: checkpointDirectory)) ?? [] where name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: checkpointDirectory + "/" + name)
+        }
         guard let position, let text = try? String(contentsOfFile: metricsPath, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in
             guard let data = line.data(using: .utf8),

@@ -196,7 +196,8 @@ public final class Trainer {
             if stopped {
                 try checkpoint()
                 console.line("")
-                console.line("nntrain: stopped by signal at epoch \(epoch + 1), step \(position.stepInEpoch)/\(steps); checkpoint written. Resume with: nntrain train --run-dir \(options.runDirectory) --resume")
+                let launcher = communicator.size > 1 ? "mpirun -n \(communicator.size) " : ""
+                console.line("nntrain: stopped by signal at epoch \(epoch + 1), step \(position.stepInEpoch)/\(steps); checkpoint written. Resume with: \(launcher)nntrain train --run-dir \(options.runDirectory) --resume")
                 return TrainingOutcome(history: history, test: nil, stoppedEarly: true, modelPath: nil)
             }
 

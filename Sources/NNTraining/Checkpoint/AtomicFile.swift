@@ -12,10 +12,11 @@ import Glibc
 public enum AtomicFile {
     /// Replaces `path` with `bytes`.
     ///
-    /// Test hook: when `NNTRAIN_TEST_WRITE_PAUSE_SECONDS` is set, the writer
-    /// prints `nntrain-test: pausing mid-write of PATH` to standard error after
-    /// about half of the bytes and sleeps that long, so a test can kill the
-    /// process in the middle of a write.
+    /// Test hook: when `NNTRAIN_TEST_WRITE_PAUSE_SECONDS` is set, the writer of
+    /// a `.safetensors` file prints `nntrain-test: pausing mid-write of PATH`
+    /// to standard error after about half of the bytes and sleeps that long,
+    /// so a test can kill the process in the middle of a write. With
+    /// `NNTRAIN_TEST_WRITE_PAUSE_SKIP=K` the first K such writes go through.
     public static func write(_ bytes: [UInt8], to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
@@ -27,7 +28,7 @@ public enum AtomicFile {
         }
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw fail("create a temporary file") }
-        let pause = ProcessInfo.processInfo.environment["NNTRAIN_TEST_WRITE_PAUSE_SECONDS"].flatMap(Double.init)
+        let pause = path.hasSuffix(".safetensors") ? TestHook.pauseForThisWrite() : nil
         let written = bytes.withUnsafeBytes { buffer -> Bool in
             var offset = 0
             var paused = pause == nil
@@ -64,5 +65,18 @@ public enum AtomicFile {
             fsync(directoryFD)
             close(directoryFD)
         }
+    }
+}
+
+/// The mid-write pause used by crash tests (see `AtomicFile.write`).
+enum TestHook {
+    nonisolated(unsafe) private static var safetensorsWrites = 0
+
+    static func pauseForThisWrite() -> Double? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let seconds = environment["NNTRAIN_TEST_WRITE_PAUSE_SECONDS"].flatMap(Double.init) else { return nil }
+        defer { safetensorsWrites += 1 }
+        let skip = environment["NNTRAIN_TEST_WRITE_PAUSE_SKIP"].flatMap(Int.init) ?? 0
+        return safetensorsWrites == skip ? seconds : nil
     }
 }
