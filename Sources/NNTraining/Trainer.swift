@@ -85,7 +85,9 @@ public final class Trainer {
         let worldSize = communicator.size
         let batch = config.training.batchSize
         guard batch % worldSize == 0 else {
-            throw UserError("training.batch_size: \(batch) is the global batch and must divide evenly over \(worldSize) ranks; use a multiple of \(worldSize), e.g. \(max(worldSize, batch / worldSize * worldSize))")
+            let lower = batch / worldSize * worldSize, upper = lower + worldSize
+            let examples = lower > 0 ? "\(lower) or \(upper)" : "\(upper)"
+            throw UserError("training.batch_size: \(batch) is the global batch and must divide evenly over \(worldSize) ranks; use a multiple of \(worldSize), e.g. \(examples)")
         }
         sampler = ShardedSampler(sampleCount: data.training.count, globalBatchSize: batch,
                                  seed: config.training.seed, shuffle: config.training.shuffle)

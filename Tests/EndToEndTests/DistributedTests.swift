@@ -95,3 +95,23 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(outcome.stderr.contains("training.batch_size: 10 is the global batch and must divide evenly over 4 ranks"), outcome.stderr)
     }
 }
+
+/// Ranks on distinct hosts: network namespaces joined by veth pairs, TCP
+/// between their addresses, launched through an rsh agent.
+final class MultiHostTests: XCTestCase {
+    func testTrainingAcrossNetworkNamespaces() throws {
+        guard getuid() == 0 else { throw XCTSkip("creating network namespaces needs root") }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") else {
+            throw XCTSkip("iproute2 (ip) is not installed")
+        }
+        guard mpirunPath != nil else { throw XCTSkip("mpirun is not installed") }
+        let outcome = try runProcess("/bin/bash", [packageRoot + "/scripts/multihost-netns", "2", "--", "train", "--preset", "spiral",
+                                                   "--epochs", "5"],
+                                     environment: ["NNTRAIN_BINARY": nntrainBinary], timeout: 180)
+        XCTAssertEqual(outcome.status, 0, outcome.stdout + outcome.stderr)
+        XCTAssertTrue(outcome.stdout.contains("rank 0 runs at 10.213.77.1/24"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("rank 1 runs at 10.213.77.2/24"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("relative difference to a single process"), outcome.stdout)
+    }
+}
