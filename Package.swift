@@ -27,10 +27,12 @@ let package = Package(
         // MARK: Library modules, one job each
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "NNCUDA", dependencies: ["NNCore"]),
+        .target(name: "NNConformance", dependencies: ["NNCore"]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
         .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
         .target(name: "NNTraining", dependencies: [
-            "NNCore", "NNData", "NNDistributed",
+            "NNCore", "NNCUDA", "NNConformance", "NNData", "NNDistributed",
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "nntrain", dependencies: [
@@ -41,6 +43,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+        .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NNTraining"]),
     ]

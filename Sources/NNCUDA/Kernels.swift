@@ -1,0 +1,535 @@
+// The CUDA backend's kernels, as CUDA C source compiled at start-up by NVRTC.
+//
+// Each kernel mirrors one loop of CPUAccelerator and keeps its arithmetic in
+// the same order (and NVRTC is asked for --fmad=false, so no multiply-add is
+// fused behind our back): elementwise ops and optimizer updates then agree
+// with the CPU bit for bit, and reductions differ only by summation order.
+//
+// Legend (inside the CUDA source): n = element count, k = columns of a row
+// (classes), x/y = input/output, a = activation output, g = incoming gradient,
+// d = outgoing gradient, z = logits, t = targets, p = probabilities,
+// m/v = optimizer moments, w = weights, i64/u64 = 64-bit integers.
+
+import NNCore
+import Foundation
+
+/// The CUDA C source of every kernel and the names the accelerator resolves.
+public enum CUDAKernels {
+    /// Every `extern "C" __global__` kernel defined in `source`.
+    public static var names: [String] { Kernel.allCases.map(\.rawValue) }
+
+    /// Threads per block for every launch; reductions assume a multiple of 32.
+    static let blockSize = 256
+
+    /// The kernels' CUDA C source (no headers: NVRTC's built-in math only).
+    public static let source = #"""
+    // nntrain kernels; see Kernels.swift for the legend.
+    typedef long long i64;
+    typedef unsigned long long u64;
+
+    #define GRID_STRIDE(i, n) \
+        for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+    #define NEG_INF __int_as_float(0xff800000)
+    #define NO_INDEX 0x7fffffff
+
+    // ---- helpers -------------------------------------------------------------
+
+    // Swift's max(v, 0) is `0 >= v ? 0 : v`; keep it, NaN and -0 included.
+    __device__ __forceinline__ float swift_max0(float v) { return 0.0f >= v ? 0.0f : v; }
+
+    // sigma(z) without overflow, as CPUAccelerator's stableSigmoid.
+    __device__ __forceinline__ float stable_sigmoid(float z) {
+        if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+        float e = expf(z);
+        return e / (1.0f + e);
+    }
+
+    // SplitMix64's finalizer and the top-24-bit unit float, exactly as Random.swift.
+    __device__ __forceinline__ u64 mix64(u64 value) {
+        u64 z = value + 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    __device__ __forceinline__ float unit_float(u64 bits) {
+        return (float)(bits >> 40) * (1.0f / 16777216.0f);
+    }
+
+    __device__ __forceinline__ float warp_sum(float v) {
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        return v;
+    }
+    __device__ __forceinline__ float warp_max(float v) {
+        for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+        return v;
+    }
+
+    // Block-wide sum / max, returned to every thread. scratch: 32 shared floats.
+    // Every thread of the block must call; blockDim.x is a multiple of 32.
+    __device__ float block_sum(float v, float* scratch) {
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+        v = warp_sum(v);
+        if (lane == 0) scratch[warp] = v;
+        __syncthreads();
+        if (warp == 0) {
+            v = warp_sum(lane < warps ? scratch[lane] : 0.0f);
+            if (lane == 0) scratch[0] = v;
+        }
+        __syncthreads();
+        v = scratch[0];
+        __syncthreads();
+        return v;
+    }
+    __device__ float block_max(float v, float* scratch) {
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+        v = warp_max(v);
+        if (lane == 0) scratch[warp] = v;
+        __syncthreads();
+        if (warp == 0) {
+            v = warp_max(lane < warps ? scratch[lane] : NEG_INF);
+            if (lane == 0) scratch[0] = v;
+        }
+        __syncthreads();
+        v = scratch[0];
+        __syncthreads();
+        return v;
+    }
+
+    // (value, index) pair order for argmax: larger value, then smaller index,
+    // so the block finds the first maximum as the CPU's sequential scan does.
+    __device__ __forceinline__ void take_better(float& v, int& i, float ov, int oi) {
+        if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
+    }
+    __device__ __forceinline__ void warp_argmax(float& v, int& i) {
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_down_sync(0xffffffffu, v, o);
+            int oi = __shfl_down_sync(0xffffffffu, i, o);
+            take_better(v, i, ov, oi);
+        }
+    }
+    // Index of the first maximum of row[0..<k]; 0 when no value beats -inf (as the CPU).
+    __device__ int block_argmax(const float* row, int k, float* fscratch, int* iscratch) {
+        float v = NEG_INF; int i = NO_INDEX;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) if (row[j] > v) { v = row[j]; i = j; }
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+        warp_argmax(v, i);
+        if (lane == 0) { fscratch[warp] = v; iscratch[warp] = i; }
+        __syncthreads();
+        if (warp == 0) {
+            v = lane < warps ? fscratch[lane] : NEG_INF;
+            i = lane < warps ? iscratch[lane] : NO_INDEX;
+            warp_argmax(v, i);
+            if (lane == 0) iscratch[0] = i;
+        }
+        __syncthreads();
+        i = iscratch[0];
+        __syncthreads();
+        return i == NO_INDEX ? 0 : i;
+    }
+
+    // ---- linear algebra and elementwise ----------------------------------------
+
+    extern "C" __global__ void nn_scale(float* x, i64 n, float f) {
+        GRID_STRIDE(i, n) x[i] *= f;
+    }
+
+    // x: (B x k) += bias (1 x k) on every row.
+    extern "C" __global__ void nn_add_bias(float* x, const float* bias, i64 n, int k) {
+        GRID_STRIDE(i, n) x[i] += bias[i % k];
+    }
+
+    // target (1 x k) <- beta * target + column sums of x (rows x k), one thread
+    // per column adding rows in order, as the CPU does.
+    extern "C" __global__ void nn_sum_rows(const float* x, float* target, int rows, int k, float beta) {
+        int j = blockIdx.x * blockDim.x + threadIdx.x;
+        if (j >= k) return;
+        float s = beta == 0.0f ? 0.0f : (beta == 1.0f ? target[j] : target[j] * beta);
+        for (int r = 0; r < rows; r++) s += x[(i64)r * k + j];
+        target[j] = s;
+    }
+
+    extern "C" __global__ void nn_axpy(float alpha, const float* x, float* y, i64 n) {
+        GRID_STRIDE(i, n) y[i] += alpha * x[i];
+    }
+
+    extern "C" __global__ void nn_multiply(const float* a, const float* b, float* target, i64 n) {
+        GRID_STRIDE(i, n) target[i] = a[i] * b[i];
+    }
+
+    // ---- activations (kind = Activation.code) --------------------------------
+
+    extern "C" __global__ void nn_activate(const float* x, float* y, i64 n, int kind, float slope) {
+        GRID_STRIDE(i, n) {
+            float v = x[i], r;
+            switch (kind) {
+            case 1: r = v >= 0.0f ? 1.0f : 0.0f; break;
+            case 2: r = v >= 0.0f ? 1.0f : -1.0f; break;
+            case 3: r = stable_sigmoid(v); break;
+            case 4: r = tanhf(v); break;
+            case 5: r = v < 0.0f ? 0.0f : v; break;  // as the CPU's vector path: -0 and NaN pass through
+            case 6: r = v >= 0.0f ? v : slope * v; break;
+            default: r = v; break;
+            }
+            y[i] = r;
+        }
+    }
+
+    extern "C" __global__ void nn_activation_backward(const float* a, const float* g, float* d, i64 n,
+                                                      int kind, float slope) {
+        GRID_STRIDE(i, n) {
+            float v = a[i], gi = g[i], r;
+            switch (kind) {
+            case 1: case 2: r = 0.0f; break;
+            case 3: r = gi * v * (1.0f - v); break;
+            case 4: r = gi * (1.0f - v * v); break;
+            case 5: r = v > 0.0f ? gi : 0.0f; break;
+            case 6: r = v > 0.0f ? gi : slope * gi; break;
+            default: r = gi; break;
+            }
+            d[i] = r;
+        }
+    }
+
+    // Row-wise softmax, one block per row of k values (in place allowed).
+    extern "C" __global__ void nn_softmax_rows(const float* x, float* y, int k) {
+        __shared__ float scratch[32];
+        const float* xr = x + (i64)blockIdx.x * k;
+        float* yr = y + (i64)blockIdx.x * k;
+        float m = NEG_INF;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) m = fmaxf(m, xr[j]);
+        m = block_max(m, scratch);
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) { float e = expf(xr[j] - m); yr[j] = e; s += e; }
+        float inv = 1.0f / block_sum(s, scratch);
+        for (int j = threadIdx.x; j < k; j += blockDim.x) yr[j] *= inv;
+    }
+
+    // d_i = a_i (g_i - sum_j a_j g_j) per row, one block per row (in place over g allowed).
+    extern "C" __global__ void nn_softmax_backward(const float* a, const float* g, float* d, int k) {
+        __shared__ float scratch[32];
+        i64 base = (i64)blockIdx.x * k;
+        float dot = 0.0f;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) dot += a[base + j] * g[base + j];
+        dot = block_sum(dot, scratch);
+        for (int j = threadIdx.x; j < k; j += blockDim.x) d[base + j] = a[base + j] * (g[base + j] - dot);
+    }
+
+    // ---- losses: statistics = [lossSum, correct, squaredErrorSum, absoluteErrorSum] ----
+
+    // Softmax + cross-entropy by log-sum-exp, one block per row of k logits.
+    // t: class index per row (sparse) or a target row of k values.
+    extern "C" __global__ void nn_softmax_xent(const float* z, const float* t, float* p, float* grad,
+                                               int k, int sparse, float scale, float* stats) {
+        __shared__ float scratch[32];
+        __shared__ int iscratch[32];
+        i64 base = (i64)blockIdx.x * k;
+        const float* zr = z + base;
+        float* pr = p + base;
+        int best = block_argmax(zr, k, scratch, iscratch);
+        float m = zr[best];
+        float s = 0.0f;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) { float e = expf(zr[j] - m); pr[j] = e; s += e; }
+        s = block_sum(s, scratch);
+        float logS = logf(s), inv = 1.0f / s;
+        for (int j = threadIdx.x; j < k; j += blockDim.x) pr[j] *= inv;
+        if (sparse) {
+            int label = (int)t[blockIdx.x];
+            bool valid = label >= 0 && label < k;  // labels are validated on load; never read outside the row
+            if (threadIdx.x == 0 && valid) {
+                atomicAdd(stats, logS + m - zr[label]);
+                if (label == best) atomicAdd(stats + 1, 1.0f);
+            }
+            if (grad) for (int j = threadIdx.x; j < k; j += blockDim.x) {
+                float v = scale * pr[j];
+                if (j == label) v -= scale;
+                grad[base + j] = v;
+            }
+        } else {
+            const float* tr = t + base;
+            float loss = 0.0f, mass = 0.0f;
+            for (int j = threadIdx.x; j < k; j += blockDim.x) { loss += tr[j] * (logS + m - zr[j]); mass += tr[j]; }
+            loss = block_sum(loss, scratch);
+            mass = block_sum(mass, scratch);
+            int label = block_argmax(tr, k, scratch, iscratch);
+            if (threadIdx.x == 0) {
+                atomicAdd(stats, loss);
+                if (label == best) atomicAdd(stats + 1, 1.0f);
+            }
+            if (grad) for (int j = threadIdx.x; j < k; j += blockDim.x) grad[base + j] = scale * (pr[j] * mass - tr[j]);
+        }
+    }
+
+    // Sigmoid + binary cross-entropy over n values of rows that are `outputs` wide.
+    extern "C" __global__ void nn_sigmoid_bce(const float* z, const float* t, float* p, float* grad, i64 n,
+                                              float perOutput, float outputs, float* stats) {
+        __shared__ float scratch[32];
+        float loss = 0.0f, correct = 0.0f;
+        GRID_STRIDE(i, n) {
+            float zi = z[i], ti = t[i];
+            loss += swift_max0(zi) - zi * ti + log1pf(expf(-fabsf(zi)));
+            float pi = stable_sigmoid(zi);
+            p[i] = pi;
+            if ((pi >= 0.5f) == (ti >= 0.5f)) correct += 1.0f;
+            if (grad) grad[i] = perOutput * (pi - ti);
+        }
+        loss = block_sum(loss, scratch);
+        correct = block_sum(correct, scratch);
+        if (threadIdx.x == 0) {
+            atomicAdd(stats, loss / outputs);
+            atomicAdd(stats + 1, correct);
+        }
+    }
+
+    // Squared error over n values; threshold accuracy per value when asked.
+    extern "C" __global__ void nn_squared_error(const float* y, const float* t, float* grad, i64 n, float factor,
+                                                int threshold, float cut, float outputs, float* stats) {
+        __shared__ float scratch[32];
+        float squared = 0.0f, absolute = 0.0f, correct = 0.0f;
+        GRID_STRIDE(i, n) {
+            float yi = y[i], ti = t[i], e = yi - ti;
+            squared += e * e;
+            absolute += fabsf(e);
+            if (grad) grad[i] = factor * e;
+            if (threshold && (yi >= cut) == (ti >= cut)) correct += 1.0f;
+        }
+        squared = block_sum(squared, scratch);
+        absolute = block_sum(absolute, scratch);
+        correct = block_sum(correct, scratch);
+        if (threadIdx.x == 0) {
+            atomicAdd(stats, squared / outputs);
+            atomicAdd(stats + 1, correct);
+            atomicAdd(stats + 2, squared);
+            atomicAdd(stats + 3, absolute);
+        }
+    }
+
+    // Rows (of k values) whose first maximum of y sits where t's first maximum does.
+    extern "C" __global__ void nn_argmax_matches(const float* y, const float* t, int rows, int k, float* stats) {
+        __shared__ float scratch[32];
+        int r = blockIdx.x * blockDim.x + threadIdx.x;
+        float match = 0.0f;
+        if (r < rows) {
+            const float* yr = y + (i64)r * k;
+            const float* tr = t + (i64)r * k;
+            int by = 0, bt = 0;
+            for (int j = 0; j < k; j++) {
+                if (yr[j] > yr[by]) by = j;
+                if (tr[j] > tr[bt]) bt = j;
+            }
+            match = by == bt ? 1.0f : 0.0f;
+        }
+        match = block_sum(match, scratch);
+        if (threadIdx.x == 0 && match > 0.0f) atomicAdd(stats + 1, match);
+    }
+
+    // ---- regularization ----------------------------------------------------------
+
+    // Inverted dropout; value i draws counterUniform(key, base + i) as Random.swift does.
+    extern "C" __global__ void nn_dropout(const float* x, float* mask, float* y, i64 n, float rate, float keep,
+                                          u64 key, u64 base) {
+        GRID_STRIDE(i, n) {
+            u64 counter = base + (u64)i;
+            float u = unit_float(mix64(key ^ (counter * 0xD1B54A32D192ED03ull)));
+            float v = u >= rate ? keep : 0.0f;
+            mask[i] = v;
+            y[i] = x[i] * v;
+        }
+    }
+
+    extern "C" __global__ void nn_add_penalty(const float* w, float* g, i64 n, float l1, float l2, float weight,
+                                              float* stats) {
+        __shared__ float scratch[32];
+        float squares = 0.0f, absolutes = 0.0f, twoL2 = 2.0f * l2;
+        GRID_STRIDE(i, n) {
+            float v = w[i];
+            squares += v * v;
+            absolutes += fabsf(v);
+            g[i] += twoL2 * v + (v > 0.0f ? l1 : (v < 0.0f ? -l1 : 0.0f));
+        }
+        squares = block_sum(squares, scratch);
+        absolutes = block_sum(absolutes, scratch);
+        if (threadIdx.x == 0) atomicAdd(stats, weight * (l2 * squares + l1 * absolutes));
+    }
+
+    // ---- optimizer rules (UpdateRule.swift); weight decay is nn_scale first ----
+
+    extern "C" __global__ void nn_sgd(float* w, const float* g, i64 n, float lr) {
+        GRID_STRIDE(i, n) w[i] -= lr * g[i];
+    }
+
+    extern "C" __global__ void nn_sgd_momentum(float* w, const float* g, float* m, i64 n, float lr, float mu,
+                                               int nesterov) {
+        GRID_STRIDE(i, n) {
+            float mi = mu * m[i] - lr * g[i];
+            m[i] = mi;
+            if (nesterov) w[i] += mu * mi - lr * g[i];
+            else w[i] += mi;
+        }
+    }
+
+    // m is null without momentum.
+    extern "C" __global__ void nn_rmsprop(float* w, const float* g, float* v, float* m, i64 n, float lr, float rho,
+                                          float oneMinusRho, float eps, float mu) {
+        GRID_STRIDE(i, n) {
+            float gi = g[i];
+            float vi = rho * v[i] + oneMinusRho * gi * gi;
+            v[i] = vi;
+            if (m) {
+                float mi = mu * m[i] + lr * gi / sqrtf(vi + eps);
+                m[i] = mi;
+                w[i] -= mi;
+            } else {
+                w[i] -= lr * gi / sqrtf(vi + eps);
+            }
+        }
+    }
+
+    // alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host in double.
+    extern "C" __global__ void nn_adam(float* w, const float* g, float* m, float* v, i64 n, float alpha, float c1,
+                                       float c2, float eps) {
+        GRID_STRIDE(i, n) {
+            float gi = g[i];
+            float mi = m[i] + c1 * (gi - m[i]);
+            float vi = v[i] + c2 * (gi * gi - v[i]);
+            m[i] = mi;
+            v[i] = vi;
+            w[i] -= alpha * mi / (sqrtf(vi) + eps);
+        }
+    }
+
+    // ---- checks ------------------------------------------------------------------
+
+    // NaN and +-inf are exactly the values with an all-ones exponent.
+    extern "C" __global__ void nn_count_nonfinite(const float* x, i64 n, u64* count) {
+        u64 c = 0;
+        GRID_STRIDE(i, n) if ((__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u) c++;
+        if (c) atomicAdd(count, c);
+    }
+    """#
+}
+
+/// The kernels by name, as the accelerator launches them.
+enum Kernel: String, CaseIterable {
+    case scale = "nn_scale", addBias = "nn_add_bias", sumRows = "nn_sum_rows", axpy = "nn_axpy"
+    case multiply = "nn_multiply", activate = "nn_activate", activationBackward = "nn_activation_backward"
+    case softmaxRows = "nn_softmax_rows", softmaxBackward = "nn_softmax_backward"
+    case softmaxCrossEntropy = "nn_softmax_xent", sigmoidBinaryCrossEntropy = "nn_sigmoid_bce"
+    case squaredError = "nn_squared_error", argmaxMatches = "nn_argmax_matches"
+    case dropout = "nn_dropout", addPenalty = "nn_add_penalty"
+    case sgd = "nn_sgd", sgdMomentum = "nn_sgd_momentum", rmsprop = "nn_rmsprop", adam = "nn_adam"
+    case countNonFinite = "nn_count_nonfinite"
+}
+
+// MARK: - Compiling with NVRTC
+
+/// A compiled kernel image, ready for `cuModuleLoadData`.
+public struct CompiledKernels: Sendable {
+    /// The CUBIN (device code for one architecture) or NUL-terminated PTX.
+    public let image: [UInt8]
+    /// Whether `image` is CUBIN rather than PTX (which the driver compiles on load).
+    public let isCubin: Bool
+    /// The `--gpu-architecture` value used, e.g. `sm_90` or `compute_90`.
+    public let architecture: String
+    /// NVRTC's log (warnings; empty when clean).
+    public let log: String
+}
+
+/// Compiles CUDA C with NVRTC, opened at run time (see `CUDALibraries.swift`).
+public final class KernelCompiler {
+    let nvrtc: NVRTCLibrary
+
+    /// Opens NVRTC, looking first in `$NNTRAIN_NVRTC_DIR`.
+    ///
+    /// - Throws: `UserError` naming the library and the places searched.
+    public init() throws { nvrtc = try NVRTCLibrary() }
+
+    /// The path NVRTC was loaded from.
+    public var libraryPath: String { nvrtc.library.path }
+
+    /// NVRTC's version, e.g. (12, 9).
+    public var version: (major: Int, minor: Int) {
+        var major: Int32 = 0, minor: Int32 = 0
+        _ = nvrtc.nvrtcVersion(&major, &minor)
+        return (Int(major), Int(minor))
+    }
+
+    /// Compute capabilities NVRTC can target (e.g. 75 for 7.5); empty when the
+    /// library cannot say (older than 11.2).
+    public var supportedArchitectures: [Int] {
+        guard let count = nvrtc.nvrtcGetNumSupportedArchs, let list = nvrtc.nvrtcGetSupportedArchs else { return [] }
+        var n: Int32 = 0
+        guard count(&n) == 0, n > 0 else { return [] }
+        var archs = [Int32](repeating: 0, count: Int(n))
+        guard list(&archs) == 0 else { return [] }
+        return archs.map(Int.init)
+    }
+
+    /// Compiles `source` for compute capability `capability` (major·10 + minor).
+    ///
+    /// Asks for CUBIN (`--gpu-architecture=sm_XY`) when NVRTC supports that
+    /// architecture and can emit CUBIN; otherwise PTX for the newest virtual
+    /// architecture it knows that the device can run, which the driver
+    /// compiles when loading.
+    ///
+    /// - Throws: `UserError` with NVRTC's log when compilation fails.
+    public func compile(_ source: String = CUDAKernels.source, name: String = "nntrain_kernels.cu",
+                        capability: Int) throws -> CompiledKernels {
+        let supported = supportedArchitectures
+        var target = capability, real = nvrtc.nvrtcGetCUBIN != nil
+        if !supported.isEmpty && !supported.contains(capability) {
+            guard let older = supported.filter({ $0 < capability }).max() else {
+                throw UserError("--device cuda: compute capability \(capability / 10).\(capability % 10) is older than NVRTC \(version.major).\(version.minor) supports (oldest: \(supported.min() ?? 0)); use an older CUDA toolkit or --device cpu")
+            }
+            target = older
+            real = false
+        }
+        let architecture = "\(real ? "sm" : "compute")_\(target)"
+        let options = ["--gpu-architecture=\(architecture)", "--fmad=false", "-default-device"]
+
+        var program: OpaquePointer?
+        var result = nvrtc.nvrtcCreateProgram(&program, source, name, 0, nil, nil)
+        guard result == 0 else {
+            throw UserError("--device cuda: nvrtcCreateProgram failed: \(nvrtc.errorString(result))")
+        }
+        defer { _ = nvrtc.nvrtcDestroyProgram(&program) }
+
+        let cOptions = options.map { strdup($0) }
+        defer { cOptions.forEach { free($0) } }
+        result = cOptions.map { UnsafePointer<CChar>($0) }.withUnsafeBufferPointer {
+            nvrtc.nvrtcCompileProgram(program, Int32($0.count), $0.baseAddress)
+        }
+        let log = programLog(program)
+        guard result == 0 else {
+            let lines = log.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            throw UserError("--device cuda: NVRTC could not compile \(name) for \(architecture) (\(nvrtc.errorString(result))): \(lines.joined(separator: " | "))")
+        }
+
+        if real, let getSize = nvrtc.nvrtcGetCUBINSize, let get = nvrtc.nvrtcGetCUBIN {
+            var size = 0
+            if getSize(program, &size) == 0, size > 0 {
+                var image = [UInt8](repeating: 0, count: size)
+                let status = image.withUnsafeMutableBytes { get(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+                if status == 0 { return CompiledKernels(image: image, isCubin: true, architecture: architecture, log: log) }
+            }
+        }
+        var size = 0
+        result = nvrtc.nvrtcGetPTXSize(program, &size)
+        guard result == 0, size > 0 else {
+            throw UserError("--device cuda: NVRTC produced no code for \(architecture): \(nvrtc.errorString(result))")
+        }
+        var image = [UInt8](repeating: 0, count: size)  // size counts the terminating NUL
+        result = image.withUnsafeMutableBytes { nvrtc.nvrtcGetPTX(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        guard result == 0 else {
+            throw UserError("--device cuda: nvrtcGetPTX failed: \(nvrtc.errorString(result))")
+        }
+        return CompiledKernels(image: image, isCubin: false, architecture: architecture, log: log)
+    }
+
+    private func programLog(_ program: OpaquePointer?) -> String {
+        var size = 0
+        guard nvrtc.nvrtcGetProgramLogSize(program, &size) == 0, size > 1 else { return "" }
+        var buffer = [CChar](repeating: 0, count: size)
+        guard nvrtc.nvrtcGetProgramLog(program, &buffer) == 0 else { return "" }
+        return String(cString: buffer)
+    }
+}
