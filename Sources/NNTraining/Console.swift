@@ -73,12 +73,17 @@ public final class Console {
         FileHandle.standardError.write(Data(("nntrain: warning: " + text + "\n").utf8))
     }
 
-    /// Redraws the progress bar (terminal only, at most ten times a second).
+    /// Whether the bar is due for a redraw (terminal only, at most ten times
+    /// a second), so callers fetch metrics from a device only then.
+    public func wantsProgress(step: Int, of total: Int) -> Bool {
+        guard enabled, isTerminal else { return false }
+        return Date().timeIntervalSinceReferenceDate - lastDraw >= 0.1 || step == total
+    }
+
+    /// Redraws the progress bar.
     public func progress(step: Int, of total: Int, elapsed: Double, metrics: [(String, Double)]) {
         guard enabled, isTerminal else { return }
-        let now = Date().timeIntervalSinceReferenceDate
-        guard now - lastDraw >= 0.1 || step == total else { return }
-        lastDraw = now
+        lastDraw = Date().timeIntervalSinceReferenceDate
         let eta = step > 0 ? elapsed / Double(step) * Double(total - step) : 0
         let text = "\r" + Console.counter(step, total) + " " + Console.bar(step, total)
             + " - ETA: " + Console.duration(eta) + Console.format(metrics) + "\u{1B}[K"

@@ -24,6 +24,9 @@ public struct TrainRequest: Sendable {
     public var checkpointEvery: Int
     public var keepCheckpoints: Int
     public var initFrom: String?
+    public var device: DeviceChoice = .auto
+    /// Let cuBLAS use TF32 tensor cores for float GEMMs (faster, ~10-bit mantissa products).
+    public var allowTF32 = false
 
     public enum Resume: Sendable, Equatable { case latest, file(String) }
 
@@ -45,8 +48,12 @@ public enum Launch {
         let console = Console(enabled: communicator.isCoordinator, underLauncher: MPICommunicator.launchedByMPI)
         StopSignal.install()
         do {
-            let threads = blasThreads(localRanks: communicator.localSize)
-            let accelerator = CPUAccelerator(threads: threads.count)
+            var threads = blasThreads(localRanks: communicator.localSize)
+            let (accelerator, deviceNote) = try collectively(communicator, console) {
+                try Devices.open(request.device, localRank: communicator.localRank, cpuThreads: threads.count,
+                                 allowTF32: request.allowTF32)
+            }
+            if !deviceNote.isEmpty { threads.reason += "; " + deviceNote }
 
             // Rank 0 resolves the configuration (from a checkpoint when
             // resuming); every rank then checks it runs the same one.

@@ -70,6 +70,8 @@ public final class Trainer {
     /// Per-epoch running statistics (1 × Statistic.width), on the device.
     private let statistics: Tensor
     private var position: TrainingPosition
+    /// Host copy of the gradients for devices whose memory MPI cannot read.
+    private var staging: [Float] = []
 
     /// Builds the model replica and agrees on its initial state with every rank.
     public init(config: RunConfig, data: PreparedData, options: TrainOptions, communicator: any Communicator,
@@ -181,10 +183,9 @@ public final class Trainer {
                 position.globalStep += 1
                 position.epochSamples += global.count
 
-                if communicator.isCoordinator && console.isTerminal {
-                    let local = localMetrics()
+                if communicator.isCoordinator && console.wantsProgress(step: position.stepInEpoch, of: steps) {
                     console.progress(step: position.stepInEpoch, of: steps, elapsed: Date().timeIntervalSince(start),
-                                     metrics: local.named())
+                                     metrics: localMetrics().named())
                 }
                 if StopSignal.agreed(communicator) {
                     stopped = true
@@ -279,9 +280,13 @@ public final class Trainer {
         if accelerator.isHostMemory {
             communicator.allReduceSum(UnsafeMutableBufferPointer(start: gradients.hostPointer, count: gradients.count))
         } else {
-            var host = accelerator.values(gradients)
-            host.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
-            host.withUnsafeBufferPointer { accelerator.copy($0, to: gradients) }
+            // Device → host staging buffer → MPI → device: one copy each way.
+            if staging.count != gradients.count { staging = [Float](repeating: 0, count: gradients.count) }
+            staging.withUnsafeMutableBufferPointer { host in
+                accelerator.copy(gradients, to: host)
+                communicator.allReduceSum(host)
+                accelerator.copy(UnsafeBufferPointer(host), to: gradients)
+            }
         }
     }
 

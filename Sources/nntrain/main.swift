@@ -14,7 +14,7 @@ struct NNTrain: ParsableCommand {
             With no arguments, trains the default preset (fashion-mnist). Presets: \(Presets.names.joined(separator: ", ")).
             Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
             """,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Bench.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Selftest.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 
@@ -57,6 +57,12 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file (layers.{i}.weight/bias).")
     var initFrom: String?
 
+    @Option(name: .long, help: "auto (a GPU when one is usable), cpu or cuda.")
+    var device: DeviceChoice = .auto
+
+    @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores for GEMMs.")
+    var allowTF32 = false
+
     func validate() throws {
         if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
         if let epochs, epochs <= 0 { throw ValidationError("--epochs: must be a positive integer (got \(epochs))") }
@@ -85,6 +91,8 @@ struct Train: ParsableCommand {
         request.checkpointEvery = checkpointEvery
         request.keepCheckpoints = keepCheckpoints
         request.initFrom = initFrom
+        request.device = device
+        request.allowTF32 = allowTF32
         let status = Launch.train(request)
         if status != 0 { throw ExitCode(status) }
     }
@@ -143,6 +151,30 @@ struct Predict: ParsableCommand {
     }
 }
 
+extension DeviceChoice: ExpressibleByArgument {}
+
+struct Selftest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check an accelerator against the CPU backend, op by op, then train one epoch on it.")
+
+    @Option(name: .long, help: "auto, cpu or cuda.")
+    var device: DeviceChoice = .auto
+
+    @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores for GEMMs.")
+    var allowTF32 = false
+
+    @Option(name: .long, help: "Seed of the random inputs.")
+    var seed: UInt64 = 1
+
+    @Flag(name: .customLong("no-train"), help: "Only the conformance checks.")
+    var noTrain = false
+
+    func run() throws {
+        let status = try Launch.selftest(device: device, allowTF32: allowTF32, seed: seed, trainEpoch: !noTrain)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measurements for the benchmark scripts.",
@@ -168,12 +200,18 @@ struct Bench: ParsableCommand {
         @Option(name: .long, help: "Seconds to measure.")
         var seconds: Double = 3
 
+        @Option(name: .long, help: "cpu or cuda.")
+        var device: DeviceChoice = .cpu
+
+        @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores.")
+        var allowTF32 = false
+
         func run() throws {
             let config = try Presets.config(preset)
             let batch = batchSize ?? config.training.batchSize
             let widths = Benchmarks.widths(of: config, inputSize: inputSize)
-            let timing = Benchmarks.stepGEMMs(widths: widths, batch: batch, accelerator: CPUAccelerator(threads: threads),
-                                              seconds: seconds)
+            let accelerator = try Devices.open(device, localRank: 0, cpuThreads: threads, allowTF32: allowTF32).accelerator
+            let timing = Benchmarks.stepGEMMs(widths: widths, batch: batch, accelerator: accelerator, seconds: seconds)
             let perStep = timing.perIteration
             print(String(format: "{\"widths\": %@, \"batch\": %d, \"threads\": %d, \"step_ms\": %.4f, \"samples_per_second\": %.0f}",
                          "[" + widths.map(String.init).joined(separator: ", ") + "]", batch, threads, perStep * 1000,

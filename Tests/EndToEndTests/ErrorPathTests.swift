@@ -137,6 +137,19 @@ final class ErrorPathTests: XCTestCase {
                         contains: ["short.idx", "truncated"])
     }
 
+    func testCUDARequestedWithoutAGPU() throws {
+        let drivers = ["/usr/lib/x86_64-linux-gnu/libcuda.so.1", "/usr/lib64/libcuda.so.1", "/usr/local/cuda/lib64/libcuda.so.1"]
+        if drivers.contains(where: FileManager.default.fileExists) { throw XCTSkip("an NVIDIA driver is installed here") }
+        assertUserError(try nntrain(["train", "--preset", "xor", "--device", "cuda"]),
+                        contains: ["--device cuda", "libcuda.so.1 not found", "use --device cpu"])
+        // auto falls back to the CPU without a word of complaint.
+        let dir = temporaryDirectory(self)
+        let auto = try nntrain(["train", "--preset", "xor", "--epochs", "2", "--device", "auto", "--run-dir", dir + "/a"])
+        XCTAssertEqual(auto.status, 0, auto.stderr)
+        XCTAssertEqual(auto.stderr, "")
+        XCTAssertTrue(auto.stdout.contains("compute: cpu"), auto.stdout)
+    }
+
     func testUnknownCommandLineOption() throws {
         assertUserError(try nntrain(["train", "--epochz", "3"]), contains: ["--epochz"])
     }

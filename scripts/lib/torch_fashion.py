@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DATA = "/usr/share/datasets/fashion-mnist"
+DATA = os.environ.get("NNTRAIN_FASHION_DIR", "/usr/share/datasets/fashion-mnist")
 
 
 def idx(path):
@@ -30,6 +30,7 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128, help="global batch")
     p.add_argument("--ddp", action="store_true", help="run under torchrun-style env (gloo)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
@@ -42,9 +43,12 @@ def main():
     x = idx(f"{DATA}/train-images-idx3-ubyte.gz")
     y = idx(f"{DATA}/train-labels-idx1-ubyte.gz")
     x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
-    x, y = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    device = torch.device(a.device)
+    x, y = torch.from_numpy(x.astype(np.float32)).to(device), torch.from_numpy(y).to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # nntrain's default
 
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
     if a.ddp:
         model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -53,7 +57,7 @@ def main():
     measured_samples, measured_seconds = 0, 0.0
     for epoch in range(a.epochs):
         g = torch.Generator().manual_seed(epoch)
-        order = torch.randperm(len(x), generator=g)[:n]
+        order = torch.randperm(len(x), generator=g)[:n].to(device)
         start = time.perf_counter()
         for s in range(0, n, a.batch_size):
             batch = order[s + rank * local: s + (rank + 1) * local]
@@ -61,12 +65,14 @@ def main():
             loss = F.cross_entropy(model(x[batch]), y[batch])
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         if epoch > 0:
             measured_samples += n
             measured_seconds += seconds
     if rank == 0:
-        print(json.dumps({"framework": f"pytorch {torch.__version__}", "ranks": world, "threads": a.threads,
+        print(json.dumps({"framework": f"pytorch {torch.__version__}", "device": a.device, "ranks": world, "threads": a.threads,
                           "batch": a.batch_size, "samples_per_second": measured_samples / measured_seconds,
                           "final_loss": loss.item()}))
     if a.ddp:
