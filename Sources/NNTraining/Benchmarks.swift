@@ -3,6 +3,7 @@
 
 import Foundation
 import NNCore
+import NNDistributed
 
 /// Timings used by the benchmark scripts (never by tests).
 public enum Benchmarks {
@@ -53,5 +54,20 @@ public enum Benchmarks {
     /// Layer widths of a configuration's dense layers, input first.
     public static func widths(of config: RunConfig, inputSize: Int) -> [Int] {
         [inputSize] + config.model.layers.compactMap { $0.kind == .dense ? $0.units : nil }
+    }
+}
+
+extension Launch {
+    /// Times a bare allreduce of `count` floats under the current MPI job and
+    /// the rank 0 ↔ rank 1 bandwidth; returns rank 0's JSON line (nil elsewhere).
+    public static func benchmarkAllreduce(count: Int, iterations: Int) -> String? {
+        let communicator: any Communicator = MPICommunicator.launchedByMPI ? MPICommunicator() : LocalCommunicator()
+        defer { communicator.finalize() }
+        guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
+        let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
+        let bandwidth = MPIBenchmarks.pingPongBandwidth(bytes: 64 << 20, iterations: 10)
+        guard communicator.isCoordinator else { return nil }
+        return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f}",
+                      communicator.size, count, count * 4, MPIBenchmarks.algorithmDescription, seconds * 1e6, bandwidth / 1e9)
     }
 }

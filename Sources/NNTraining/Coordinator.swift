@@ -55,6 +55,8 @@ final class Coordinator {
         fields.append(("learning_rate", number(Double(record.learningRate))))
         fields.append(("seconds", number(record.seconds)))
         fields.append(("samples_per_second", number(record.samplesPerSecond)))
+        if let ms = record.allreduceMilliseconds { fields.append(("allreduce_ms", number(ms))) }
+        if let ms = record.allreduceWaitMilliseconds { fields.append(("allreduce_call_ms_per_step", number(ms))) }
         let line = "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}\n"
         guard let handle = FileHandle(forWritingAtPath: metricsPath) ?? {
             _ = FileManager.default.createFile(atPath: metricsPath, contents: nil)
@@ -146,9 +148,15 @@ public enum StopSignal {
         signal(SIGUSR1, handler)
     }
 
-    /// Whether any rank was asked to stop: all ranks learn it at the same step.
-    static func agreed(_ communicator: any Communicator) -> Bool {
+    /// Steps between two checks in a job of several ranks: a check is a
+    /// collective, so it runs every few steps rather than on every one.
+    static let checkInterval = 8
+
+    /// Whether any rank was asked to stop: all ranks learn it at the same
+    /// step (every rank checks at the same global steps).
+    static func agreed(_ communicator: any Communicator, step: Int) -> Bool {
         guard communicator.size > 1 else { return requested != 0 }
+        guard step % checkInterval == 0 else { return false }
         var flag = [Double(requested)]
         flag.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         return flag[0] > 0

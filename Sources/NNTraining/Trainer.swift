@@ -51,6 +51,11 @@ public struct EpochRecord: Sendable {
     public var seconds: Double
     public var samplesPerSecond: Double
     public var learningRate: Float
+    /// Mean time of the gradient allreduce itself, from steps that line up
+    /// the ranks at a barrier first (jobs of several ranks).
+    public var allreduceMilliseconds: Double?
+    /// Mean time per step inside the allreduce call, waits for slower ranks included.
+    public var allreduceWaitMilliseconds: Double?
 }
 
 /// Runs training on one rank of a job.
@@ -72,6 +77,9 @@ public final class Trainer {
     private var position: TrainingPosition
     /// Host copy of the gradients for devices whose memory MPI cannot read.
     private var staging: [Float] = []
+    /// Time in the gradient allreduce this epoch: in all steps (waits for
+    /// slower ranks included), and in the steps sampled after a barrier.
+    private var allreduceNanoseconds: (total: UInt64, sampled: UInt64, samples: Int) = (0, 0, 0)
 
     /// Builds the model replica and agrees on its initial state with every rank.
     public init(config: RunConfig, data: PreparedData, options: TrainOptions, communicator: any Communicator,
@@ -172,6 +180,7 @@ public final class Trainer {
             let start = Date()
             let startStep = position.stepInEpoch
             let startSamples = position.epochSamples
+            allreduceNanoseconds = (0, 0, 0)
             var stopped = false
 
             while position.stepInEpoch < steps {
@@ -187,7 +196,7 @@ public final class Trainer {
                     console.progress(step: position.stepInEpoch, of: steps, elapsed: Date().timeIntervalSince(start),
                                      metrics: localMetrics().named())
                 }
-                if StopSignal.agreed(communicator) {
+                if StopSignal.agreed(communicator, step: position.globalStep) {
                     stopped = true
                     break
                 }
@@ -211,7 +220,11 @@ public final class Trainer {
             let samplesRun = Double(position.epochSamples - startSamples)
             let record = EpochRecord(epoch: epoch + 1, training: trainMetrics, validation: validation, seconds: seconds,
                                      samplesPerSecond: samplesRun / max(seconds, 1e-9),
-                                     learningRate: optimizer.currentRate)
+                                     learningRate: optimizer.currentRate,
+                                     allreduceMilliseconds: communicator.size > 1 && allreduceNanoseconds.samples > 0
+                                        ? Double(allreduceNanoseconds.sampled) / 1e6 / Double(allreduceNanoseconds.samples) : nil,
+                                     allreduceWaitMilliseconds: communicator.size > 1
+                                        ? Double(allreduceNanoseconds.total) / 1e6 / Double(max(stepsRun, 1)) : nil)
             history.append(record)
             reportEpoch(record, steps: steps, stepsRun: stepsRun)
 
@@ -276,6 +289,19 @@ public final class Trainer {
     /// Sums the gradients over all ranks: one allreduce of the flat buffer.
     private func reduceGradients() {
         guard communicator.size > 1 else { return }
+        // Every 16th step the ranks first line up at a barrier, so the time
+        // measured is the allreduce itself, not a wait for a slower rank.
+        let sampled = position.globalStep % 16 == 0
+        if sampled { communicator.barrier() }
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer {
+            let elapsed = DispatchTime.now().uptimeNanoseconds - started
+            allreduceNanoseconds.total += elapsed
+            if sampled {
+                allreduceNanoseconds.sampled += elapsed
+                allreduceNanoseconds.samples += 1
+            }
+        }
         let gradients = model.gradients
         if accelerator.isHostMemory {
             communicator.allReduceSum(UnsafeMutableBufferPointer(start: gradients.hostPointer, count: gradients.count))

@@ -178,7 +178,23 @@ struct Selftest: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measurements for the benchmark scripts.",
-        subcommands: [GEMMBound.self])
+        subcommands: [GEMMBound.self, Allreduce.self])
+
+    struct Allreduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bare MPI_Allreduce time for a buffer (run under mpirun), and the point-to-point bandwidth.")
+
+        @Option(name: .long, help: "Floats to reduce (default: the default preset's parameter count).")
+        var count: Int = 235_146
+
+        @Option(name: .long, help: "Allreduce calls to time.")
+        var iterations: Int = 2000
+
+        func run() throws {
+            let result = Launch.benchmarkAllreduce(count: count, iterations: iterations)
+            if let result { print(result) }
+        }
+    }
 
     struct GEMMBound: ParsableCommand {
         static let configuration = CommandConfiguration(
