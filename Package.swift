@@ -45,6 +45,6 @@ let package = Package(
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA"]),
     ]
 )

@@ -4,6 +4,7 @@
 import Foundation
 import NNCore
 import NNDistributed
+import NNData
 
 /// Timings used by the benchmark scripts (never by tests).
 public enum Benchmarks {
@@ -69,5 +70,37 @@ extension Launch {
         guard communicator.isCoordinator else { return nil }
         return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f}",
                       communicator.size, count, count * 4, MPIBenchmarks.algorithmDescription, seconds * 1e6, bandwidth / 1e9)
+    }
+}
+
+extension Benchmarks {
+    /// Write and read times of a checkpoint of `config`'s model (with its
+    /// optimizer state) in `directory`, and its size against the raw bytes.
+    public static func checkpoint(config: RunConfig, inputSize: Int, directory: String, repetitions: Int) throws
+        -> (writeMilliseconds: Double, readMilliseconds: Double, fileBytes: Int, rawBytes: Int) {
+        let layout = Sequential.layout(inputSize: inputSize, layers: config.layerSpecs)
+        let count = layout.last.map { $0.offset + $0.count } ?? 0
+        var stream = RandomStream(key: randomKey(seed: 1, purpose: .testing))
+        let parameters = (0..<count).map { _ in stream.nextUniform(-1, 1) }
+        let slots = config.optimizer.rule.slots.count
+        let state = (0..<(slots * count)).map { _ in stream.nextUniform(0, 1) }
+        let position = TrainingPosition(epoch: 3, stepInEpoch: 17, globalStep: 1283, worldSize: 1,
+                                        epochStatistics: [1, 2, 3, 4], epochSamples: 2176)
+        let snapshot = ModelSnapshot(config: config, inputSize: inputSize,
+                                     scaler: FeatureScaler(method: .none, offsets: [], factors: []), classNames: nil,
+                                     parameters: parameters, optimizerState: state, optimizerSteps: 1283, position: position)
+        let path = directory + "/" + Checkpoints.fileName(step: 1283)
+        var writing = 0.0, reading = 0.0
+        for _ in 0..<repetitions {
+            var start = Date()
+            try ModelFile.write(snapshot, to: path)
+            writing += Date().timeIntervalSince(start)
+            start = Date()
+            let back = try ModelFile.read(path: path)
+            reading += Date().timeIntervalSince(start)
+            precondition(back.parameters == parameters && back.optimizerState == state)
+        }
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return (1000 * writing / Double(repetitions), 1000 * reading / Double(repetitions), size, 4 * (count + state.count))
     }
 }

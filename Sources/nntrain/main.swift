@@ -178,7 +178,32 @@ struct Selftest: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measurements for the benchmark scripts.",
-        subcommands: [GEMMBound.self, Allreduce.self])
+        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self])
+
+    struct CheckpointIO: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
+            abstract: "Write and read time of a checkpoint of a preset's model with its optimizer state.")
+
+        @Option(name: .long, help: "Preset whose model to use.")
+        var preset: String = Presets.names[0]
+
+        @Option(name: .customLong("input-size"), help: "Features per sample.")
+        var inputSize: Int = 784
+
+        @Option(name: .long, help: "Directory to write in.")
+        var directory: String = "."
+
+        @Option(name: .long, help: "Repetitions.")
+        var repetitions: Int = 20
+
+        func run() throws {
+            let r = try Benchmarks.checkpoint(config: try Presets.config(preset), inputSize: inputSize,
+                                              directory: directory, repetitions: repetitions)
+            print(String(format: "{\"write_ms\": %.2f, \"read_ms\": %.2f, \"file_bytes\": %d, \"raw_bytes\": %d, \"overhead_bytes\": %d}",
+                         r.writeMilliseconds, r.readMilliseconds, r.fileBytes, r.rawBytes, r.fileBytes - r.rawBytes))
+        }
+    }
 
     struct Allreduce: ParsableCommand {
         static let configuration = CommandConfiguration(
