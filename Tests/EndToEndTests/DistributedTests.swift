@@ -88,6 +88,30 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(odd.status, 0, odd.stderr)
     }
 
+    func testNonFiniteGradientsStopEveryRankAtTheSameStep() throws {
+        let dir = temporaryDirectory(self)
+        let config = write("""
+            data:
+              train: {format: synthetic, name: gaussian, samples: 200, seed: 1}
+            model:
+              layers:
+                - dense: {units: 8, activation: relu}
+                - dense: {units: 1}
+            loss: mse
+            task: regression
+            optimizer: {name: sgd, learning_rate: 100000}
+            training: {epochs: 5, batch_size: 20}
+            """, "diverge.yaml", in: dir)
+        for ranks in [1, 2] {
+            let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", dir + "/r\(ranks)"], timeout: 60)
+            XCTAssertEqual(outcome.status, 2, outcome.stderr)
+            let lines = outcome.stderr.split(separator: "\n").filter { $0.contains("nntrain: error:") }
+            XCTAssertEqual(lines.count, 1, outcome.stderr)
+            XCTAssertTrue(lines.first?.contains("step 3 (epoch 1)") == true && lines.first?.contains("NaN or infinite") == true,
+                          outcome.stderr)
+        }
+    }
+
     func testBatchThatDoesNotDivideOverRanksIsRejected() throws {
         let dir = temporaryDirectory(self)
         let outcome = try mpirun(4, ["train", "--config", smallConfig(in: dir, batch: 10), "--run-dir", dir + "/x"], timeout: 60)
