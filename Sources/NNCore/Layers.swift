@@ -57,6 +57,7 @@ public struct Pass: Sendable {
     /// so a sample's dropout mask is the same whichever rank computes it.
     public var rowOffset: Int
 
+    /// A pass; dropout draws from `seed`, `step` and `rowOffset` in training.
     public init(training: Bool, seed: UInt64 = 0, step: Int = 0, rowOffset: Int = 0) {
         self.training = training
         self.seed = seed
@@ -124,12 +125,14 @@ public final class Dense: Layer {
         self.accelerator = accelerator
     }
 
+    /// Allocates the output and input-gradient workspaces.
     public func reserve(batch: Int) {
         if let output, output.rows >= batch { return }
         output = accelerator.tensor(rows: batch, columns: outputSize)
         inputGradient = accelerator.tensor(rows: batch, columns: inputSize)
     }
 
+    /// z = x·Wᵀ + b, then a = g(z) in place (unless deferred to the loss).
     public func forward(_ input: Tensor, pass: Pass) -> Tensor {
         precondition(input.columns == inputSize)
         reserve(batch: input.rows)
@@ -183,12 +186,14 @@ public final class Dropout: Layer {
         self.accelerator = accelerator
     }
 
+    /// Allocates the mask and output workspaces.
     public func reserve(batch: Int) {
         if let output, output.rows >= batch { return }
         mask = accelerator.tensor(rows: batch, columns: outputSize)
         output = accelerator.tensor(rows: batch, columns: outputSize)
     }
 
+    /// Draws this step's mask and applies it; the identity at evaluation.
     public func forward(_ input: Tensor, pass: Pass) -> Tensor {
         guard pass.training, rate > 0 else { return input }
         reserve(batch: input.rows)

@@ -22,6 +22,7 @@ public struct LearningRateSchedule: Equatable, Sendable {
     /// Steps of linear warm-up from η₀/warmup to η₀ (0 for none).
     public var warmupSteps: Int
 
+    /// A schedule starting at `initialRate`.
     public init(initialRate: Float, decay: Decay = .constant, warmupSteps: Int = 0) {
         self.initialRate = initialRate
         self.decay = decay
@@ -58,6 +59,7 @@ public final class Optimizer {
     public var steps: Int = 0
     private let accelerator: any Accelerator
 
+    /// An optimizer with zeroed state for `parameterCount` parameters on `accelerator`.
     public init(rule: UpdateRule, schedule: LearningRateSchedule, weightDecay: Float,
                 parameterCount: Int, accelerator: any Accelerator) {
         self.rule = rule

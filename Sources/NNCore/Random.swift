@@ -51,6 +51,7 @@ public struct RandomStream: Sendable {
     /// The generator's whole state: a checkpoint can store it as one integer.
     public private(set) var state: UInt64
 
+    /// A stream whose state starts at `key` (see `randomKey`).
     public init(key: UInt64) { state = key }
 
     /// The next 64 random bits.

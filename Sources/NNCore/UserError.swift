@@ -7,6 +7,7 @@
 public struct UserError: Error, CustomStringConvertible, Equatable, Sendable {
     public let message: String
 
+    /// An error with its one-line message.
     public init(_ message: String) { self.message = message }
 
     public var description: String { message }

@@ -37,6 +37,7 @@ public struct DataConfig: Codable, Equatable, Sendable {
 
 /// One dataset: a CSV file, a pair of IDX files, or a synthetic set.
 public struct DataSource: Codable, Equatable, Sendable {
+    /// The kinds of data source.
     public enum Format: String, Codable, Sendable, CaseIterable { case csv, idx, synthetic }
     public var format: Format
     /// csv: the file.
@@ -54,6 +55,7 @@ public struct DataSource: Codable, Equatable, Sendable {
     /// Use only the first `limit` samples.
     public var limit: Int?
 
+    /// A source of the given format; the fields it uses are set alongside.
     public init(format: Format, path: String? = nil, label: String? = nil, images: String? = nil,
                 labels: String? = nil, name: String? = nil, samples: Int? = nil, noise: Double? = nil,
                 seed: UInt64? = nil, limit: Int? = nil) {
@@ -86,6 +88,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
 /// One layer as the config spells it.
 public struct LayerConfig: Codable, Equatable, Sendable {
+    /// The kinds of layer.
     public enum Kind: String, Codable, Sendable { case dense, dropout }
     public var kind: Kind
     public var units: Int?
@@ -115,6 +118,7 @@ public struct LayerConfig: Codable, Equatable, Sendable {
 
 /// The optimizer, Keras names and defaults.
 public struct OptimizerConfig: Codable, Equatable, Sendable {
+    /// The optimizers, Keras names.
     public enum Name: String, Codable, Sendable, CaseIterable { case sgd, rmsprop, adam, adamw }
     public var name: Name
     public var learningRate: Float
@@ -169,6 +173,7 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
 
 /// A learning-rate schedule.
 public struct ScheduleConfig: Codable, Equatable, Sendable {
+    /// The schedules.
     public enum Name: String, Codable, Sendable, CaseIterable { case constant, step, cosine }
     public var name: Name = .constant
     /// step: decay every this many steps (default 1000); cosine: steps to
@@ -181,6 +186,7 @@ public struct ScheduleConfig: Codable, Equatable, Sendable {
     /// Linear warm-up steps before the decay starts.
     public var warmupSteps: Int = 0
 
+    /// A constant schedule.
     public init() {}
 
     enum CodingKeys: String, CodingKey {

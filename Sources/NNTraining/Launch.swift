@@ -28,8 +28,10 @@ public struct TrainRequest: Sendable {
     /// Let cuBLAS use TF32 tensor cores for float GEMMs (faster, ~10-bit mantissa products).
     public var allowTF32 = false
 
+    /// Where to resume from: the latest valid checkpoint, or a given file.
     public enum Resume: Sendable, Equatable { case latest, file(String) }
 
+    /// A request with every setting at its default.
     public init() {
         checkpointEvery = 0
         keepCheckpoints = 3

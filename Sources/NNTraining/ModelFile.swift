@@ -24,6 +24,7 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
     public var epochStatistics: [Double]
     public var epochSamples: Int
 
+    /// A position, as the trainer records it.
     public init(epoch: Int, stepInEpoch: Int, globalStep: Int, worldSize: Int, epochStatistics: [Double], epochSamples: Int) {
         self.epoch = epoch
         self.stepInEpoch = stepInEpoch
@@ -49,6 +50,7 @@ public struct ModelSnapshot: Sendable {
     /// Set for checkpoints.
     public var position: TrainingPosition?
 
+    /// A snapshot; optimizer state and position only for checkpoints.
     public init(config: RunConfig, inputSize: Int, scaler: FeatureScaler, classNames: [String]?, parameters: [Float],
                 optimizerState: [Float] = [], optimizerSteps: Int = 0, position: TrainingPosition? = nil) {
         self.config = config

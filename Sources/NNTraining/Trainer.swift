@@ -24,6 +24,7 @@ public struct TrainOptions: Sendable {
     /// Checkpoints to keep.
     public var keepCheckpoints: Int
 
+    /// Options for a run writing to `runDirectory`.
     public init(runDirectory: String, resumeFrom: ModelSnapshot? = nil, initialParameters: [Float]? = nil,
                 checkpointEvery: Int = 0, keepCheckpoints: Int = 3) {
         self.runDirectory = runDirectory
