@@ -150,6 +150,25 @@ final class ErrorPathTests: XCTestCase {
         XCTAssertTrue(auto.stdout.contains("compute: cpu"), auto.stdout)
     }
 
+    func testEvaluateAndPredictRejectBadInput() throws {
+        let dir = temporaryDirectory(self)
+        assertUserError(try nntrain(["evaluate", "--model", dir + "/none.safetensors"]), contains: ["none.safetensors", "no such file"])
+        XCTAssertEqual(try nntrain(["train", "--preset", "xor", "--epochs", "1", "--run-dir", dir + "/xor"]).status, 0)
+        let model = dir + "/xor/model.safetensors"
+        let wide = write("a,b,c\n1,2,3\n", "wide.csv", in: dir)
+        assertUserError(try nntrain(["predict", "--model", model, "--input", wide]),
+                        contains: ["wide.csv", "3 feature columns but the model takes 2"])
+        let bad = write("a,b\n1,2\n1,zz\n", "bad.csv", in: dir)
+        assertUserError(try nntrain(["predict", "--model", model, "--input", bad]), contains: ["bad.csv:3", "'zz'"])
+        // A config without a test set has nothing to evaluate on.
+        write(goodCSV, "train.csv", in: dir)
+        let config = write(csvConfig(train: "train.csv"), "notest.yaml", in: dir)
+        assertUserError(try nntrain(["evaluate", "--model", model, "--config", config]), contains: ["notest.yaml", "no data.test"])
+        // Not a model file at all.
+        let junk = write("hello", "junk.safetensors", in: dir)
+        assertUserError(try nntrain(["evaluate", "--model", junk]), contains: ["junk.safetensors", "truncated"])
+    }
+
     func testUnknownCommandLineOption() throws {
         assertUserError(try nntrain(["train", "--epochz", "3"]), contains: ["--epochz"])
     }
