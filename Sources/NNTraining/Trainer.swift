@@ -128,14 +128,14 @@ public final class Trainer {
     private func establishInitialState() {
         var parameters: [Float]
         var state = [Float](repeating: 0, count: optimizer.state.count)
-        var header = [Double](repeating: 0, count: 4 + Statistic.width)
+        // epoch, step in epoch, global step, optimizer steps, samples this epoch.
+        var header = [Double](repeating: 0, count: 5)
         if communicator.isCoordinator {
             if let snapshot = options.resumeFrom, let saved = snapshot.position {
                 parameters = snapshot.parameters
                 state = snapshot.optimizerState
                 header = [Double(saved.epoch), Double(saved.stepInEpoch), Double(saved.globalStep),
-                          Double(snapshot.optimizerSteps)] + saved.epochStatistics
-                position.epochSamples = saved.epochSamples
+                          Double(snapshot.optimizerSteps), Double(saved.epochSamples)]
             } else if let initial = options.initialParameters {
                 parameters = initial
             } else {
@@ -148,8 +148,6 @@ public final class Trainer {
         communicator.broadcast(&parameters)
         if !state.isEmpty { communicator.broadcast(&state) }
         header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
-        var samples = [Float(position.epochSamples)]
-        communicator.broadcast(&samples)
 
         parameters.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
         if !state.isEmpty { state.withUnsafeBufferPointer { accelerator.copy($0, to: optimizer.state) } }
@@ -157,10 +155,13 @@ public final class Trainer {
         position.stepInEpoch = Int(header[1])
         position.globalStep = Int(header[2])
         optimizer.steps = Int(header[3])
-        position.epochStatistics = Array(header[4...])
-        position.epochSamples = Int(samples[0])
-        let running = position.epochStatistics.map(Float.init)
-        running.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
+        position.epochSamples = Int(header[4])
+        // The interrupted epoch's running sums (over all ranks) continue on
+        // rank 0 only, so the epoch-end reduction counts them once.
+        if communicator.isCoordinator, let saved = options.resumeFrom?.position {
+            let running = saved.epochStatistics.map(Float.init)
+            running.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
+        }
     }
 
     // MARK: - Training

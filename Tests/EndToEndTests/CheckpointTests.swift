@@ -57,6 +57,19 @@ final class CheckpointTests: XCTestCase {
 
     func epochsLogged(_ runDirectory: String) -> Int { metricsLines(runDirectory).count }
 
+    /// Every epoch's loss and accuracy in `run` equal the reference run's
+    /// (up to float summation order in the interrupted epoch).
+    func assertSameMetrics(_ run: String, _ reference: String, file: StaticString = #filePath, line: UInt = #line) {
+        let a = metricsLines(run), b = metricsLines(reference)
+        XCTAssertEqual(a.map { $0["epoch"] as? Int }, b.map { $0["epoch"] as? Int }, file: file, line: line)
+        for (x, y) in zip(a, b) {
+            for key in ["loss", "accuracy", "val_loss", "val_accuracy"] {
+                let u = x[key] as? Double ?? .nan, v = y[key] as? Double ?? .nan
+                XCTAssertEqual(u, v, accuracy: 1e-4 * max(1, abs(v)), "epoch \(x["epoch"] ?? "?") \(key)", file: file, line: line)
+            }
+        }
+    }
+
     // MARK: - Signals and kills
 
     func testSIGTERMStopsAtAStepBoundaryAndResumeIsBitIdentical() throws {
@@ -76,8 +89,9 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resuming from \(run)/checkpoints/step-"), resumed.stdout)
         XCTAssertEqual(try model(run), expected)
-        // One metrics line per epoch, none lost or doubled by the interruption.
+        // One metrics line per epoch, none lost or doubled, and the same figures.
         XCTAssertEqual(metricsLines(run).map { $0["epoch"] as? Int }, (1...100).map { $0 })
+        assertSameMetrics(run, dir + "/reference")
     }
 
     func testSIGKILLAfterACheckpointThenResumeIsBitIdentical() throws {
@@ -115,6 +129,7 @@ final class CheckpointTests: XCTestCase {
             let resumed = try runProcess(mpirun, ["-n", "2", "--oversubscribe", nntrainBinary, "train", "--run-dir", run, "--resume"])
             XCTAssertEqual(resumed.status, 0, resumed.stderr)
             XCTAssertEqual(try model(run), expected, "resume after \(name)")
+            assertSameMetrics(run, dir + "/mpi-reference")
         }
     }
 
