@@ -321,11 +321,8 @@ public final class CUDAAccelerator: Accelerator {
 
     public func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor,
                      beta: Float, _ c: Tensor) {
-        let m = transposeA ? a.columns : a.rows
-        let k = transposeA ? a.rows : a.columns
-        let n = transposeB ? b.rows : b.columns
-        precondition((transposeB ? b.columns : b.rows) == k && c.rows == m && c.columns == n,
-                     "gemm shapes do not fit")
+        let shape = GEMMShape(transposeA: transposeA, transposeB: transposeB, a, b, c)
+        let (m, n, k) = (shape.m, shape.n, shape.k)
         if m == 0 || n == 0 { return }
         if k == 0 {
             if beta == 0 { fill(c, with: 0) } else if beta != 1 { scale(c, by: beta) }

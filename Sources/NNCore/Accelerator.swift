@@ -90,6 +90,20 @@ public protocol Accelerator: AnyObject {
     func countNonFinite(_ tensor: Tensor) -> Int
 }
 
+/// The sizes of C ← α·op(A)·op(B) + β·C: C is (m × n), op(A) (m × k),
+/// op(B) (k × n). Creating one checks that the three tensors fit together.
+public struct GEMMShape: Equatable, Sendable {
+    public let m: Int, n: Int, k: Int
+
+    /// The shape of a product; traps when the tensors do not fit (a bug, never user input).
+    public init(transposeA: Bool, transposeB: Bool, _ a: Tensor, _ b: Tensor, _ c: Tensor) {
+        m = transposeA ? a.columns : a.rows
+        k = transposeA ? a.rows : a.columns
+        n = transposeB ? b.rows : b.columns
+        precondition((transposeB ? b.columns : b.rows) == k && c.rows == m && c.columns == n, "gemm shapes do not fit")
+    }
+}
+
 extension Accelerator {
     /// Allocates a zero-filled (rows × columns) tensor.
     public func tensor(rows: Int, columns: Int) -> Tensor {
