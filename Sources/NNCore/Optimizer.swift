@@ -58,6 +58,8 @@ public final class Optimizer {
     /// Updates applied so far (Adam's t after the next update is steps + 1).
     public var steps: Int = 0
     private let accelerator: any Accelerator
+    /// Each slot as a (1 × P) view, in `UpdateRule.slots` order.
+    private var slotViews: [Tensor] = []
 
     /// An optimizer with zeroed state for `parameterCount` parameters on `accelerator`.
     public init(rule: UpdateRule, schedule: LearningRateSchedule, weightDecay: Float,
@@ -69,6 +71,7 @@ public final class Optimizer {
         let slots = rule.slots.count
         state = Tensor(storage: accelerator.allocate(slots * parameterCount), offset: 0,
                        rows: slots, columns: parameterCount)
+        slotViews = (0..<slots).map(slot)
     }
 
     /// One state slot as a (1 × P) view.
@@ -84,7 +87,7 @@ public final class Optimizer {
         let rate = currentRate
         steps += 1
         accelerator.update(rule, parameters: parameters, gradients: gradients,
-                           state: (0..<rule.slots.count).map(slot), learningRate: rate,
+                           state: slotViews, learningRate: rate,
                            weightDecay: weightDecay, step: steps)
     }
 }

@@ -25,7 +25,7 @@ final class Coordinator {
 
     /// Creates the run directory; on resume, drops metrics lines of epochs the
     /// checkpoint had not finished (they will be written again).
-    func prepareRun(config: RunConfig, resumedAt position: TrainingPosition?) {
+    func prepareRun(resumedAt position: TrainingPosition?) {
         try? FileManager.default.createDirectory(atPath: checkpointDirectory, withIntermediateDirectories: true)
         // A process killed mid-write leaves its temporary file behind.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: checkpointDirectory)) ?? [] where name.contains(".tmp-") {

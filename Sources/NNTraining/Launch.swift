@@ -66,7 +66,7 @@ public enum Launch {
                 var path = ""
                 try collectively(communicator, console) {
                     guard communicator.isCoordinator else { return }
-                    (path, runDirectory) = try locateCheckpoint(resume, request: request)
+                    (path, runDirectory) = try locateCheckpoint(resume, request: request, console: console)
                     bytes = try readWhole(path)
                 }
                 bytes = communicator.broadcast(bytes: bytes)
@@ -203,7 +203,7 @@ public enum Launch {
     }
 
     /// The checkpoint file and run directory for `--resume`.
-    static func locateCheckpoint(_ resume: TrainRequest.Resume, request: TrainRequest) throws -> (String, String) {
+    static func locateCheckpoint(_ resume: TrainRequest.Resume, request: TrainRequest, console: Console) throws -> (String, String) {
         switch resume {
         case .file(let path):
             guard FileManager.default.fileExists(atPath: path) else {
@@ -213,9 +213,7 @@ public enum Launch {
             return (path, request.runDirectory ?? checkpoints.deletingLastPathComponent().path)
         case .latest:
             let run = try request.runDirectory ?? latestRunDirectory(name: runName(request))
-            let (_, path) = try Checkpoints.latestValid(in: run) { message in
-                FileHandle.standardError.write(Data(("nntrain: warning: " + message + "\n").utf8))
-            }
+            let (_, path) = try Checkpoints.latestValid(in: run, warn: console.warn)
             return (path, run)
         }
     }

@@ -170,7 +170,7 @@ public final class Trainer {
     public func run() throws -> TrainingOutcome {
         var history: [EpochRecord] = []
         let steps = sampler.stepsPerEpoch
-        coordinator?.prepareRun(config: config, resumedAt: options.resumeFrom?.position)
+        coordinator?.prepareRun(resumedAt: options.resumeFrom?.position)
         if options.resumeFrom == nil, let coordinator {
             coordinator.saveConfig(config)
         }
@@ -245,7 +245,7 @@ public final class Trainer {
         }
         var modelPath: String?
         if let coordinator {
-            let final = snapshot(includeState: false)
+            let final = snapshot()
             modelPath = try coordinatorWrite { try coordinator.saveModel(final) }
             console.line("saved \(modelPath!)")
         }
@@ -378,10 +378,12 @@ public final class Trainer {
 
     // MARK: - Checkpoints
 
-    /// The full state as host values (parameters, optimizer state, position).
-    func snapshot(includeState: Bool) -> ModelSnapshot {
+    /// The full state as host values: the final model, or with
+    /// `epochStatistics` (the epoch's running sums over all ranks) a checkpoint.
+    func snapshot(epochStatistics: [Double]? = nil) -> ModelSnapshot {
+        let includeState = epochStatistics != nil
         var saved = position
-        saved.epochStatistics = accelerator.values(statistics).map(Double.init)
+        saved.epochStatistics = epochStatistics ?? []
         return ModelSnapshot(config: config, inputSize: data.featureCount, scaler: data.scaler, classNames: data.classNames,
                              parameters: accelerator.values(model.parameters),
                              optimizerState: includeState ? accelerator.values(optimizer.state) : [],
@@ -394,9 +396,8 @@ public final class Trainer {
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         guard let coordinator else { return }
-        var snap = snapshot(includeState: true)
-        snap.position?.epochStatistics = sums
-        try coordinatorWrite { try coordinator.saveCheckpoint(snap) }
+        let checkpoint = snapshot(epochStatistics: sums)
+        try coordinatorWrite { try coordinator.saveCheckpoint(checkpoint) }
     }
 
     /// Runs a write only rank 0 performs. If it fails in a job of several

@@ -40,8 +40,7 @@ public enum DataLoading {
     /// Loads the training data (split into training and validation), and the
     /// test set when asked; fits the scaler on the training split, or uses
     /// `scaler` (a saved model's) when given.
-    public static func prepare(_ config: RunConfig, objective: Objective, includeTraining: Bool = true,
-                               includeTest: Bool, scaler fixedScaler: FeatureScaler? = nil,
+    public static func prepare(_ config: RunConfig, objective: Objective, includeTest: Bool, scaler fixedScaler: FeatureScaler? = nil,
                                classNames fixedClassNames: [String]? = nil) throws -> PreparedData {
         var training = try load(config.data.train, task: config.task, classNames: fixedClassNames)
         try check(training, objective: objective)
@@ -68,7 +67,6 @@ public enum DataLoading {
             scaler.apply(to: &t)
             test = t
         }
-        if !includeTraining { training = training.prefix(0) }
         return PreparedData(training: training, validation: validation, test: test, scaler: scaler, classNames: classNames)
     }
 
