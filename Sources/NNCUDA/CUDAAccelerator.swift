@@ -3,8 +3,9 @@
 //
 // B = batch rows, O = outputs per row, K = classes, n = element count.
 // A tensor's device address is storage.address + 4·offset (CUdeviceptr).
-// Ops return as soon as their work is queued; copying into host memory and
-// countNonFinite wait for the stream.
+// Ops return as soon as their work is queued; only a copy into host memory
+// waits for the stream. Host buffers are page-locked, so copies from them
+// are asynchronous too, and an event per buffer tells when it is free again.
 
 import NNCore
 import Foundation
@@ -79,6 +80,12 @@ final class CUDAContext: @unchecked Sendable {
         expectSuccess(driver.cuMemFree(UInt64(address)), "cuMemFree")
     }
 
+    /// Frees page-locked host memory once queued copies that may use it are done.
+    func freeHost(_ pointer: UnsafeMutableRawPointer) {
+        synchronize()
+        expectSuccess(driver.cuMemFreeHost(pointer), "cuMemFreeHost")
+    }
+
     /// Stops on a failure that no user input can cause (a lost device, a
     /// kernel fault): the process cannot continue meaningfully.
     func expectSuccess(_ result: Int32, _ call: String) {
@@ -112,8 +119,6 @@ public final class CUDAAccelerator: Accelerator {
     private let blasVersion: Int
     private let module: OpaquePointer?
     private let functions: [Kernel: OpaquePointer]
-    /// countScratch: (1) UInt64, the non-finite counter.
-    private let countScratch: UInt64
 
     private var driver: CUDADriver { context.driver }
     private var stream: OpaquePointer? { context.stream }
@@ -178,17 +183,12 @@ public final class CUDAAccelerator: Accelerator {
         var version: Int32 = 0
         _ = blas.cublasGetVersion(handle, &version)
         blasVersion = Int(version)
-
-        var scratch: UInt64 = 0
-        try driver.check(driver.cuMemAlloc(&scratch, 8), "cuMemAlloc_v2")
-        countScratch = scratch
     }
 
     deinit {
         context.synchronize()
         _ = blas.cublasDestroy(blasHandle)
         _ = driver.cuModuleUnload(module)
-        _ = driver.cuMemFree(countScratch)
     }
 
     /// Reads the driver's description of device `ordinal`.
@@ -294,6 +294,32 @@ public final class CUDAAccelerator: Accelerator {
         // From pageable memory the call returns once the values are staged, so
         // the caller may reuse its buffer at once.
         context.expectSuccess(driver.cuMemcpyHtoDAsync(address(target), base, source.count * 4, stream), "cuMemcpyHtoDAsync_v2")
+    }
+
+    public func allocateHostBuffer(_ count: Int) -> HostBuffer {
+        context.makeCurrent()
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        let result = driver.cuMemAllocHost(&raw, bytes)
+        guard result == 0, let raw else {
+            fatalError("--device cuda: cannot allocate \(bytes) bytes of page-locked host memory (\(driver.errorName(result))); use a smaller batch, or --device cpu")
+        }
+        memset(raw, 0, bytes)
+        let context = self.context
+        return HostBuffer(baseAddress: raw.assumingMemoryBound(to: Float.self), count: count, fence: CUDAEvent(context)) {
+            context.freeHost(UnsafeMutableRawPointer($0))
+        }
+    }
+
+    public func copy(_ source: HostBuffer, to target: Tensor) {
+        precondition(target.count <= source.count, "copy: a host buffer of \(source.count) values into a tensor of \(target.count)")
+        guard target.count > 0 else { return }
+        context.makeCurrent()
+        // From page-locked memory the copy runs later, in stream order: the
+        // buffer's event marks when it has been read.
+        context.expectSuccess(driver.cuMemcpyHtoDAsync(address(target), source.baseAddress, target.count * 4, stream),
+                              "cuMemcpyHtoDAsync_v2")
+        source.fence?.record()
     }
 
     public func copy(_ source: Tensor, to target: UnsafeMutableBufferPointer<Float>) {
@@ -465,45 +491,66 @@ public final class CUDAAccelerator: Accelerator {
     // MARK: - Optimizer
 
     public func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       learningRate: Float, weightDecay: Float, step: Int) {
+                       learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged flag: Tensor?) {
         precondition(parameters.count == gradients.count && state.count == rule.slots.count)
         precondition(state.allSatisfy { $0.count == parameters.count })
         let n = parameters.count, lr = learningRate
         let grid = blocks(n)
-        if weightDecay != 0 { scale(parameters, by: 1 - lr * weightDecay) }
+        let keep = Argument.float(1 - lr * weightDecay), skip = pointer(flag)
         switch rule {
         case .sgd(let momentum, let nesterov):
-            if momentum == 0 {
-                launch(.sgd, blocks: grid, [pointer(parameters), pointer(gradients), count(n), .float(lr)])
-            } else {
-                launch(.sgdMomentum, blocks: grid,
-                       [pointer(parameters), pointer(gradients), pointer(state[0]), count(n), .float(lr),
-                        .float(momentum), .int32(nesterov ? 1 : 0)])
-            }
+            launch(.sgd, blocks: grid,
+                   [pointer(parameters), pointer(gradients), pointer(momentum == 0 ? nil : state[0]), count(n), .float(lr),
+                    .float(momentum), .int32(nesterov ? 1 : 0), keep, skip])
         case .rmsprop(let rho, let momentum, let epsilon):
             launch(.rmsprop, blocks: grid,
                    [pointer(parameters), pointer(gradients), pointer(state[0]), pointer(momentum == 0 ? nil : state[1]),
-                    count(n), .float(lr), .float(rho), .float(1 - rho), .float(epsilon), .float(momentum)])
+                    count(n), .float(lr), .float(rho), .float(1 - rho), .float(epsilon), .float(momentum), keep, skip])
         case .adam(let beta1, let beta2, let epsilon):
             // Keras' bias-corrected step size, in Double exactly as the CPU computes it.
             let t = Double(step)
             let alpha = Float(Double(lr) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
             launch(.adam, blocks: grid,
                    [pointer(parameters), pointer(gradients), pointer(state[0]), pointer(state[1]), count(n),
-                    .float(alpha), .float(1 - beta1), .float(1 - beta2), .float(epsilon)])
+                    .float(alpha), .float(1 - beta1), .float(1 - beta2), .float(epsilon), keep, skip])
         }
     }
 
-    public func countNonFinite(_ tensor: Tensor) -> Int {
-        guard tensor.count > 0 else { return 0 }
+    public func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) {
+        precondition(flag.count == 2 && step > 0)
+        launch(.checkFinite, blocks: blocks(tensor.count),
+               [pointer(tensor), count(tensor.count), pointer(flag), .int32(Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: step)))])
+    }
+}
+
+// MARK: - Events
+
+/// An event on the accelerator's stream: `record` marks the work queued so
+/// far, `wait` blocks the host until that work is done.
+final class CUDAEvent: TransferFence {
+    private let context: CUDAContext
+    private let event: OpaquePointer?
+
+    init(_ context: CUDAContext) {
+        self.context = context
+        var event: OpaquePointer?
         context.makeCurrent()
-        context.expectSuccess(driver.cuMemsetD32Async(countScratch, 0, 2, stream), "cuMemsetD32Async")
-        launch(.countNonFinite, blocks: blocks(tensor.count), [pointer(tensor), count(tensor.count), .pointer(countScratch)])
-        var result: UInt64 = 0
-        withUnsafeMutableBytes(of: &result) { bytes in
-            context.expectSuccess(driver.cuMemcpyDtoHAsync(bytes.baseAddress!, countScratch, 8, stream), "cuMemcpyDtoHAsync_v2")
-            context.synchronize()
-        }
-        return Int(result)
+        context.expectSuccess(context.driver.cuEventCreate(&event, CUDADriver.eventDisableTiming), "cuEventCreate")
+        self.event = event
+    }
+
+    func record() {
+        context.makeCurrent()
+        context.expectSuccess(context.driver.cuEventRecord(event, context.stream), "cuEventRecord")
+    }
+
+    func wait() {
+        context.makeCurrent()
+        context.expectSuccess(context.driver.cuEventSynchronize(event), "cuEventSynchronize")
+    }
+
+    deinit {
+        context.makeCurrent()
+        _ = context.driver.cuEventDestroy(event)
     }
 }

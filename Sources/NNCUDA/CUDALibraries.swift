@@ -120,6 +120,12 @@ final class CUDADriver: @unchecked Sendable {
     let cuStreamSynchronize: @convention(c) (Handle) -> Result
     let cuMemAlloc: @convention(c) (UnsafeMutablePointer<UInt64>, Int) -> Result
     let cuMemFree: @convention(c) (UInt64) -> Result
+    let cuMemAllocHost: @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int) -> Result
+    let cuMemFreeHost: @convention(c) (UnsafeMutableRawPointer?) -> Result
+    let cuEventCreate: @convention(c) (UnsafeMutablePointer<Handle>, UInt32) -> Result
+    let cuEventRecord: @convention(c) (Handle, Handle) -> Result
+    let cuEventSynchronize: @convention(c) (Handle) -> Result
+    let cuEventDestroy: @convention(c) (Handle) -> Result
     let cuMemcpyHtoDAsync: @convention(c) (UInt64, UnsafeRawPointer, Int, Handle) -> Result
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer, UInt64, Int, Handle) -> Result
     let cuMemcpyDtoDAsync: @convention(c) (UInt64, UInt64, Int, Handle) -> Result
@@ -132,6 +138,8 @@ final class CUDADriver: @unchecked Sendable {
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
     let cuGetErrorName: @convention(c) (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
 
+    /// `CU_EVENT_DISABLE_TIMING` from cuda.h: an event only for ordering, cheapest to record.
+    static let eventDisableTiming: UInt32 = 2
     /// `CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR` / `_MINOR` from cuda.h.
     static let computeCapabilityMajor: Int32 = 75, computeCapabilityMinor: Int32 = 76
 
@@ -154,6 +162,12 @@ final class CUDADriver: @unchecked Sendable {
         cuStreamSynchronize = try lib.function("cuStreamSynchronize")
         cuMemAlloc = try lib.function("cuMemAlloc_v2")
         cuMemFree = try lib.function("cuMemFree_v2")
+        cuMemAllocHost = try lib.function("cuMemAllocHost_v2")
+        cuMemFreeHost = try lib.function("cuMemFreeHost")
+        cuEventCreate = try lib.function("cuEventCreate")
+        cuEventRecord = try lib.function("cuEventRecord")
+        cuEventSynchronize = try lib.function("cuEventSynchronize")
+        cuEventDestroy = try lib.function("cuEventDestroy_v2")
         cuMemcpyHtoDAsync = try lib.function("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoHAsync = try lib.function("cuMemcpyDtoHAsync_v2")
         cuMemcpyDtoDAsync = try lib.function("cuMemcpyDtoDAsync_v2")

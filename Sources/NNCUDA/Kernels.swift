@@ -351,25 +351,33 @@ public enum CUDAKernels {
         if (threadIdx.x == 0) atomicAdd(stats, weight * (l2 * squares + l1 * absolutes));
     }
 
-    // ---- optimizer rules (UpdateRule.swift); weight decay is nn_scale first ----
+    // ---- optimizer rules (UpdateRule.swift), the loops of CKernels ---------------
+    // keep = 1 - lr * weight decay (decoupled). skip is the FiniteGuard record
+    // (null for none): once it holds a step, an update changes nothing.
 
-    extern "C" __global__ void nn_sgd(float* w, const float* g, i64 n, float lr) {
-        GRID_STRIDE(i, n) w[i] -= lr * g[i];
-    }
+    #define RETURN_IF_FLAGGED(skip) if ((skip) != 0 && (skip)[0] != 0u) return
 
-    extern "C" __global__ void nn_sgd_momentum(float* w, const float* g, float* m, i64 n, float lr, float mu,
-                                               int nesterov) {
+    // m is null without momentum.
+    extern "C" __global__ void nn_sgd(float* w, const float* g, float* m, i64 n, float lr, float mu, int nesterov,
+                                      float keep, const unsigned* skip) {
+        RETURN_IF_FLAGGED(skip);
+        if (m == 0) {
+            GRID_STRIDE(i, n) w[i] = w[i] * keep - lr * g[i];
+            return;
+        }
+        // m = mu m - lr g;  w += m, or w += mu m - lr g with Nesterov.
+        float look = nesterov ? mu : 1.0f, direct = nesterov ? lr : 0.0f;
         GRID_STRIDE(i, n) {
             float mi = mu * m[i] - lr * g[i];
             m[i] = mi;
-            if (nesterov) w[i] += mu * mi - lr * g[i];
-            else w[i] += mi;
+            w[i] = w[i] * keep + (look * mi - direct * g[i]);
         }
     }
 
     // m is null without momentum.
     extern "C" __global__ void nn_rmsprop(float* w, const float* g, float* v, float* m, i64 n, float lr, float rho,
-                                          float oneMinusRho, float eps, float mu) {
+                                          float oneMinusRho, float eps, float mu, float keep, const unsigned* skip) {
+        RETURN_IF_FLAGGED(skip);
         GRID_STRIDE(i, n) {
             float gi = g[i];
             float vi = rho * v[i] + oneMinusRho * gi * gi;
@@ -377,33 +385,39 @@ public enum CUDAKernels {
             if (m) {
                 float mi = mu * m[i] + lr * gi / sqrtf(vi + eps);
                 m[i] = mi;
-                w[i] -= mi;
+                w[i] = w[i] * keep - mi;
             } else {
-                w[i] -= lr * gi / sqrtf(vi + eps);
+                w[i] = w[i] * keep - lr * gi / sqrtf(vi + eps);
             }
         }
     }
 
     // alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host in double.
     extern "C" __global__ void nn_adam(float* w, const float* g, float* m, float* v, i64 n, float alpha, float c1,
-                                       float c2, float eps) {
+                                       float c2, float eps, float keep, const unsigned* skip) {
+        RETURN_IF_FLAGGED(skip);
         GRID_STRIDE(i, n) {
             float gi = g[i];
             float mi = m[i] + c1 * (gi - m[i]);
             float vi = v[i] + c2 * (gi * gi - v[i]);
             m[i] = mi;
             v[i] = vi;
-            w[i] -= alpha * mi / (sqrtf(vi) + eps);
+            w[i] = w[i] * keep - alpha * mi / (sqrtf(vi) + eps);
         }
     }
 
     // ---- checks ------------------------------------------------------------------
 
-    // NaN and +-inf are exactly the values with an all-ones exponent.
-    extern "C" __global__ void nn_count_nonfinite(const float* x, i64 n, u64* count) {
-        u64 c = 0;
+    // NaN and +-inf are exactly the values with an all-ones exponent. The first
+    // step that finds any claims the record (step, count); once a step holds
+    // it, later steps leave it alone.
+    extern "C" __global__ void nn_check_finite(const float* x, i64 n, unsigned* record, unsigned step) {
+        if (record[0] != 0u && record[0] != step) return;
+        unsigned c = 0;
         GRID_STRIDE(i, n) if ((__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u) c++;
-        if (c) atomicAdd(count, c);
+        if (c == 0) return;
+        unsigned previous = atomicCAS(&record[0], 0u, step);
+        if (previous == 0u || previous == step) atomicAdd(&record[1], c);
     }
     """#
 }
@@ -416,8 +430,8 @@ enum Kernel: String, CaseIterable {
     case softmaxCrossEntropy = "nn_softmax_xent", sigmoidBinaryCrossEntropy = "nn_sigmoid_bce"
     case squaredError = "nn_squared_error", argmaxMatches = "nn_argmax_matches"
     case dropout = "nn_dropout", addPenalty = "nn_add_penalty"
-    case sgd = "nn_sgd", sgdMomentum = "nn_sgd_momentum", rmsprop = "nn_rmsprop", adam = "nn_adam"
-    case countNonFinite = "nn_count_nonfinite"
+    case sgd = "nn_sgd", rmsprop = "nn_rmsprop", adam = "nn_adam"
+    case checkFinite = "nn_check_finite"
 }
 
 // MARK: - Compiling with NVRTC

@@ -6,7 +6,7 @@
 // atol = 1e-5 (inputs are scaled so outputs are of order one, e.g. gemm's A by
 // 1/√K). The reported error is |a − r| / (|r| + atol/rtol), which is ≤ rtol
 // exactly when the value passes. Dropout masks, step/sign outputs, correct
-// counts, non-finite counts and plain copies must match exactly (bit for bit).
+// counts, non-finite records and plain copies must match exactly (bit for bit).
 //
 // Every tensor is a view inside a larger storage with guard values on both
 // sides; the guards must come back untouched, so writes outside a view fail.
@@ -215,6 +215,17 @@ final class Suite {
             let y = pair(uniform(rows, columns), rows, columns)
             check("copy device-device \(rows)x\(columns)", [Output(label: "target", pair: y, exact: true)]) { acc, side in
                 acc.copy(side(x), to: side(y))
+            }
+            // The copy may read the host buffer after returning; writing into
+            // it after waitUntilWritable() must not change what arrives.
+            let staged = uniform(rows, columns)
+            let h = pair(uniform(rows, columns), rows, columns)
+            check("copy host-buffer-device \(rows)x\(columns)", [Output(label: "target", pair: h, exact: true)]) { acc, side in
+                let buffer = acc.allocateHostBuffer(rows * columns + 3)
+                for (i, v) in staged.enumerated() { buffer.baseAddress[i] = v }
+                acc.copy(buffer, to: side(h))
+                buffer.waitUntilWritable()
+                buffer.prefix(rows * columns).update(repeating: .nan)
             }
             for value: Float in [0, 2.5] {
                 let z = pair(uniform(rows, columns), rows, columns)
@@ -445,11 +456,17 @@ final class Suite {
                     let gradients = (1...3).map { _ in pair(uniform(rows, columns), rows, columns) }
                     var outputs = [Output(label: "parameters", pair: parameters)]
                     outputs += zip(rule.slots, state).map { Output(label: "state \($0.0)", pair: $0.1) }
-                    check("update \(ruleName) weightDecay=\(weightDecay) 3 steps \(rows)x\(columns)", outputs) { acc, side in
+                    // Steps 1–3 apply; step 4 finds the guard record set and changes nothing.
+                    let clear = pair([0, 0], 1, 2)
+                    let flagged = pair([Float(bitPattern: 3), Float(bitPattern: 1)], 1, 2)
+                    check("update \(ruleName) weightDecay=\(weightDecay) 3 steps then 1 flagged \(rows)x\(columns)", outputs) { acc, side in
                         for (step, g) in gradients.enumerated() {
                             acc.update(rule, parameters: side(parameters), gradients: side(g), state: state.map(side),
-                                       learningRate: 0.01, weightDecay: weightDecay, step: step + 1)
+                                       learningRate: 0.01, weightDecay: weightDecay, step: step + 1,
+                                       skipIfFlagged: step == 0 ? nil : side(clear))
                         }
+                        acc.update(rule, parameters: side(parameters), gradients: side(gradients[0]), state: state.map(side),
+                                   learningRate: 0.01, weightDecay: weightDecay, step: 4, skipIfFlagged: side(flagged))
                     }
                 }
             }
@@ -458,6 +475,7 @@ final class Suite {
 
     // MARK: - Checks: non-finite values
 
+    /// The guard record must come out bit for bit: the first bad step and its count.
     func nonFiniteChecks() {
         for (rows, columns) in [(1, 1), (1, 17), (7, 13), (128, 784)] {
             for poison in [false, true] {
@@ -469,11 +487,13 @@ final class Suite {
                     }
                 }
                 let x = pair(values, rows, columns)
-                let got = candidate.countNonFinite(x.candidate)
-                let expected = reference.countNonFinite(x.reference)
-                let name = "countNonFinite \(poison ? "with NaN/inf" : "all finite") \(rows)x\(columns)"
-                results.append(CheckResult(name: name, maxRelativeError: got == expected ? 0 : .infinity, passed: got == expected,
-                                           detail: got == expected ? "count \(got)" : "count: got \(got), expected \(expected)"))
+                for earlier in [0, 5] {
+                    let flag = pair([Float(bitPattern: UInt32(earlier)), Float(bitPattern: earlier == 0 ? 0 : 2)], 1, 2)
+                    let name = "checkFinite \(poison ? "with NaN/inf" : "all finite")\(earlier == 0 ? "" : " after step \(earlier) was flagged") \(rows)x\(columns)"
+                    check(name, [Output(label: "record", pair: flag, exact: true)]) { acc, side in
+                        acc.checkFinite(side(x), step: 9, flag: side(flag))
+                    }
+                }
             }
         }
     }

@@ -26,6 +26,11 @@ public protocol Accelerator: AnyObject {
     func copy(_ source: Tensor, to target: Tensor)
     /// Sets every value of `tensor` to `value`.
     func fill(_ tensor: Tensor, with value: Float)
+    /// Host memory for transfers to and from this accelerator, zero-filled.
+    func allocateHostBuffer(_ count: Int) -> HostBuffer
+    /// Copies the first `target.count` values of `source` into a device tensor.
+    /// The copy may still read `source` after returning (see `HostBuffer`).
+    func copy(_ source: HostBuffer, to target: Tensor)
 
     // MARK: - Linear algebra
 
@@ -83,11 +88,13 @@ public protocol Accelerator: AnyObject {
     // MARK: - Optimizer
 
     /// One optimizer step over equal-sized flat buffers; `state` holds the
-    /// rule's slots in `UpdateRule.slots` order. `step` is 1-based.
+    /// rule's slots in `UpdateRule.slots` order. `step` is 1-based. Does
+    /// nothing once `skipIfFlagged` (a `FiniteGuard` record) holds a step.
     func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                learningRate: Float, weightDecay: Float, step: Int)
-    /// Number of non-finite values (NaN or ±inf) in `tensor`.
-    func countNonFinite(_ tensor: Tensor) -> Int
+                learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged: Tensor?)
+    /// If `tensor` holds NaN or ±inf and the `FiniteGuard` record `flag` is
+    /// clear, records `step` (1-based) and the number of such values in it.
+    func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor)
 }
 
 /// The sizes of C ← α·op(A)·op(B) + β·C: C is (m × n), op(A) (m × k),
@@ -105,6 +112,14 @@ public struct GEMMShape: Equatable, Sendable {
 }
 
 extension Accelerator {
+    /// Plain host memory: right for accelerators whose copies finish before returning.
+    public func allocateHostBuffer(_ count: Int) -> HostBuffer { HostBuffer(count: count) }
+
+    /// Copies through the pageable-memory path.
+    public func copy(_ source: HostBuffer, to target: Tensor) {
+        copy(UnsafeBufferPointer(source.prefix(target.count)), to: target)
+    }
+
     /// Allocates a zero-filled (rows × columns) tensor.
     public func tensor(rows: Int, columns: Int) -> Tensor {
         Tensor(storage: allocate(rows * columns), offset: 0, rows: rows, columns: columns)

@@ -330,8 +330,9 @@ public final class CPUAccelerator: Accelerator {
     // MARK: - Optimizer
 
     public func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       learningRate: Float, weightDecay: Float, step: Int) {
+                       learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged flag: Tensor?) {
         precondition(parameters.count == gradients.count && state.count == rule.slots.count)
+        if let flag, flag.hostPointer[0].bitPattern != 0 { return }
         let n = parameters.count, w = parameters.hostPointer, g = gradients.hostPointer
         let decay = learningRate * weightDecay
         switch rule {
@@ -348,7 +349,18 @@ public final class CPUAccelerator: Accelerator {
         }
     }
 
-    public func countNonFinite(_ tensor: Tensor) -> Int {
+    public func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) {
+        precondition(flag.count == 2 && step > 0)
+        guard flag.hostPointer[0].bitPattern == 0 else { return }
+        let bad = countNonFinite(tensor)
+        if bad > 0 {
+            flag.hostPointer[0] = Float(bitPattern: UInt32(truncatingIfNeeded: step))
+            flag.hostPointer[1] = Float(bitPattern: UInt32(truncatingIfNeeded: bad))
+        }
+    }
+
+    /// Number of NaN and ±inf values in `tensor`.
+    func countNonFinite(_ tensor: Tensor) -> Int {
         // x·0 is 0 for finite x and NaN otherwise: a vectorized sum of x·0
         // over 16-wide lanes answers "all finite?" in one fast pass.
         let p = tensor.hostPointer, n = tensor.count

@@ -82,12 +82,13 @@ public final class Optimizer {
     /// The learning rate the next update will use.
     public var currentRate: Float { schedule.rate(completedSteps: steps) }
 
-    /// Applies one update to `parameters` from `gradients`.
-    public func apply(parameters: Tensor, gradients: Tensor) {
+    /// Applies one update to `parameters` from `gradients`, unless the
+    /// `FiniteGuard` record `skipIfFlagged` holds a step (then the device skips it).
+    public func apply(parameters: Tensor, gradients: Tensor, skipIfFlagged flag: Tensor? = nil) {
         let rate = currentRate
         steps += 1
         accelerator.update(rule, parameters: parameters, gradients: gradients,
                            state: slotViews, learningRate: rate,
-                           weightDecay: weightDecay, step: steps)
+                           weightDecay: weightDecay, step: steps, skipIfFlagged: flag)
     }
 }

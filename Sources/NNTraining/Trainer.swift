@@ -5,6 +5,11 @@
 // backward into the flat gradient buffer (pre-scaled by 1/global batch, so
 // the allreduce sum *is* the batch mean) → one allreduce → weight penalties →
 // finite check → optimizer step, identical on every rank.
+//
+// The finite check leaves its answer on the device (a `FiniteGuard`): the
+// optimizer skips every step once it is set, and the host reads it every
+// `finiteCheckInterval` steps and before anything is saved, so a GPU never
+// waits for the host within those steps.
 
 import Foundation
 import NNCore
@@ -76,8 +81,13 @@ public final class Trainer {
     /// Per-epoch running statistics (1 × Statistic.width), on the device.
     private let statistics: Tensor
     private var position: TrainingPosition
-    /// Host copy of the gradients for devices whose memory MPI cannot read.
-    private var staging: [Float] = []
+    /// Sums the gradients over the ranks, wherever the accelerator keeps them.
+    private let reducer: any GradientReducer
+    /// The device's record of the first step with non-finite gradients.
+    private let finiteGuard: FiniteGuard
+    /// Steps between host reads of `finiteGuard` on a device accelerator
+    /// (on the CPU it is read every step: that costs nothing there).
+    static let finiteCheckInterval = 50
     /// Time in the gradient allreduce this epoch: in all steps (waits for
     /// slower ranks included), and in the steps sampled after a barrier.
     private var allreduceNanoseconds: (total: UInt64, sampled: UInt64, samples: Int) = (0, 0, 0)
@@ -113,6 +123,8 @@ public final class Trainer {
         batches = BatchAssembler(accelerator: accelerator, objective: objective,
                                  featureCount: data.featureCount, labelWidth: data.training.labelWidth, rows: max(localRows, 1024))
         statistics = accelerator.tensor(rows: 1, columns: Statistic.width)
+        reducer = makeGradientReducer(communicator: communicator, accelerator: accelerator, count: model.parameterCount)
+        finiteGuard = FiniteGuard(accelerator: accelerator)
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
         coordinator = communicator.isCoordinator
@@ -215,6 +227,7 @@ public final class Trainer {
                 return TrainingOutcome(history: history, test: nil, stoppedEarly: true, modelPath: nil)
             }
 
+            try ensureFinite()
             let seconds = Date().timeIntervalSince(start)
             let trainMetrics = reduceEpochMetrics()
             let validation = data.validation.map { evaluate($0) }
@@ -281,11 +294,19 @@ public final class Trainer {
         }
         reduceGradients()
         if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
-        let bad = accelerator.countNonFinite(model.gradients)
-        if bad > 0 {
-            throw UserError("step \(position.globalStep + 1) (epoch \(position.epoch + 1)): \(bad) gradient values are NaN or infinite after the allreduce; training stopped before applying them. Lower optimizer.learning_rate, or scale the data (data.scale: standardize)")
-        }
-        optimizer.apply(parameters: model.parameters, gradients: model.gradients)
+        let step = position.globalStep + 1
+        accelerator.checkFinite(model.gradients, step: step, flag: finiteGuard.tensor)
+        optimizer.apply(parameters: model.parameters, gradients: model.gradients, skipIfFlagged: finiteGuard.tensor)
+        if accelerator.isHostMemory || step % Trainer.finiteCheckInterval == 0 { try ensureFinite() }
+    }
+
+    /// Stops the run if a step's gradients held NaN or ±inf. The optimizer
+    /// skipped that step and every later one, so the parameters are still
+    /// those from before it. Every rank reads the same record at the same step.
+    private func ensureFinite() throws {
+        guard let bad = finiteGuard.read(accelerator) else { return }
+        let epoch = (bad.step - 1) / sampler.stepsPerEpoch + 1
+        throw UserError("step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN or infinite after the allreduce; training stopped before applying them. Lower optimizer.learning_rate, or scale the data (data.scale: standardize)")
     }
 
     /// Sums the gradients over all ranks: one allreduce of the flat buffer.
@@ -304,18 +325,7 @@ public final class Trainer {
                 allreduceNanoseconds.samples += 1
             }
         }
-        let gradients = model.gradients
-        if accelerator.isHostMemory {
-            communicator.allReduceSum(UnsafeMutableBufferPointer(start: gradients.hostPointer, count: gradients.count))
-        } else {
-            // Device → host staging buffer → MPI → device: one copy each way.
-            if staging.count != gradients.count { staging = [Float](repeating: 0, count: gradients.count) }
-            staging.withUnsafeMutableBufferPointer { host in
-                accelerator.copy(gradients, to: host)
-                communicator.allReduceSum(host)
-                accelerator.copy(UnsafeBufferPointer(host), to: gradients)
-            }
-        }
+        reducer.sum(model.gradients)
     }
 
     // MARK: - Metrics
@@ -393,6 +403,7 @@ public final class Trainer {
     /// Rank 0 writes a checkpoint. Statistics are rank-local, so the epoch's
     /// running sums are reduced first (every rank takes part).
     private func checkpoint() throws {
+        try ensureFinite()
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         guard let coordinator else { return }
@@ -416,7 +427,8 @@ public final class Trainer {
 
 /// Gathers dataset rows into device tensors, encoding labels as the loss
 /// expects them. On a host-memory accelerator rows go straight into the
-/// input tensor, without a staging copy.
+/// tensors. On a device they go through two sets of host buffers used in
+/// turn, so gathering the next batch overlaps the copy of this one.
 struct BatchAssembler {
     let accelerator: any Accelerator
     let objective: Objective
@@ -427,9 +439,10 @@ struct BatchAssembler {
     /// inputs: (rows × featureCount); targets: (rows × objective.targetWidth).
     private let inputs: Tensor
     private let targets: Tensor
-    private var hostFeatures: [Float]
     private var hostLabels: [Float]
-    private var hostTargets: [Float]
+    /// Device accelerators only: (features, targets) host buffers, used in turn.
+    private let uploads: [(features: HostBuffer, targets: HostBuffer)]
+    private var nextUpload = 0
 
     init(accelerator: any Accelerator, objective: Objective, featureCount: Int, labelWidth: Int, rows: Int) {
         self.accelerator = accelerator
@@ -439,9 +452,10 @@ struct BatchAssembler {
         self.rows = rows
         inputs = accelerator.tensor(rows: rows, columns: featureCount)
         targets = accelerator.tensor(rows: rows, columns: objective.targetWidth)
-        hostFeatures = accelerator.isHostMemory ? [] : [Float](repeating: 0, count: rows * featureCount)
         hostLabels = [Float](repeating: 0, count: rows * labelWidth)
-        hostTargets = [Float](repeating: 0, count: rows * objective.targetWidth)
+        uploads = accelerator.isHostMemory ? [] : (0..<2).map { _ in
+            (accelerator.allocateHostBuffer(rows * featureCount), accelerator.allocateHostBuffer(rows * objective.targetWidth))
+        }
     }
 
     /// Loads the rows `indices` of `dataset`; the tensors stay valid until the next load.
@@ -449,20 +463,25 @@ struct BatchAssembler {
         let n = indices.count
         precondition(n <= rows)
         let x = inputs.prefix(rows: n), y = targets.prefix(rows: n)
-        let width = objective.targetWidth
+        let features: UnsafeMutablePointer<Float>, encoded: UnsafeMutablePointer<Float>
+        var upload: (features: HostBuffer, targets: HostBuffer)?
+        if accelerator.isHostMemory {
+            (features, encoded) = (x.hostPointer, y.hostPointer)
+        } else {
+            let set = uploads[nextUpload]
+            nextUpload = 1 - nextUpload
+            set.features.waitUntilWritable()
+            set.targets.waitUntilWritable()
+            (features, encoded) = (set.features.baseAddress, set.targets.baseAddress)
+            upload = set
+        }
         hostLabels.withUnsafeMutableBufferPointer { labels in
-            if accelerator.isHostMemory {
-                dataset.gather(indices: indices, features: x.hostPointer, labels: labels.baseAddress!)
-            } else {
-                hostFeatures.withUnsafeMutableBufferPointer { features in
-                    dataset.gather(indices: indices, features: features.baseAddress!, labels: labels.baseAddress!)
-                    accelerator.copy(UnsafeBufferPointer(rebasing: features[0..<n * featureCount]), to: x)
-                }
-            }
-            hostTargets.withUnsafeMutableBufferPointer { t in
-                objective.encodeTargets(labels: labels.baseAddress!, labelWidth: dataset.labelWidth, rows: n, into: t.baseAddress!)
-                accelerator.copy(UnsafeBufferPointer(rebasing: t[0..<n * width]), to: y)
-            }
+            dataset.gather(indices: indices, features: features, labels: labels.baseAddress!)
+            objective.encodeTargets(labels: labels.baseAddress!, labelWidth: dataset.labelWidth, rows: n, into: encoded)
+        }
+        if let upload {
+            accelerator.copy(upload.features, to: x)
+            accelerator.copy(upload.targets, to: y)
         }
         return (x, y)
     }

@@ -4,14 +4,19 @@
 
 import Foundation
 import XCTest
+import NNCore
 import NNCUDA
 import NNTraining
 
 final class GPUTrainingTests: XCTestCase {
+    /// Where a device must be present (NNTRAIN_REQUIRE_CUDA=1, set by
+    /// scripts/cuda-emulator/run), a missing one fails; elsewhere it skips.
     override func setUpWithError() throws {
-        if case .failure(let error) = CUDAAccelerator.probe() {
-            throw XCTSkip("no CUDA device: \(error.message)")
+        guard case .failure(let error) = CUDAAccelerator.probe() else { return }
+        if ProcessInfo.processInfo.environment["NNTRAIN_REQUIRE_CUDA"] == "1" {
+            throw UserError("NNTRAIN_REQUIRE_CUDA=1 but no CUDA device: \(error.message)")
         }
+        throw XCTSkip("no CUDA device: \(error.message)")
     }
 
     func config(in dir: String) -> String {
@@ -65,5 +70,51 @@ final class GPUTrainingTests: XCTestCase {
             try train(["--run-dir", run, "--resume", "--epochs", "3", "--device", second])
             XCTAssertLessThan(relativeDifference(try parameters(run), reference), 1e-4, "\(first) then \(second)")
         }
+    }
+
+    /// Two ranks, each on the device, summing gradients through page-locked
+    /// host memory, end where one CPU process ends.
+    func testTwoRanksOnTheDeviceTrainLikeOneCPUProcess() throws {
+        let dir = temporaryDirectory(self)
+        let config = config(in: dir)
+        try train(["--config", config, "--device", "cpu", "--run-dir", dir + "/cpu"])
+        let outcome = try mpirun(2, ["train", "--config", config, "--device", "cuda", "--run-dir", dir + "/cuda2"], timeout: 600)
+        XCTAssertEqual(outcome.status, 0, outcome.stdout + outcome.stderr)
+        XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+        XCTAssertLessThan(relativeDifference(try parameters(dir + "/cuda2"), try parameters(dir + "/cpu")), 1e-4)
+    }
+
+    /// The device reads its non-finite record only now and then, yet the
+    /// error names the step where it happened (as the CPU, which checks every
+    /// step), and no checkpoint holds anything from after it.
+    func testDivergenceIsReportedAtTheStepItHappened() throws {
+        let dir = temporaryDirectory(self)
+        let config = write("""
+            data:
+              train: {format: synthetic, name: gaussian, samples: 200, seed: 1}
+            model:
+              layers:
+                - dense: {units: 8, activation: relu}
+                - dense: {units: 1}
+            loss: mse
+            task: regression
+            optimizer: {name: sgd, learning_rate: 100000}
+            training: {epochs: 5, batch_size: 20}
+            """, "diverge.yaml", in: dir)
+        var steps: [String] = []
+        for device in ["cpu", "cuda"] {
+            let run = dir + "/" + device
+            let outcome = try nntrain(["train", "--config", config, "--device", device, "--run-dir", run])
+            XCTAssertEqual(outcome.status, 2, outcome.stderr)
+            let errors = outcome.stderr.split(separator: "\n").filter { $0.contains("nntrain: error:") }
+            XCTAssertEqual(errors.count, 1, outcome.stderr)
+            let line = String(errors.first ?? "")
+            XCTAssertTrue(line.contains("NaN or infinite"), line)
+            steps.append(line.components(separatedBy: " (epoch").first ?? "")
+            let checkpoints = (try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")) ?? []
+            XCTAssertTrue(checkpoints.filter { $0.hasSuffix(".safetensors") }.isEmpty, "\(device): \(checkpoints)")
+        }
+        XCTAssertEqual(steps[0], steps[1], "the device reports the step the CPU reports")
+        XCTAssertTrue(steps[0].hasSuffix("step 3"), steps[0])
     }
 }

@@ -72,9 +72,9 @@ final class PerturbedAccelerator: Accelerator {
     }
 
     func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                learningRate: Float, weightDecay: Float, step: Int) {
+                learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged: Tensor?) {
         base.update(rule, parameters: parameters, gradients: gradients, state: state,
-                    learningRate: learningRate, weightDecay: weightDecay, step: step)
+                    learningRate: learningRate, weightDecay: weightDecay, step: step, skipIfFlagged: skipIfFlagged)
     }
-    func countNonFinite(_ tensor: Tensor) -> Int { base.countNonFinite(tensor) }
+    func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) { base.checkFinite(tensor, step: step, flag: flag) }
 }

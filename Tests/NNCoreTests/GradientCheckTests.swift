@@ -354,14 +354,28 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(cpu.values(stats)[0], 1.48, accuracy: 1e-5)
     }
 
-    func testNonFiniteValuesAreCounted() {
+    func testTheFirstNonFiniteStepIsRecordedAndLaterUpdatesAreSkipped() {
         var values = [Float](repeating: 1, count: 1000)
-        let clean = cpu.tensor(values, rows: 1, columns: 1000)
-        XCTAssertEqual(cpu.countNonFinite(clean), 0)
+        let guardRecord = FiniteGuard(accelerator: cpu)
+        cpu.checkFinite(cpu.tensor(values, rows: 1, columns: 1000), step: 1, flag: guardRecord.tensor)
+        XCTAssertNil(guardRecord.read(cpu))
         values[3] = .nan
         values[999] = .infinity
         values[500] = -.infinity
-        XCTAssertEqual(cpu.countNonFinite(cpu.tensor(values, rows: 1, columns: 1000)), 3)
+        cpu.checkFinite(cpu.tensor(values, rows: 1, columns: 1000), step: 2, flag: guardRecord.tensor)
+        values[4] = .nan
+        cpu.checkFinite(cpu.tensor(values, rows: 1, columns: 1000), step: 3, flag: guardRecord.tensor)
+        let record = try? XCTUnwrap(guardRecord.read(cpu))
+        XCTAssertEqual(record?.step, 2, "the first bad step is kept")
+        XCTAssertEqual(record?.count, 3)
+
+        let w = cpu.tensor([1, 2], rows: 1, columns: 2), g = cpu.tensor([0.5, 0.5], rows: 1, columns: 2)
+        cpu.update(.sgd(momentum: 0, nesterov: false), parameters: w, gradients: g, state: [], learningRate: 1,
+                   weightDecay: 0.1, step: 1, skipIfFlagged: guardRecord.tensor)
+        XCTAssertEqual(cpu.values(w), [1, 2], "a flagged record stops every update")
+        cpu.update(.sgd(momentum: 0, nesterov: false), parameters: w, gradients: g, state: [], learningRate: 1,
+                   weightDecay: 0, step: 1, skipIfFlagged: FiniteGuard(accelerator: cpu).tensor)
+        XCTAssertEqual(cpu.values(w), [0.5, 1.5], "a clear record lets it through")
     }
 
     func testGemmWithTransposesAndBeta() {

@@ -1,0 +1,93 @@
+// Host memory for transfers, and the on-device record of non-finite gradients.
+//
+// Both exist so that a device backend never has to stop the host to wait: a
+// GPU copies from page-locked host memory while the host prepares the next
+// batch, and a NaN check leaves its answer on the device until the host asks.
+
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// A point in an accelerator's queued work that the host can wait for.
+public protocol TransferFence: AnyObject {
+    /// Marks the end of the work queued so far.
+    func record()
+    /// Waits until the work queued before the latest `record()` has finished.
+    func wait()
+}
+
+/// Float32 host memory that an accelerator reads and writes in transfers
+/// (page-locked on CUDA, so copies run asynchronously, at full bus speed).
+///
+/// An asynchronous copy out of the buffer may still be reading it after the
+/// call returns: call `waitUntilWritable()` before writing into it again.
+public final class HostBuffer: @unchecked Sendable {
+    /// The first of `count` values.
+    public let baseAddress: UnsafeMutablePointer<Float>
+    public let count: Int
+    /// Recorded by the accelerator after each copy that reads this buffer;
+    /// nil where copies finish before they return.
+    public let fence: TransferFence?
+    private let release: (UnsafeMutablePointer<Float>) -> Void
+
+    /// Wraps memory that `release` frees when the buffer goes away.
+    public init(baseAddress: UnsafeMutablePointer<Float>, count: Int, fence: TransferFence?,
+                release: @escaping (UnsafeMutablePointer<Float>) -> Void) {
+        self.baseAddress = baseAddress
+        self.count = count
+        self.fence = fence
+        self.release = release
+    }
+
+    /// Plain 64-byte aligned host memory, zero-filled: the default for accelerators
+    /// whose copies complete before they return.
+    public convenience init(count: Int) {
+        var raw: UnsafeMutableRawPointer?
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        memset(raw, 0, bytes)
+        self.init(baseAddress: raw.assumingMemoryBound(to: Float.self), count: count, fence: nil) { free($0) }
+    }
+
+    deinit {
+        fence?.wait()
+        release(baseAddress)
+    }
+
+    /// The first `n` values.
+    public func prefix(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
+        precondition(n <= count)
+        return UnsafeMutableBufferPointer(start: baseAddress, count: n)
+    }
+
+    /// Waits until no queued copy still reads this buffer.
+    public func waitUntilWritable() { fence?.wait() }
+}
+
+/// The device's record of the first optimizer step whose gradients held NaN
+/// or ±inf. Kernels set it, `update` skips every step once it is set, and the
+/// host reads it when it chooses: checking costs no synchronization per step,
+/// and the parameters stay those from before the bad step.
+///
+/// Layout: two Float32 slots holding UInt32 bit patterns: [0] the 1-based
+/// step (0 = none yet), [1] how many values were non-finite at that step.
+public struct FiniteGuard: Sendable {
+    /// The (1 × 2) record on the device.
+    public let tensor: Tensor
+
+    /// A clear record on `accelerator`.
+    public init(accelerator: any Accelerator) {
+        tensor = accelerator.tensor(rows: 1, columns: 2)
+    }
+
+    /// The recorded step and count, or nil while every step was finite
+    /// (waits for queued work).
+    public func read(_ accelerator: any Accelerator) -> (step: Int, count: Int)? {
+        let words = accelerator.values(tensor).map(\.bitPattern)
+        return words[0] == 0 ? nil : (Int(words[0]), Int(words[1]))
+    }
+}
