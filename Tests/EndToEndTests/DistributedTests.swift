@@ -90,18 +90,7 @@ final class DistributedTests: XCTestCase {
 
     func testNonFiniteGradientsStopEveryRankAtTheSameStep() throws {
         let dir = temporaryDirectory(self)
-        let config = write("""
-            data:
-              train: {format: synthetic, name: gaussian, samples: 200, seed: 1}
-            model:
-              layers:
-                - dense: {units: 8, activation: relu}
-                - dense: {units: 1}
-            loss: mse
-            task: regression
-            optimizer: {name: sgd, learning_rate: 100000}
-            training: {epochs: 5, batch_size: 20}
-            """, "diverge.yaml", in: dir)
+        let config = divergingConfig(in: dir)
         for ranks in [1, 2] {
             let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", dir + "/r\(ranks)"], timeout: 60)
             XCTAssertEqual(outcome.status, 2, outcome.stderr)

@@ -89,18 +89,7 @@ final class GPUTrainingTests: XCTestCase {
     /// step), and no checkpoint holds anything from after it.
     func testDivergenceIsReportedAtTheStepItHappened() throws {
         let dir = temporaryDirectory(self)
-        let config = write("""
-            data:
-              train: {format: synthetic, name: gaussian, samples: 200, seed: 1}
-            model:
-              layers:
-                - dense: {units: 8, activation: relu}
-                - dense: {units: 1}
-            loss: mse
-            task: regression
-            optimizer: {name: sgd, learning_rate: 100000}
-            training: {epochs: 5, batch_size: 20}
-            """, "diverge.yaml", in: dir)
+        let config = divergingConfig(in: dir)
         var steps: [String] = []
         for device in ["cpu", "cuda"] {
             let run = dir + "/" + device

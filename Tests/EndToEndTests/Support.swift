@@ -124,3 +124,20 @@ func metricsLines(_ runDirectory: String) -> [[String: Any]] {
         try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
     }
 }
+
+/// A regression run whose learning rate of 1e5 makes the gradients overflow
+/// to infinity at step 3 (10 steps per epoch).
+func divergingConfig(in directory: String) -> String {
+    write("""
+        data:
+          train: {format: synthetic, name: gaussian, samples: 200, seed: 1}
+        model:
+          layers:
+            - dense: {units: 8, activation: relu}
+            - dense: {units: 1}
+        loss: mse
+        task: regression
+        optimizer: {name: sgd, learning_rate: 100000}
+        training: {epochs: 5, batch_size: 20}
+        """, "diverge.yaml", in: directory)
+}
