@@ -10,7 +10,7 @@ import NNCore
 
 /// Sums one flat buffer of gradients over every rank of a job, in place.
 public protocol GradientReducer: AnyObject {
-    /// How the sum travels, e.g. `MPI on host memory`.
+    /// How the sum travels, e.g. `allreduce on host memory`.
     var name: String { get }
     /// Replaces `gradients` with its element-wise sum over all ranks
     /// (identical on every rank afterwards).

@@ -290,7 +290,8 @@ public enum Launch {
         let world = trainer.communicator.size
         console.line("optimizer: \(config.optimizer.name.rawValue), learning_rate \(config.optimizer.learningRate); batch \(config.training.batchSize)"
                      + (world > 1 ? " (\(config.training.batchSize / world) per rank)" : "") + ", \(config.training.epochs) epochs, seed \(config.training.seed)")
-        console.line("compute: \(trainer.accelerator.name) per rank (\(threads.reason)); \(trainer.communicator.name)")
+        console.line("compute: \(trainer.accelerator.name) per rank (\(threads.reason)); \(trainer.communicator.name)"
+                     + (world > 1 ? "; gradients: \(trainer.reducer.name)" : ""))
         console.line("run directory: \(runDirectory)")
     }
 

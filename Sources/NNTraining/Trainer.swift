@@ -82,7 +82,7 @@ public final class Trainer {
     private let statistics: Tensor
     private var position: TrainingPosition
     /// Sums the gradients over the ranks, wherever the accelerator keeps them.
-    private let reducer: any GradientReducer
+    let reducer: any GradientReducer
     /// The device's record of the first step with non-finite gradients.
     private let finiteGuard: FiniteGuard
     /// Steps between host reads of `finiteGuard` on a device accelerator

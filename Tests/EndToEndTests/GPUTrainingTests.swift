@@ -81,6 +81,7 @@ final class GPUTrainingTests: XCTestCase {
         let outcome = try mpirun(2, ["train", "--config", config, "--device", "cuda", "--run-dir", dir + "/cuda2"], timeout: 600)
         XCTAssertEqual(outcome.status, 0, outcome.stdout + outcome.stderr)
         XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+        XCTAssertTrue(outcome.stdout.contains("gradients: allreduce staged through page-locked host memory"), outcome.stdout)
         XCTAssertLessThan(relativeDifference(try parameters(dir + "/cuda2"), try parameters(dir + "/cpu")), 1e-4)
     }
 
