@@ -87,7 +87,14 @@ public struct FiniteGuard: Sendable {
     /// The recorded step and count, or nil while every step was finite
     /// (waits for queued work).
     public func read(_ accelerator: any Accelerator) -> (step: Int, count: Int)? {
-        let words = accelerator.values(tensor).map(\.bitPattern)
-        return words[0] == 0 ? nil : (Int(words[0]), Int(words[1]))
+        let words: (step: UInt32, count: UInt32)
+        if accelerator.isHostMemory {
+            // Read in place: the CPU trainer asks every step.
+            words = (tensor.hostPointer[0].bitPattern, tensor.hostPointer[1].bitPattern)
+        } else {
+            let values = accelerator.values(tensor)
+            words = (values[0].bitPattern, values[1].bitPattern)
+        }
+        return words.step == 0 ? nil : (Int(words.step), Int(words.count))
     }
 }

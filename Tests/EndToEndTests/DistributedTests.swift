@@ -5,32 +5,6 @@ import XCTest
 import NNTraining
 
 final class DistributedTests: XCTestCase {
-    /// A small config with dropout and an L2 penalty, so that every part of
-    /// the step (masks by global row, penalties after the allreduce) must
-    /// agree across world sizes.
-    func smallConfig(in dir: String, samples: Int = 480, batch: Int = 48, epochs: Int = 3) -> String {
-        write("""
-            data:
-              train: {format: synthetic, name: spiral, samples: \(samples), noise: 0.1, seed: 3}
-              validation_split: 0.25
-              scale: standardize
-            model:
-              layers:
-                - dense: {units: 16, activation: tanh, l2: 0.0001}
-                - dropout: {rate: 0.1}
-                - dense: {units: 8, activation: relu}
-                - dense: {units: 1, activation: sigmoid}
-            loss: binary_crossentropy
-            optimizer: {name: adam, learning_rate: 0.01}
-            training: {epochs: \(epochs), batch_size: \(batch), seed: 5}
-            """, "small.yaml", in: dir)
-    }
-
-    func parameters(_ runDirectory: String) throws -> [Float] {
-        let file = try SafeTensors.read(path: runDirectory + "/model.safetensors")
-        return file.tensors.sorted { $0.name < $1.name }.flatMap(\.values)
-    }
-
     func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
         XCTAssertEqual(a.count, b.count)
         return zip(a, b).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
@@ -41,12 +15,12 @@ final class DistributedTests: XCTestCase {
         let config = smallConfig(in: dir)
         let single = try nntrain(["train", "--config", config, "--run-dir", dir + "/w1"])
         XCTAssertEqual(single.status, 0, single.stderr)
-        let reference = try parameters(dir + "/w1")
+        let reference = try modelParameters(dir + "/w1")
         for ranks in [2, 4] {
             let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", dir + "/w\(ranks)"])
             XCTAssertEqual(outcome.status, 0, outcome.stderr)
             XCTAssertTrue(outcome.stdout.contains("identical on all \(ranks) ranks"), outcome.stdout)
-            XCTAssertLessThan(maxRelativeDifference(try parameters(dir + "/w\(ranks)"), reference), 1e-5, "\(ranks) ranks")
+            XCTAssertLessThan(maxRelativeDifference(try modelParameters(dir + "/w\(ranks)"), reference), 1e-5, "\(ranks) ranks")
             // Only rank 0 prints.
             XCTAssertEqual(outcome.stdout.components(separatedBy: "Epoch 1/").count - 1, 1, outcome.stdout)
         }
@@ -58,7 +32,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(try nntrain(["train", "--config", config, "--run-dir", dir + "/plain"]).status, 0)
         let outcome = try mpirun(1, ["train", "--config", config, "--run-dir", dir + "/mpi1"])
         XCTAssertEqual(outcome.status, 0, outcome.stderr)
-        XCTAssertEqual(try parameters(dir + "/mpi1"), try parameters(dir + "/plain"))
+        XCTAssertEqual(try modelParameters(dir + "/mpi1"), try modelParameters(dir + "/plain"))
     }
 
     func testConfigurationMismatchStopsEveryRankQuickly() throws {

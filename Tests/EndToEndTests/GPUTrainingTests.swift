@@ -19,28 +19,6 @@ final class GPUTrainingTests: XCTestCase {
         throw XCTSkip("no CUDA device: \(error.message)")
     }
 
-    func config(in dir: String) -> String {
-        write("""
-            data:
-              train: {format: synthetic, name: spiral, samples: 240, noise: 0.1, seed: 3}
-              validation_split: 0.25
-              scale: standardize
-            model:
-              layers:
-                - dense: {units: 16, activation: tanh, l2: 0.0001}
-                - dropout: {rate: 0.1}
-                - dense: {units: 8, activation: relu}
-                - dense: {units: 1, activation: sigmoid}
-            loss: binary_crossentropy
-            optimizer: {name: adam, learning_rate: 0.01}
-            training: {epochs: 3, batch_size: 30, seed: 5}
-            """, "gpu.yaml", in: dir)
-    }
-
-    func parameters(_ run: String) throws -> [Float] {
-        try SafeTensors.read(path: run + "/model.safetensors").tensors.flatMap(\.values)
-    }
-
     func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
         let diff = zip(a, b).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
         return diff / b.map { Double($0) * Double($0) }.reduce(0, +).squareRoot()
@@ -53,22 +31,22 @@ final class GPUTrainingTests: XCTestCase {
 
     func testCUDATrainsLikeTheCPU() throws {
         let dir = temporaryDirectory(self)
-        let config = config(in: dir)
+        let config = smallConfig(in: dir, samples: 240, batch: 30)
         try train(["--config", config, "--device", "cpu", "--run-dir", dir + "/cpu"])
         try train(["--config", config, "--device", "cuda", "--run-dir", dir + "/cuda"])
-        XCTAssertLessThan(relativeDifference(try parameters(dir + "/cuda"), try parameters(dir + "/cpu")), 1e-4)
+        XCTAssertLessThan(relativeDifference(try modelParameters(dir + "/cuda"), try modelParameters(dir + "/cpu")), 1e-4)
     }
 
     func testCheckpointsMoveBetweenCPUAndGPU() throws {
         let dir = temporaryDirectory(self)
-        let config = config(in: dir)
+        let config = smallConfig(in: dir, samples: 240, batch: 30)
         try train(["--config", config, "--device", "cpu", "--run-dir", dir + "/reference"])
-        let reference = try parameters(dir + "/reference")
+        let reference = try modelParameters(dir + "/reference")
         for (first, second) in [("cuda", "cpu"), ("cpu", "cuda")] {
             let run = dir + "/\(first)-\(second)"
             try train(["--config", config, "--device", first, "--epochs", "2", "--run-dir", run])
             try train(["--run-dir", run, "--resume", "--epochs", "3", "--device", second])
-            XCTAssertLessThan(relativeDifference(try parameters(run), reference), 1e-4, "\(first) then \(second)")
+            XCTAssertLessThan(relativeDifference(try modelParameters(run), reference), 1e-4, "\(first) then \(second)")
         }
     }
 
@@ -76,13 +54,13 @@ final class GPUTrainingTests: XCTestCase {
     /// host memory, end where one CPU process ends.
     func testTwoRanksOnTheDeviceTrainLikeOneCPUProcess() throws {
         let dir = temporaryDirectory(self)
-        let config = config(in: dir)
+        let config = smallConfig(in: dir, samples: 240, batch: 30)
         try train(["--config", config, "--device", "cpu", "--run-dir", dir + "/cpu"])
         let outcome = try mpirun(2, ["train", "--config", config, "--device", "cuda", "--run-dir", dir + "/cuda2"], timeout: 600)
         XCTAssertEqual(outcome.status, 0, outcome.stdout + outcome.stderr)
         XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
         XCTAssertTrue(outcome.stdout.contains("gradients: allreduce staged through page-locked host memory"), outcome.stdout)
-        XCTAssertLessThan(relativeDifference(try parameters(dir + "/cuda2"), try parameters(dir + "/cpu")), 1e-4)
+        XCTAssertLessThan(relativeDifference(try modelParameters(dir + "/cuda2"), try modelParameters(dir + "/cpu")), 1e-4)
     }
 
     /// The device reads its non-finite record only now and then, yet the

@@ -2,6 +2,7 @@
 
 import Foundation
 import XCTest
+import NNTraining
 
 /// The package root, from this file's location.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -140,4 +141,31 @@ func divergingConfig(in directory: String) -> String {
         optimizer: {name: sgd, learning_rate: 100000}
         training: {epochs: 5, batch_size: 20}
         """, "diverge.yaml", in: directory)
+}
+
+/// A small config with dropout and an L2 penalty, so that every part of the
+/// step (masks by global row, penalties after the allreduce) must agree
+/// across world sizes and devices.
+func smallConfig(in dir: String, samples: Int = 480, batch: Int = 48, epochs: Int = 3) -> String {
+    write("""
+        data:
+          train: {format: synthetic, name: spiral, samples: \(samples), noise: 0.1, seed: 3}
+          validation_split: 0.25
+          scale: standardize
+        model:
+          layers:
+            - dense: {units: 16, activation: tanh, l2: 0.0001}
+            - dropout: {rate: 0.1}
+            - dense: {units: 8, activation: relu}
+            - dense: {units: 1, activation: sigmoid}
+        loss: binary_crossentropy
+        optimizer: {name: adam, learning_rate: 0.01}
+        training: {epochs: \(epochs), batch_size: \(batch), seed: 5}
+        """, "small.yaml", in: dir)
+}
+
+/// Every value of a run's final model, tensors in name order.
+func modelParameters(_ runDirectory: String) throws -> [Float] {
+    let file = try SafeTensors.read(path: runDirectory + "/model.safetensors")
+    return file.tensors.sorted { $0.name < $1.name }.flatMap(\.values)
 }

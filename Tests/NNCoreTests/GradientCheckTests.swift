@@ -365,7 +365,7 @@ final class GradientCheckTests: XCTestCase {
         cpu.checkFinite(cpu.tensor(values, rows: 1, columns: 1000), step: 2, flag: guardRecord.tensor)
         values[4] = .nan
         cpu.checkFinite(cpu.tensor(values, rows: 1, columns: 1000), step: 3, flag: guardRecord.tensor)
-        let record = try? XCTUnwrap(guardRecord.read(cpu))
+        let record = guardRecord.read(cpu)
         XCTAssertEqual(record?.step, 2, "the first bad step is kept")
         XCTAssertEqual(record?.count, 3)
 
