@@ -31,20 +31,27 @@ let package = Package(
         .target(name: "NNConformance", dependencies: ["NNCore"]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
         .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
+        // The file format alone: reader, writer, header parser, CRC-32C, atomic writes.
+        .target(name: "SafeTensors"),
         .target(name: "NNTraining", dependencies: [
-            "NNCore", "NNCUDA", "NNConformance", "NNData", "NNDistributed",
+            "NNCore", "NNData", "NNDistributed", "SafeTensors",
             .product(name: "Yams", package: "Yams"),
         ]),
-        .executableTarget(name: "nntrain", dependencies: [
-            "NNTraining",
+
+        // MARK: The application: command line, launch wiring, console, selftest, bench
+        .target(name: "NNTrainApp", dependencies: [
+            "NNTraining", "NNCore", "NNData", "NNDistributed", "NNCUDA", "NNConformance", "SafeTensors",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "nntrain", dependencies: ["NNTrainApp"]),
 
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
-        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA"]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed"]),
+        .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "SafeTensors"]),
     ]
 )

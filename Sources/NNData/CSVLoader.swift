@@ -56,8 +56,10 @@ public enum CSVLoader {
             (labels, names) = try classLabels(rows.labelCells, lines: rows.lines, path: path, column: label,
                                               given: classNames)
         }
-        return Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: labels,
-                       labelWidth: 1, classNames: names, origin: origin(path: path, lines: rows.lines))
+        var dataset = Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: labels,
+                              labelWidth: 1, classNames: names, origin: origin(path: path, lines: rows.lines))
+        dataset.featureNames = featureColumns.map { header[$0] }
+        return dataset
     }
 
     /// Loads the feature columns of a CSV file for prediction: every column
@@ -76,6 +78,31 @@ public enum CSVLoader {
                                 labelColumn: nil, headerLine: headerLine)
         return Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: [],
                        labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
+    }
+
+    /// Loads the columns named `columns` of a CSV file, in that order, for
+    /// prediction; columns named in `ignoring` (a label) may be present and
+    /// are skipped. Missing or unexpected columns are an error naming them.
+    /// - Throws: `UserError` naming `path:LINE` and the columns.
+    public static func loadFeatures(path: String, columns: [String], ignoring: [String] = []) throws -> Dataset {
+        let bytes = try FileBytes.read(path, role: "CSV file")
+        var reader = CSVReader(bytes: bytes, path: path)
+        let (headerLine, header) = try readHeader(&reader, path: path)
+        let missing = columns.filter { !header.contains($0) }
+        let extra = header.filter { !columns.contains($0) && !ignoring.contains($0) }
+        guard missing.isEmpty && extra.isEmpty else {
+            var problems: [String] = []
+            if !missing.isEmpty { problems.append("missing column\(missing.count == 1 ? "" : "s") \(list(missing, limit: 20))") }
+            if !extra.isEmpty { problems.append("unexpected column\(extra.count == 1 ? "" : "s") \(list(extra, limit: 20))") }
+            throw UserError("\(path):\(headerLine): \(problems.joined(separator: "; ")); the model takes the columns \(list(columns, limit: 40))")
+        }
+        let featureColumns = columns.compactMap { header.firstIndex(of: $0) }
+        let rows = try readRows(&reader, path: path, header: header, featureColumns: featureColumns,
+                                labelColumn: nil, headerLine: headerLine)
+        var dataset = Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: [],
+                              labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
+        dataset.featureNames = columns
+        return dataset
     }
 
     // MARK: - Rows

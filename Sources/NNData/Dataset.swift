@@ -26,6 +26,8 @@ public struct Dataset: Sendable {
     public var labelWidth: Int
     /// Class names, index-aligned, when the labels were names in a CSV file.
     public var classNames: [String]?
+    /// The feature columns' names, in row order, when the file had a header (CSV).
+    public var featureNames: [String]?
 
     /// How `location(ofSample:)` names a sample.
     var origin: Origin

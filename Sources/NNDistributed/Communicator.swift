@@ -26,8 +26,6 @@ public protocol Communicator: AnyObject {
     func allGather(_ value: UInt64) -> [UInt64]
     /// Waits until every rank arrives.
     func barrier()
-    /// Stops every rank of the job with `code` (after a message was printed).
-    func abort(code: Int32) -> Never
     /// Leaves the job cleanly.
     func finalize()
 }
@@ -65,10 +63,6 @@ public final class LocalCommunicator: Communicator {
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func allGather(_ value: UInt64) -> [UInt64] { [value] }
     public func barrier() {}
-    public func abort(code: Int32) -> Never { exit(code) }
     public func finalize() {}
 }
 
-#if canImport(Glibc)
-import Glibc
-#endif

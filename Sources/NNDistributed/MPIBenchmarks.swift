@@ -56,12 +56,4 @@ public enum MPIBenchmarks {
         MPI_Bcast(&bandwidth, 1, nn_mpi_double(), 0, world)
         return bandwidth
     }
-
-    /// The allreduce algorithm Open MPI was told to use, for reports.
-    public static var algorithmDescription: String {
-        guard let value = ProcessInfo.processInfo.environment["OMPI_MCA_coll_tuned_allreduce_algorithm"], let n = Int(value) else {
-            return "Open MPI's default decision"
-        }
-        return "\(n) (\(AllreduceTuning.algorithms[n] ?? "?"))"
-    }
 }

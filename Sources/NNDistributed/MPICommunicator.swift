@@ -14,18 +14,9 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     private let world: MPI_Comm
 
-    /// Whether this process was started by an MPI launcher (`mpirun`, `srun`),
-    /// judged from the variables launchers set. Without one, `nntrain` runs as
-    /// a world of one and never calls `MPI_Init`.
-    public static var launchedByMPI: Bool {
-        let names = ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
-        return names.contains { getenv($0) != nil }
-    }
-
-    /// Initializes MPI. Before `MPI_Init`, it chooses Open MPI's allreduce
-    /// algorithm (see `AllreduceTuning`) unless the user chose one.
+    /// Initializes MPI (once per process). Open MPI reads its settings, such
+    /// as the allreduce algorithm, from the environment at this point.
     public init() {
-        AllreduceTuning.applyDefaults()
         MPI_Init(nil, nil)
         world = nn_mpi_comm_world()
         var value: Int32 = 0
@@ -81,32 +72,15 @@ public final class MPICommunicator: Communicator {
 
     public func barrier() { MPI_Barrier(world) }
 
-    public func abort(code: Int32) -> Never {
-        fflush(stdout)
-        fflush(stderr)
-        MPI_Abort(world, code)
-        exit(code)
-    }
-
     public func finalize() { MPI_Finalize() }
 }
 
-/// Open MPI's allreduce algorithm choice. Its default decision rules picked a
-/// slow algorithm for a model's gradient buffer on a shared-memory host, while
-/// the ring algorithm ran several times faster; nntrain therefore asks for
-/// the ring by default through Open MPI's own MCA variables, set before
-/// `MPI_Init`. A user overrides it with the usual variables
-/// (`OMPI_MCA_coll_tuned_allreduce_algorithm=N`, or `--mca` on `mpirun`),
-/// or turns nntrain's choice off with `NNTRAIN_ALLREDUCE=default`.
+/// Open MPI's allreduce algorithms (`coll_tuned_allreduce_algorithm`).
 public enum AllreduceTuning {
     /// Open MPI's numbering of `coll_tuned_allreduce_algorithm` values.
     public static let algorithms = [1: "basic linear", 2: "nonoverlapping", 3: "recursive doubling",
                                     4: "ring", 5: "segmented ring", 6: "rabenseifner"]
 
-    static func applyDefaults() {
-        if let choice = getenv("NNTRAIN_ALLREDUCE").map({ String(cString: $0) }), choice == "default" { return }
-        guard getenv("OMPI_MCA_coll_tuned_allreduce_algorithm") == nil else { return }
-        setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0)
-        setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0)
-    }
+    /// The ring: measured fastest for gradient-sized buffers on one host.
+    public static let ring = 4
 }

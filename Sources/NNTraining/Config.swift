@@ -35,83 +35,58 @@ public struct DataConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// One dataset: a CSV file, a pair of IDX files, or a synthetic set.
-public struct DataSource: Codable, Equatable, Sendable {
-    /// The kinds of data source.
-    public enum Format: String, Codable, Sendable, CaseIterable { case csv, idx, synthetic }
-    public var format: Format
-    /// csv: the file.
-    public var path: String?
-    /// csv: the label column.
-    public var label: String?
-    /// idx: the images and labels files.
-    public var images: String?
-    public var labels: String?
-    /// synthetic: `xor`, `circle`, `gaussian`, `spiral`, `xor_gate`, `and_gate`, `or_gate`.
-    public var name: String?
-    public var samples: Int?
-    public var noise: Double?
-    public var seed: UInt64?
-    /// Use only the first `limit` samples.
-    public var limit: Int?
+/// One dataset: a CSV file, a pair of IDX files, or a synthetic set. Each
+/// may be cut to its first `limit` samples.
+public enum DataSource: Equatable, Sendable {
+    /// A CSV file with a header; `label` names the label column.
+    case csv(path: String, label: String, limit: Int? = nil)
+    /// An IDX images file and its labels file (gzip or raw), e.g. MNIST.
+    case idx(images: String, labels: String, limit: Int? = nil)
+    /// A generated set (`SyntheticData.names`), drawn from `seed`.
+    case synthetic(name: String, samples: Int, noise: Double, seed: UInt64, limit: Int? = nil)
 
-    /// A source of the given format; the fields it uses are set alongside.
-    public init(format: Format, path: String? = nil, label: String? = nil, images: String? = nil,
-                labels: String? = nil, name: String? = nil, samples: Int? = nil, noise: Double? = nil,
-                seed: UInt64? = nil, limit: Int? = nil) {
-        self.format = format
-        self.path = path
-        self.label = label
-        self.images = images
-        self.labels = labels
-        self.name = name
-        self.samples = samples
-        self.noise = noise
-        self.seed = seed
-        self.limit = limit
+    /// The format names a config file uses.
+    public static let formats = ["csv", "idx", "synthetic"]
+
+    /// Samples of a synthetic set when the config gives none.
+    public static let defaultSyntheticSamples = 500
+
+    /// Use only the first `limit` samples (nil: all).
+    public var limit: Int? {
+        switch self {
+        case .csv(_, _, let limit), .idx(_, _, let limit), .synthetic(_, _, _, _, let limit): limit
+        }
+    }
+
+    /// The label column of a CSV source.
+    public var csvLabel: String? {
+        if case .csv(_, let label, _) = self { return label }
+        return nil
     }
 
     /// A short description for logs.
     public var summary: String {
-        switch format {
-        case .csv: "\(path ?? "?") (label '\(label ?? "?")')"
-        case .idx: images ?? "?"
-        case .synthetic: "synthetic \(name ?? "?") (\(samples ?? 0) samples)"
+        switch self {
+        case .csv(let path, let label, _): "\(path) (label '\(label)')"
+        case .idx(let images, _, _): images
+        case .synthetic(let name, let samples, _, _, _): "synthetic \(name) (\(samples) samples)"
         }
     }
 }
 
-/// The layers, input to output.
-public struct ModelConfig: Codable, Equatable, Sendable {
-    public var layers: [LayerConfig]
-}
+/// The layers, input to output (NNCore's descriptions; stored with Keras'
+/// names: `{"kind": "dense", "units": 64, "activation": "relu", …}`).
+public struct ModelConfig: Equatable, Sendable {
+    public var layers: [LayerSpec]
 
-/// One layer as the config spells it.
-public struct LayerConfig: Codable, Equatable, Sendable {
-    /// The kinds of layer.
-    public enum Kind: String, Codable, Sendable { case dense, dropout }
-    public var kind: Kind
-    public var units: Int?
-    public var activation: String?
-    public var kernelInitializer: String?
-    public var l1: Float?
-    public var l2: Float?
-    public var rate: Float?
+    /// A model of these layers.
+    public init(layers: [LayerSpec]) { self.layers = layers }
 
-    enum CodingKeys: String, CodingKey {
-        case kind, units, activation, l1, l2, rate
-        case kernelInitializer = "kernel_initializer"
-    }
-
-    /// The NNCore description of this layer (values were validated on reading).
-    public var spec: LayerSpec {
-        switch kind {
-        case .dense:
-            return .dense(units: units ?? 1, activation: Activation(name: activation ?? "linear") ?? .linear,
-                          initializer: Initializer(rawValue: kernelInitializer ?? "glorot_uniform") ?? .glorotUniform,
-                          l1: l1 ?? 0, l2: l2 ?? 0)
-        case .dropout:
-            return .dropout(rate: rate ?? 0)
+    /// The dense layers' (units, activation), input to output.
+    public var denseLayers: [(units: Int, activation: Activation)] {
+        layers.compactMap {
+            if case .dense(let units, let activation, _, _, _) = $0 { return (units, activation) }
+            return nil
         }
     }
 }
@@ -210,6 +185,9 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case epochs, seed, shuffle
         case batchSize = "batch_size"
     }
+
+    /// What a config's `training` section leaves out: one epoch, batch 32, seed 1, shuffled.
+    public static let defaults = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true)
 }
 
 // MARK: - Canonical form
@@ -235,20 +213,18 @@ extension RunConfig {
     }
 
     /// The NNCore layer descriptions.
-    public var layerSpecs: [LayerSpec] { model.layers.map(\.spec) }
+    public var layerSpecs: [LayerSpec] { model.layers }
 
     /// Width of the output layer.
-    public var outputUnits: Int { model.layers.last(where: { $0.kind == .dense })?.units ?? 0 }
+    public var outputUnits: Int { model.denseLayers.last?.units ?? 0 }
 
     /// The output layer's activation.
-    public var outputActivation: Activation {
-        model.layers.last(where: { $0.kind == .dense }).flatMap { Activation(name: $0.activation ?? "linear") } ?? .linear
-    }
+    public var outputActivation: Activation { model.denseLayers.last?.activation ?? .linear }
 
     /// Loss and output layer together; validated when the config was read.
     public func objective() throws -> Objective {
         try Objective(loss: loss, outputActivation: outputActivation, outputs: outputUnits,
                       isClassifier: task == .classification,
-                      layerCount: model.layers.filter { $0.kind == .dense }.count)
+                      layerCount: model.denseLayers.count)
     }
 }

@@ -11,7 +11,7 @@ public enum ConfigReader {
     /// Reads and validates the YAML file at `path`.
     public static func read(path: String) throws -> RunConfig {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw UserError("\(path): no such config file; pass an existing file to --config, or use --preset \(Presets.names.joined(separator: "|"))")
+            throw UserError("\(path): no such config file; give an existing file, or use a preset (\(Presets.names.joined(separator: ", ")))")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw UserError("\(path): cannot read the config file; check its permissions")
@@ -79,8 +79,18 @@ private struct Parser {
         return scalar.string
     }
 
+    /// The text of an unquoted scalar: a quoted one (`units: "16"`) is a
+    /// string in YAML, not the number or truth value the field takes.
+    func plain(_ node: Node, _ field: String, _ expected: String) throws -> String {
+        let text = try scalar(node, field, expected)
+        if let style = node.scalar?.style, style == .singleQuoted || style == .doubleQuoted {
+            throw fail(node, field, "expected \(expected), got the quoted string '\(text)'; remove the quotes")
+        }
+        return text
+    }
+
     func int(_ node: Node, _ field: String, minimum: Int) throws -> Int {
-        let text = try scalar(node, field, "an integer")
+        let text = try plain(node, field, "an integer")
         guard let value = Int(text) else { throw fail(node, field, "'\(text)' is not an integer") }
         guard value >= minimum else {
             throw fail(node, field, "must be \(minimum == 1 ? "a positive integer" : "at least \(minimum)") (got \(value))")
@@ -90,7 +100,7 @@ private struct Parser {
 
     func number(_ node: Node, _ field: String, _ range: ClosedRange<Double>, openLow: Bool = false, openHigh: Bool = false,
                 rule: String) throws -> Double {
-        let text = try scalar(node, field, "a number")
+        let text = try plain(node, field, "a number")
         guard let value = Double(text), value.isFinite else { throw fail(node, field, "'\(text)' is not a number") }
         let low = openLow ? value > range.lowerBound : value >= range.lowerBound
         let high = openHigh ? value < range.upperBound : value <= range.upperBound
@@ -99,7 +109,7 @@ private struct Parser {
     }
 
     func bool(_ node: Node, _ field: String) throws -> Bool {
-        let text = try scalar(node, field, "true or false")
+        let text = try plain(node, field, "true or false")
         switch text.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -135,8 +145,7 @@ private struct Parser {
         let optimizer = try top["optimizer"].map(optimizerConfig) ?? OptimizerConfig.defaults(.adam)
         let training = try trainingSection(top["training"])
 
-        let outputActivation = model.layers.last(where: { $0.kind == .dense })
-            .flatMap { Activation(name: $0.activation ?? "linear") } ?? .linear
+        let outputActivation = model.denseLayers.last?.activation ?? .linear
         let inferredTask: RunConfig.Task = loss.isCrossEntropy
             || [.sigmoid, .softmax, .step, .sign].contains(outputActivation) ? .classification : .regression
         let task: RunConfig.Task = try top["task"].map {
@@ -170,40 +179,37 @@ private struct Parser {
         let keys = ["format", "path", "label", "images", "labels", "name", "samples", "noise", "seed", "limit"]
         let map = try mapping(node, field, allowed: keys)
         guard let formatNode = map["format"] else { throw fail(node, "\(field).format", "missing; use csv, idx or synthetic") }
-        let format: DataSource.Format = try choice(formatNode, "\(field).format", DataSource.Format.allCases.map(\.rawValue)) {
-            DataSource.Format(rawValue: $0)
-        }
+        let format = try choice(formatNode, "\(field).format", DataSource.formats) { DataSource.formats.contains($0) ? $0 : nil }
         let needed: [String]
         switch format {
-        case .csv: needed = ["path", "label"]
-        case .idx: needed = ["images", "labels"]
-        case .synthetic: needed = ["name"]
+        case "csv": needed = ["path", "label"]
+        case "idx": needed = ["images", "labels"]
+        default: needed = ["name"]
         }
-        let optional = format == .synthetic ? ["samples", "noise", "seed", "limit"] : ["limit"]
+        let optional = format == "synthetic" ? ["samples", "noise", "seed", "limit"] : ["limit"]
         for (key, value) in map where key != "format" && !needed.contains(key) && !optional.contains(key) {
-            throw fail(value, "\(field).\(key)", "not used by format \(format.rawValue) (it takes \((needed + optional).joined(separator: ", ")))")
+            throw fail(value, "\(field).\(key)", "not used by format \(format) (it takes \((needed + optional).joined(separator: ", ")))")
         }
         for key in needed where map[key] == nil {
-            throw fail(node, "\(field).\(key)", "missing; format \(format.rawValue) needs \(needed.joined(separator: " and "))")
+            throw fail(node, "\(field).\(key)", "missing; format \(format) needs \(needed.joined(separator: " and "))")
         }
-        var result = DataSource(format: format)
+        func required(_ key: String) -> Node { map[key]! }
+        let limit = try map["limit"].map { try int($0, "\(field).limit", minimum: 1) }
         switch format {
-        case .csv:
-            result.path = try path(map["path"]!, "\(field).path")
-            result.label = try scalar(map["label"]!, "\(field).label", "a column name")
-        case .idx:
-            result.images = try path(map["images"]!, "\(field).images")
-            result.labels = try path(map["labels"]!, "\(field).labels")
-        case .synthetic:
-            result.name = try choice(map["name"]!, "\(field).name", SyntheticData.names) {
-                SyntheticData.names.contains($0) ? $0 : nil
-            }
-            result.samples = try map["samples"].map { try int($0, "\(field).samples", minimum: 1) } ?? 500
-            result.noise = try map["noise"].map { try number($0, "\(field).noise", 0...1, rule: "in [0, 1]") } ?? 0
-            result.seed = try map["seed"].map { UInt64(try int($0, "\(field).seed", minimum: 0)) } ?? 0
+        case "csv":
+            return .csv(path: try path(required("path"), "\(field).path"),
+                        label: try scalar(required("label"), "\(field).label", "a column name"), limit: limit)
+        case "idx":
+            return .idx(images: try path(required("images"), "\(field).images"),
+                        labels: try path(required("labels"), "\(field).labels"), limit: limit)
+        default:
+            return .synthetic(
+                name: try choice(required("name"), "\(field).name", SyntheticData.names) { SyntheticData.names.contains($0) ? $0 : nil },
+                samples: try map["samples"].map { try int($0, "\(field).samples", minimum: 1) } ?? DataSource.defaultSyntheticSamples,
+                noise: try map["noise"].map { try number($0, "\(field).noise", 0...1, rule: "in [0, 1]") } ?? 0,
+                seed: try map["seed"].map { UInt64(try int($0, "\(field).seed", minimum: 0)) } ?? 0,
+                limit: limit)
         }
-        result.limit = try map["limit"].map { try int($0, "\(field).limit", minimum: 1) }
-        return result
     }
 
     func modelConfig(_ node: Node) throws -> ModelConfig {
@@ -211,47 +217,47 @@ private struct Parser {
         guard let layersNode = map["layers"], let items = layersNode.sequence else {
             throw fail(map["layers"] ?? node, "model.layers", "expected a list of layers, e.g. - dense: {units: 10, activation: softmax}")
         }
-        var layers: [LayerConfig] = []
+        var layers: [LayerSpec] = []
         for (index, item) in items.enumerated() {
             let field = "model.layers[\(index)]"
             let entry = try mapping(item, field, allowed: ["dense", "dropout"])
-            guard entry.count == 1, let (kindName, body) = entry.first else {
+            guard entry.count == 1, let (kind, body) = entry.first else {
                 throw fail(item, field, "each layer is one of dense or dropout, e.g. - dense: {units: 64, activation: relu}")
             }
-            let kind = LayerConfig.Kind(rawValue: kindName)!
-            switch kind {
-            case .dense:
-                let f = "\(field).dense"
-                let m = try mapping(body, f, allowed: ["units", "activation", "kernel_initializer", "l1", "l2"])
-                guard let unitsNode = m["units"] else { throw fail(body, "\(f).units", "missing; say how many units the layer has") }
-                layers.append(LayerConfig(
-                    kind: .dense,
-                    units: try int(unitsNode, "\(f).units", minimum: 1),
-                    activation: try m["activation"].map { try choice($0, "\(f).activation", Activation.names) { Activation(name: $0)?.name } } ?? "linear",
-                    kernelInitializer: try m["kernel_initializer"].map {
-                        try choice($0, "\(f).kernel_initializer", Initializer.allCases.map(\.rawValue)) { Initializer(rawValue: $0)?.rawValue }
-                    } ?? Initializer.glorotUniform.rawValue,
-                    l1: try m["l1"].map { Float(try number($0, "\(f).l1", 0...1e6, rule: "a non-negative number")) },
-                    l2: try m["l2"].map { Float(try number($0, "\(f).l2", 0...1e6, rule: "a non-negative number")) },
-                    rate: nil))
-            case .dropout:
-                let f = "\(field).dropout"
-                let m = try mapping(body, f, allowed: ["rate"])
-                guard let rateNode = m["rate"] else { throw fail(body, "\(f).rate", "missing; give the fraction to drop, e.g. 0.2") }
-                layers.append(LayerConfig(kind: .dropout, units: nil, activation: nil, kernelInitializer: nil, l1: nil, l2: nil,
-                                          rate: Float(try number(rateNode, "\(f).rate", 0...1, openHigh: true, rule: "in [0, 1)"))))
-            }
+            layers.append(kind == "dense" ? try dense(body, "\(field).dense") : try dropout(body, "\(field).dropout"))
         }
-        guard let last = layers.last, last.kind == .dense else {
+        guard case .dense = layers.last else {
             throw fail(layersNode, "model.layers", "the last layer must be dense (the output layer)")
         }
-        for (index, layer) in layers.enumerated() where layer.kind == .dense && index != layers.count - 1 {
-            if let a = Activation(name: layer.activation ?? ""), !a.isDifferentiable {
+        for (index, layer) in layers.enumerated() where index != layers.count - 1 {
+            if case .dense(_, let a, _, _, _) = layer, !a.isDifferentiable {
                 throw fail(items[index], "model.layers[\(index)].dense.activation",
                            "'\(a.name)' has no useful derivative (it is flat almost everywhere), so backpropagation cannot pass through it; use \(a == .step ? "sigmoid" : "tanh") in hidden layers (step and sign belong only in a single-layer perceptron)")
             }
         }
         return ModelConfig(layers: layers)
+    }
+
+    /// `dense: {units, activation, kernel_initializer, l1, l2}`; Keras' defaults
+    /// (linear, glorot_uniform, no penalty) for what is left out.
+    func dense(_ body: Node, _ f: String) throws -> LayerSpec {
+        let m = try mapping(body, f, allowed: ["units", "activation", "kernel_initializer", "l1", "l2"])
+        guard let unitsNode = m["units"] else { throw fail(body, "\(f).units", "missing; say how many units the layer has") }
+        return .dense(
+            units: try int(unitsNode, "\(f).units", minimum: 1),
+            activation: try m["activation"].map { try choice($0, "\(f).activation", Activation.names) { Activation(name: $0) } } ?? .linear,
+            initializer: try m["kernel_initializer"].map {
+                try choice($0, "\(f).kernel_initializer", Initializer.allCases.map(\.rawValue)) { Initializer(rawValue: $0) }
+            } ?? .glorotUniform,
+            l1: try m["l1"].map { Float(try number($0, "\(f).l1", 0...1e6, rule: "a non-negative number")) } ?? 0,
+            l2: try m["l2"].map { Float(try number($0, "\(f).l2", 0...1e6, rule: "a non-negative number")) } ?? 0)
+    }
+
+    /// `dropout: {rate}`.
+    func dropout(_ body: Node, _ f: String) throws -> LayerSpec {
+        let m = try mapping(body, f, allowed: ["rate"])
+        guard let rateNode = m["rate"] else { throw fail(body, "\(f).rate", "missing; give the fraction to drop, e.g. 0.2") }
+        return .dropout(rate: Float(try number(rateNode, "\(f).rate", 0...1, openHigh: true, rule: "in [0, 1)")))
     }
 
     func optimizerConfig(_ node: Node) throws -> OptimizerConfig {
@@ -302,7 +308,7 @@ private struct Parser {
     }
 
     func trainingSection(_ node: Node?) throws -> TrainingSection {
-        var section = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true)
+        var section = TrainingSection.defaults
         guard let node else { return section }
         let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle"])
         if let n = map["epochs"] { section.epochs = try int(n, "training.epochs", minimum: 1) }

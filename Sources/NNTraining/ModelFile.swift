@@ -9,6 +9,7 @@
 import Foundation
 import NNCore
 import NNData
+import SafeTensors
 
 /// Where a checkpointed run stands: enough to continue at the exact next sample.
 public struct TrainingPosition: Codable, Equatable, Sendable {
@@ -41,6 +42,8 @@ public struct ModelSnapshot: Sendable {
     public var inputSize: Int
     public var scaler: FeatureScaler
     public var classNames: [String]?
+    /// The feature columns' names, when the training data had a header (CSV).
+    public var featureNames: [String]?
     /// All parameters in flat layout order.
     public var parameters: [Float]
     /// Optimizer state, slot-major (`UpdateRule.slots` order), empty for a final model.
@@ -100,6 +103,7 @@ public enum ModelFile {
             "scaler": json(snapshot.scaler),
         ]
         if let names = snapshot.classNames { metadata["class_names"] = json(names) }
+        if let names = snapshot.featureNames { metadata["feature_names"] = json(names) }
         if let position = snapshot.position {
             metadata["epoch"] = String(position.epoch)
             metadata["step_in_epoch"] = String(position.stepInEpoch)
@@ -116,14 +120,14 @@ public enum ModelFile {
 
     /// Writes atomically (temporary file, fsync, rename, fsync of the directory).
     public static func write(_ snapshot: ModelSnapshot, to path: String) throws {
-        try encode(snapshot).write(to: path)
+        try userFacing { try encode(snapshot).write(to: path) }
     }
 
     // MARK: - Reading
 
     /// Reads and fully checks a model or checkpoint file.
     public static func read(path: String) throws -> ModelSnapshot {
-        try decode(SafeTensors.read(path: path), path: path)
+        try decode(userFacing { try SafeTensors.read(path: path) }, path: path)
     }
 
     /// Checks a parsed file against the layout its own config implies.
@@ -141,8 +145,10 @@ public enum ModelFile {
         }
         let scaler: FeatureScaler = try decodeJSON(meta["scaler"] ?? "", "scaler", path)
         let classNames: [String]? = try meta["class_names"].map { try decodeJSON($0, "class_names", path) }
+        let featureNames: [String]? = try meta["feature_names"].map { try decodeJSON($0, "feature_names", path) }
         var snapshot = ModelSnapshot(config: config, inputSize: inputSize, scaler: scaler, classNames: classNames,
                                      parameters: try gather(file, prefix: "", layout: Sequential.layout(inputSize: inputSize, layers: config.layerSpecs), path: path))
+        snapshot.featureNames = featureNames
         if format == "nntrain-checkpoint" {
             let position: TrainingPosition = try decodeJSON(meta["position"] ?? "", "position", path)
             guard let stepText = meta["optimizer_step"], let steps = Int(stepText), steps >= 0 else {

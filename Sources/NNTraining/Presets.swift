@@ -80,7 +80,7 @@ public enum Presets {
     public static func config(_ name: String) throws -> RunConfig {
         guard let text = yaml(name) else {
             let hint = closestMatch(name, in: names).map { "did you mean '\($0)'? " } ?? ""
-            throw UserError("--preset: unknown preset '\(name)'; \(hint)choose one of \(names.joined(separator: ", "))")
+            throw UserError("unknown preset '\(name)'; \(hint)choose one of \(names.joined(separator: ", "))")
         }
         return try ConfigReader.parse(text, file: "preset \(name)")
     }

@@ -23,15 +23,14 @@ public enum DataLoading {
     /// Loads one source.
     public static func load(_ source: DataSource, task: RunConfig.Task, classNames: [String]? = nil) throws -> Dataset {
         var dataset: Dataset
-        switch source.format {
-        case .csv:
-            dataset = try CSVLoader.load(path: source.path!, label: source.label!,
+        switch source {
+        case .csv(let path, let label, _):
+            dataset = try CSVLoader.load(path: path, label: label,
                                          mode: task == .classification ? .classes : .values, classNames: classNames)
-        case .idx:
-            dataset = try IDXLoader.load(images: source.images!, labels: source.labels!, limit: source.limit)
-        case .synthetic:
-            dataset = try SyntheticData.make(name: source.name!, samples: source.samples ?? 500,
-                                             noise: source.noise ?? 0, seed: source.seed ?? 0)
+        case .idx(let images, let labels, let limit):
+            dataset = try IDXLoader.load(images: images, labels: labels, limit: limit)
+        case .synthetic(let name, let samples, let noise, let seed, _):
+            dataset = try SyntheticData.make(name: name, samples: samples, noise: noise, seed: seed)
         }
         if let limit = source.limit, limit < dataset.count { dataset = dataset.prefix(limit) }
         return dataset

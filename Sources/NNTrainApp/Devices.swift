@@ -4,7 +4,7 @@ import NNCore
 import NNCUDA
 
 /// Which accelerator to use (`--device`).
-public enum DeviceChoice: String, CaseIterable, Sendable {
+enum DeviceChoice: String, CaseIterable, Sendable {
     /// A GPU when one is usable, else the CPU, silently.
     case auto
     /// OpenBLAS on the CPU.
@@ -14,10 +14,10 @@ public enum DeviceChoice: String, CaseIterable, Sendable {
 }
 
 /// Opens accelerators.
-public enum Devices {
+enum Devices {
     /// The accelerator for a rank: GPU `localRank mod device count` for CUDA,
     /// else the CPU with `cpuThreads` OpenBLAS threads. The note says why.
-    public static func open(_ choice: DeviceChoice, localRank: Int, cpuThreads: Int,
+    static func open(_ choice: DeviceChoice, localRank: Int, cpuThreads: Int,
                             allowTF32: Bool = false) throws -> (accelerator: any Accelerator, note: String) {
         switch choice {
         case .cpu:

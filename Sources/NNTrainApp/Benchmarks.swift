@@ -5,22 +5,23 @@ import Foundation
 import NNCore
 import NNDistributed
 import NNData
+import NNTraining
 
 /// Timings used by the benchmark scripts (never by tests).
-public enum Benchmarks {
+enum Benchmarks {
     /// The result of timing a fixed piece of work repeatedly.
-    public struct Timing: Sendable {
-        public var iterations: Int
-        public var seconds: Double
+    struct Timing: Sendable {
+        var iterations: Int
+        var seconds: Double
         /// Seconds per iteration.
-        public var perIteration: Double { seconds / Double(max(iterations, 1)) }
+        var perIteration: Double { seconds / Double(max(iterations, 1)) }
     }
 
     /// Times the matrix products of one training step of a dense network with
     /// layer widths `widths` (input first) at batch `batch`: per layer the
     /// forward product, the weight-gradient product, and the input-gradient
     /// product for every layer but the first. Nothing else runs.
-    public static func stepGEMMs(widths: [Int], batch: Int, accelerator: any Accelerator, seconds: Double) -> Timing {
+    static func stepGEMMs(widths: [Int], batch: Int, accelerator: any Accelerator, seconds: Double) -> Timing {
         let layers = widths.count - 1
         let weights = (0..<layers).map { accelerator.tensor(rows: widths[$0 + 1], columns: widths[$0]) }
         let gradients = (0..<layers).map { accelerator.tensor(rows: widths[$0 + 1], columns: widths[$0]) }
@@ -53,30 +54,30 @@ public enum Benchmarks {
     }
 
     /// Layer widths of a configuration's dense layers, input first.
-    public static func widths(of config: RunConfig, inputSize: Int) -> [Int] {
-        [inputSize] + config.model.layers.compactMap { $0.kind == .dense ? $0.units : nil }
+    static func widths(of config: RunConfig, inputSize: Int) -> [Int] {
+        [inputSize] + config.model.denseLayers.map(\.units)
     }
 }
 
-extension Launch {
+extension Benchmarks {
     /// Times a bare allreduce of `count` floats under the current MPI job and
     /// the rank 0 ↔ rank 1 bandwidth; returns rank 0's JSON line (nil elsewhere).
-    public static func benchmarkAllreduce(count: Int, iterations: Int) -> String? {
-        let communicator: any Communicator = MPICommunicator.launchedByMPI ? MPICommunicator() : LocalCommunicator()
+    static func allreduce(count: Int, iterations: Int) -> String? {
+        let communicator = Launch.communicator()
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
         let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
         let bandwidth = MPIBenchmarks.pingPongBandwidth(bytes: 64 << 20, iterations: 10)
         guard communicator.isCoordinator else { return nil }
         return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f}",
-                      communicator.size, count, count * 4, MPIBenchmarks.algorithmDescription, seconds * 1e6, bandwidth / 1e9)
+                      communicator.size, count, count * 4, Environment.allreduceAlgorithm, seconds * 1e6, bandwidth / 1e9)
     }
 }
 
 extension Benchmarks {
     /// Write and read times of a checkpoint of `config`'s model (with its
     /// optimizer state) in `directory`, and its size against the raw bytes.
-    public static func checkpoint(config: RunConfig, inputSize: Int, directory: String, repetitions: Int) throws
+    static func checkpoint(config: RunConfig, inputSize: Int, directory: String, repetitions: Int) throws
         -> (writeMilliseconds: Double, readMilliseconds: Double, fileBytes: Int, rawBytes: Int) {
         let layout = Sequential.layout(inputSize: inputSize, layers: config.layerSpecs)
         let count = layout.last.map { $0.offset + $0.count } ?? 0

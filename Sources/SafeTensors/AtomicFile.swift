@@ -13,32 +13,23 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NNCore
+
 
 /// Writes whole files atomically and durably (temporary file, fsync, rename, fsync of the directory).
 public enum AtomicFile {
-    /// Name of the crash-test hook's environment variable; see `write(_:to:pausingForTests:)`.
-    public static let testPauseVariable = "NNTRAIN_TEST_WRITE_PAUSE_SECONDS"
-
-    /// Name of the variable that lets the first K hooked writes through; see `write(_:to:pausingForTests:)`.
-    public static let testPauseSkipVariable = "NNTRAIN_TEST_WRITE_PAUSE_SKIP"
-
     // MARK: - Writing
 
     /// Replaces the file at `path` with `bytes`, atomically and durably.
     ///
-    /// Throws a `UserError` naming `path` and the system's reason (missing
+    /// Throws a `FileError` naming `path` and the system's reason (missing
     /// directory, no permission, disk full, …); the temporary file is removed on
     /// every failure.
     ///
-    /// Test hook: when `pausingForTests` is true and the environment variable
-    /// `NNTRAIN_TEST_WRITE_PAUSE_SECONDS` holds a number, the writer stops after
-    /// about half of the bytes are in the temporary file, writes the line
-    /// `nntrain-test: pausing mid-write of PATH` to standard error and sleeps
-    /// that many seconds, so a crash test can kill the process mid-write and
-    /// check that the previous file survives intact. With
-    /// `NNTRAIN_TEST_WRITE_PAUSE_SKIP=K` the first K such writes of the process
-    /// go through without pausing and every later one pauses.
+    /// Test hook: when `pausingForTests` is true and a `MidWritePause` is
+    /// installed, the writer stops after about half of the bytes are in the
+    /// temporary file, tells the pause's `announce` the path and sleeps, so a
+    /// crash test can kill the process mid-write and check that the previous
+    /// file survives intact.
     public static func write(_ bytes: [UInt8], to path: String, pausingForTests: Bool = false) throws {
         try bytes.withUnsafeBytes { try write($0, to: path, pausingForTests: pausingForTests) }
     }
@@ -47,7 +38,7 @@ public enum AtomicFile {
     public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, pausingForTests: Bool = false) throws {
         let (directory, name) = split(path)
         guard !name.isEmpty, name != ".", name != ".." else {
-            throw UserError("\(path): not a file name (it names a directory); give a path ending in a file name")
+            throw FileError("\(path): not a file name (it names a directory); give a path ending in a file name")
         }
         let temporary = (directory == "/" ? "/" : directory + "/") + "." + name + ".tmp-\(getpid())"
 
@@ -55,22 +46,22 @@ public enum AtomicFile {
         guard fd >= 0 else {
             let code = errno
             if code == ENOENT || code == ENOTDIR {
-                throw UserError("\(path): cannot write: the directory '\(directory)' does not exist; create it first")
+                throw FileError("\(path): cannot write: the directory '\(directory)' does not exist; create it first")
             }
-            throw UserError("\(path): cannot create the temporary file '\(temporary)': \(describe(code))")
+            throw FileError("\(path): cannot create the temporary file '\(temporary)': \(describe(code))")
         }
         var isOpen = true
-        func fail(_ step: String, _ code: Int32) -> UserError {
+        func fail(_ step: String, _ code: Int32) -> FileError {
             if isOpen { _ = close(fd); isOpen = false }
             _ = unlink(temporary)
-            return UserError("\(path): cannot write (\(step) failed): \(describe(code))")
+            return FileError("\(path): cannot write (\(step) failed): \(describe(code))")
         }
 
         let half = bytes.count / 2
         if let code = writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[0..<half])) { throw fail("write", code) }
-        if pausingForTests, let seconds = testPause(fromEnvironment: environment(testPauseVariable)),
-           hookedWrites.next() >= Int(environment(testPauseSkipVariable) ?? "") ?? 0 {
-            announceAndSleep(path: path, seconds: seconds)
+        if pausingForTests, let pause = MidWritePause.installed, hookedWrites.next() >= pause.skip {
+            pause.announce(path)
+            sleep(seconds: pause.seconds)
         }
         if let code = writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[half...])) { throw fail("write", code) }
 
@@ -83,32 +74,22 @@ public enum AtomicFile {
         if close(fd) != 0 {
             let code = errno
             _ = unlink(temporary)
-            throw UserError("\(path): cannot write (close failed): \(describe(code))")
+            throw FileError("\(path): cannot write (close failed): \(describe(code))")
         }
         if rename(temporary, path) != 0 {
             let code = errno
             _ = unlink(temporary)
-            throw UserError("\(path): cannot write (rename of '\(temporary)' failed): \(describe(code))")
+            throw FileError("\(path): cannot write (rename of '\(temporary)' failed): \(describe(code))")
         }
         try syncDirectory(directory, path: path)
     }
 
     // MARK: - Test hook
 
-    /// The pause in seconds that the value of `NNTRAIN_TEST_WRITE_PAUSE_SECONDS`
-    /// asks for, or nil (no pause) when it is unset, empty, not a number or not positive.
-    public static func testPause(fromEnvironment value: String?) -> Double? {
-        guard let text = value, let seconds = Double(text), seconds.isFinite, seconds > 0 else { return nil }
-        return min(seconds, 86_400)
-    }
-
     /// Counts the writes that reached the hook, so the first K can be let through.
     private static let hookedWrites = Counter()
 
-    private static func announceAndSleep(path: String, seconds: Double) {
-        let line = Array("nntrain-test: pausing mid-write of \(path)\n".utf8)
-        // stderr via write(2) is unbuffered, so the line is out before the sleep.
-        line.withUnsafeBytes { _ = writeAll(2, $0) }
+    private static func sleep(seconds: Double) {
         var request = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0 && errno == EINTR {
@@ -141,14 +122,14 @@ public enum AtomicFile {
     private static func syncDirectory(_ directory: String, path: String) throws {
         let fd = open(directory, O_RDONLY | O_CLOEXEC | O_DIRECTORY)
         guard fd >= 0 else {
-            throw UserError("\(path): written, but the directory '\(directory)' cannot be opened to make it durable: \(describe(errno))")
+            throw FileError("\(path): written, but the directory '\(directory)' cannot be opened to make it durable: \(describe(errno))")
         }
         defer { _ = close(fd) }
         while fsync(fd) != 0 {
             let code = errno
             if code == EINTR { continue }
             if code == EINVAL || code == ENOTSUP || code == EROFS { return }
-            throw UserError("\(path): written, but fsync of the directory '\(directory)' failed: \(describe(code))")
+            throw FileError("\(path): written, but fsync of the directory '\(directory)' failed: \(describe(code))")
         }
     }
 
@@ -160,16 +141,36 @@ public enum AtomicFile {
         return (directory, String(decoding: bytes[(slash + 1)...], as: UTF8.self))
     }
 
-    /// The value of an environment variable, without Foundation.
-    static func environment(_ name: String) -> String? {
-        guard let value = getenv(name) else { return nil }
-        return String(cString: value)
-    }
-
     /// `strerror` text with the errno number, e.g. `No space left on device (errno 28)`.
     static func describe(_ code: Int32) -> String {
         "\(String(cString: strerror(code))) (errno \(code))"
     }
+}
+
+/// A pause in the middle of hooked writes (`write(_:to:pausingForTests:)`),
+/// installed by a crash test so it can kill the writer with half a file on disk.
+public struct MidWritePause: Sendable {
+    /// How long each hooked write sleeps.
+    public var seconds: Double
+    /// How many hooked writes go through before the first pause.
+    public var skip: Int
+    /// Told the target path just before the sleep (so a test knows when to strike).
+    public var announce: @Sendable (String) -> Void
+
+    /// A pause of `seconds` after the first `skip` hooked writes.
+    public init(seconds: Double, skip: Int = 0, announce: @escaping @Sendable (String) -> Void) {
+        self.seconds = seconds
+        self.skip = skip
+        self.announce = announce
+    }
+
+    /// The pause in force, if any (process-wide; nil in normal runs).
+    public static var installed: MidWritePause? {
+        get { storage.withLock { $0 } }
+        set { storage.withLock { $0 = newValue } }
+    }
+
+    private static let storage = Locked<MidWritePause?>(nil)
 }
 
 /// The POSIX `write`, named apart from the `write` methods above.
@@ -184,17 +185,32 @@ private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -
     #endif
 }
 
-/// A thread-safe counter for the test hook (no Synchronization module before macOS 15).
-private final class Counter: @unchecked Sendable {
-    private var value = 0
+/// A value behind a mutex (no Synchronization module before macOS 15).
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    init() { pthread_mutex_init(mutex, nil) }
+    init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(mutex, nil)
+    }
+
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body(&value)
+    }
+}
+
+/// A thread-safe counter for the test hook.
+private final class Counter: Sendable {
+    private let count = Locked(0)
 
     /// The count before this call, then one more.
     func next() -> Int {
-        pthread_mutex_lock(mutex)
-        defer { value += 1; pthread_mutex_unlock(mutex) }
-        return value
+        count.withLock { value in
+            defer { value += 1 }
+            return value
+        }
     }
 }

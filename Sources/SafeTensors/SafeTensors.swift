@@ -18,7 +18,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import NNCore
+
 
 // MARK: - Model
 
@@ -119,9 +119,9 @@ public struct SafeTensorsFile: Equatable, Sendable {
     }
 
     /// Writes the file atomically and durably (see `AtomicFile`); throws a
-    /// `UserError` naming `path` and the system's reason on failure.
+    /// `FileError` naming `path` and the system's reason on failure.
     ///
-    /// Honours the crash-test hook `NNTRAIN_TEST_WRITE_PAUSE_SECONDS` described at `AtomicFile.write`.
+    /// Honours the crash-test hook `MidWritePause` described at `AtomicFile.write`.
     public func write(to path: String) throws {
         try AtomicFile.write(encoded(), to: path, pausingForTests: true)
     }
@@ -130,7 +130,7 @@ public struct SafeTensorsFile: Equatable, Sendable {
 // MARK: - Decoding
 
 /// Reading safetensors files defensively: every length, shape and offset is
-/// checked before it is used, so a damaged or hostile file gives a `UserError`
+/// checked before it is used, so a damaged or hostile file gives a `FileError`
 /// (`PATH: what is wrong`) and never a crash or a huge allocation.
 public enum SafeTensors {
     /// The largest header accepted (the reference implementation's limit too).
@@ -152,7 +152,7 @@ public enum SafeTensors {
 
     /// Decodes and fully checks a file's bytes; `path` is only used in error messages.
     public static func decode(_ bytes: UnsafeRawBufferPointer, path: String) throws -> SafeTensorsFile {
-        func fail(_ reason: String) -> UserError { UserError("\(path): \(reason)") }
+        func fail(_ reason: String) -> FileError { FileError("\(path): \(reason)") }
 
         // The length, bounded before anything is allocated.
         guard bytes.count >= 8 else {
@@ -245,7 +245,7 @@ public enum SafeTensors {
         var end: Int
     }
 
-    private static func metadataStrings(_ value: JSONValue, fail: (String) -> UserError) throws -> [String: String] {
+    private static func metadataStrings(_ value: JSONValue, fail: (String) -> FileError) throws -> [String: String] {
         guard case let .object(pairs) = value else {
             throw fail("\"\(metadataKey)\" is \(value.kind), not an object of strings; the file is damaged")
         }
@@ -261,7 +261,7 @@ public enum SafeTensors {
         return result
     }
 
-    private static func entry(_ name: String, _ value: JSONValue, fail: (String) -> UserError) throws -> Entry {
+    private static func entry(_ name: String, _ value: JSONValue, fail: (String) -> FileError) throws -> Entry {
         let what = "tensor '\(name)'"
         guard case let .object(fields) = value else {
             throw fail("\(what) is \(value.kind) in the header, not an object; the file is damaged")
@@ -353,13 +353,13 @@ public enum SafeTensors {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            if code == ENOENT { throw UserError("\(path): no such file") }
-            throw UserError("\(path): cannot open: \(AtomicFile.describe(code))")
+            if code == ENOENT { throw FileError("\(path): no such file") }
+            throw FileError("\(path): cannot open: \(AtomicFile.describe(code))")
         }
         defer { _ = close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw UserError("\(path): cannot read: \(AtomicFile.describe(errno))") }
-        guard (info.st_mode & mode_t(S_IFMT)) != mode_t(S_IFDIR) else { throw UserError("\(path): is a directory, not a safetensors file") }
+        guard fstat(fd, &info) == 0 else { throw FileError("\(path): cannot read: \(AtomicFile.describe(errno))") }
+        guard (info.st_mode & mode_t(S_IFMT)) != mode_t(S_IFDIR) else { throw FileError("\(path): is a directory, not a safetensors file") }
         let expected = Int(info.st_size)
         var bytes = [UInt8](repeating: 0, count: expected)
         var filled = 0
@@ -369,7 +369,7 @@ public enum SafeTensors {
                 if n < 0 {
                     let code = errno
                     if code == EINTR { continue }
-                    throw UserError("\(path): cannot read: \(AtomicFile.describe(code))")
+                    throw FileError("\(path): cannot read: \(AtomicFile.describe(code))")
                 }
                 if n == 0 { break }
                 filled += n

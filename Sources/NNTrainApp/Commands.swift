@@ -1,0 +1,301 @@
+// The command line: parse, validate, hand the values to the library's types.
+// No training logic lives here.
+
+import ArgumentParser
+import Foundation
+import NNCore
+import NNData
+import NNTraining
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct NNTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nntrain",
+        abstract: "Train neural networks on one process or many (mpirun -n N nntrain).",
+        discussion: """
+            With no arguments, trains the default preset (fashion-mnist). Presets: \(Presets.names.joined(separator: ", ")).
+            Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
+            """,
+        version: NNTrainVersion.string,
+        subcommands: [Train.self, Evaluate.self, Predict.self, Selftest.self, Bench.self],
+        defaultSubcommand: Train.self)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
+
+    @Option(name: .long, help: "A YAML run configuration.")
+    var config: String?
+
+    @Option(name: .long, help: "A built-in configuration: \(Presets.names.joined(separator: ", ")).")
+    var preset: String?
+
+    @Option(name: .long, help: "Override training.epochs.")
+    var epochs: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Override training.batch_size (the global batch).")
+    var batchSize: Int?
+
+    @Option(name: .customLong("learning-rate"), help: "Override optimizer.learning_rate.")
+    var learningRate: Float?
+
+    @Option(name: .long, help: "Override training.seed.")
+    var seed: UInt64?
+
+    @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
+    var runDir: String?
+
+    /// An empty value (a bare `--resume`) means the latest valid checkpoint.
+    @Option(name: .customLong("resume"),
+            help: ArgumentHelp("Continue a stopped run: alone, from the latest valid checkpoint of the run (--run-dir, or the newest runs/NAME); with a file, from that checkpoint.",
+                               valueName: "checkpoint"))
+    var resume: String?
+
+    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
+    var checkpointEvery: Int = 0
+
+    @Option(name: .customLong("keep-checkpoints"), help: "How many checkpoints to keep.")
+    var keepCheckpoints: Int = 3
+
+    @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file (layers.{i}.weight/bias).")
+    var initFrom: String?
+
+    @Option(name: .long, help: "auto (a GPU when one is usable), cpu or cuda.")
+    var device: DeviceChoice = .auto
+
+    @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores for GEMMs.")
+    var allowTF32 = false
+
+    func validate() throws {
+        if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
+        if let epochs, epochs <= 0 { throw ValidationError("--epochs: must be a positive integer (got \(epochs))") }
+        if let batchSize, batchSize <= 0 { throw ValidationError("--batch-size: must be a positive integer (got \(batchSize))") }
+        if let learningRate, !(learningRate > 0) || !learningRate.isFinite {
+            throw ValidationError("--learning-rate: must be a positive number (got \(learningRate))")
+        }
+        if checkpointEvery < 0 { throw ValidationError("--checkpoint-every: must be 0 or more (got \(checkpointEvery))") }
+        if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
+        if resume != nil && initFrom != nil {
+            throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
+        }
+    }
+
+    var job: TrainJob {
+        TrainJob(configPath: config, preset: preset,
+                 overrides: ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed),
+                 runDirectory: runDir, resume: resume.map { $0.isEmpty ? .latest : .file($0) }, initFrom: initFrom,
+                 schedule: TrainingSchedule(checkpointEvery: checkpointEvery), keepCheckpoints: keepCheckpoints,
+                 device: device, allowTF32: allowTF32)
+    }
+
+    func run() throws {
+        Environment.installTestHooks()
+        let status = Launch.train(job)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Loss and metrics of a saved model on a test set.")
+
+    @Option(name: .long, help: "A model.safetensors written by nntrain train.")
+    var model: String
+
+    @Option(name: .long, help: "Take the test set from this config (default: the config saved in the model).")
+    var config: String?
+
+    @Option(name: .long, help: "Take the test set from this preset.")
+    var preset: String?
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
+    }
+
+    func run() throws {
+        let loaded = try Launch.flagged("--model") { try LoadedModel(path: model, accelerator: Inference.accelerator()) }
+        var data = loaded.snapshot.config.data
+        if let config { data = try ConfigReader.read(path: config).data }
+        if let preset { data = try Launch.flagged("--preset") { try Presets.config(preset) }.data }
+        guard let source = data.test else {
+            throw UserError("\(config ?? preset.map { "preset \($0)" } ?? model): the configuration has no data.test; add a test set, or pass --config with one")
+        }
+        let metrics = try loaded.evaluate(on: source)
+        output(json ? Inference.json(metrics) + "\n" : Inference.line(metrics) + "\n")
+    }
+}
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Predictions of a saved model for the rows of a CSV file.")
+
+    @Option(name: .long, help: "A model.safetensors written by nntrain train.")
+    var model: String
+
+    @Option(name: .long, help: "A CSV file with a header and the model's feature columns (matched by name).")
+    var input: String
+
+    @Option(name: .long, help: "Write the predictions here (default: standard output).")
+    var output: String?
+
+    func run() throws {
+        let loaded = try Launch.flagged("--model") { try LoadedModel(path: model, accelerator: Inference.accelerator()) }
+        let text = Inference.csv(loaded.predict(try Inference.features(of: input, for: loaded)))
+        if let output {
+            guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8)) else {
+                throw UserError("--output: \(output): cannot write the file; check that its directory exists")
+            }
+        } else {
+            NNTrainApp.output(text)
+        }
+    }
+}
+
+extension DeviceChoice: ExpressibleByArgument {}
+
+struct Selftest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check an accelerator against the CPU backend, op by op, then train one epoch on it.")
+
+    @Option(name: .long, help: "auto, cpu or cuda.")
+    var device: DeviceChoice = .auto
+
+    @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores for GEMMs.")
+    var allowTF32 = false
+
+    @Option(name: .long, help: "Seed of the random inputs.")
+    var seed: UInt64 = 1
+
+    @Flag(name: .customLong("no-train"), help: "Only the conformance checks.")
+    var noTrain = false
+
+    func run() throws {
+        let status = try SelfCheck.run(device: device, allowTF32: allowTF32, seed: seed, trainEpoch: !noTrain)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measurements for the benchmark scripts (scripts/bench-cpu, scripts/bench-distributed).",
+        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self])
+
+    struct CheckpointIO: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
+            abstract: "Write and read time of a checkpoint of a preset's model with its optimizer state.")
+
+        @Option(name: .long, help: "Preset whose model to use.")
+        var preset: String = Presets.names[0]
+
+        @Option(name: .customLong("input-size"), help: "Features per sample.")
+        var inputSize: Int = 784
+
+        @Option(name: .long, help: "Directory to write in.")
+        var directory: String = "."
+
+        @Option(name: .long, help: "Repetitions.")
+        var repetitions: Int = 20
+
+        func run() throws {
+            let config = try Launch.flagged("--preset") { try Presets.config(preset) }
+            let r = try Benchmarks.checkpoint(config: config, inputSize: inputSize, directory: directory, repetitions: repetitions)
+            output(String(format: "{\"write_ms\": %.2f, \"read_ms\": %.2f, \"file_bytes\": %d, \"raw_bytes\": %d, \"overhead_bytes\": %d}\n",
+                          r.writeMilliseconds, r.readMilliseconds, r.fileBytes, r.rawBytes, r.fileBytes - r.rawBytes))
+        }
+    }
+
+    struct Allreduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bare MPI_Allreduce time for a buffer (run under mpirun), and the point-to-point bandwidth.")
+
+        @Option(name: .long, help: "Floats to reduce (default: the default preset's parameter count).")
+        var count: Int = 235_146
+
+        @Option(name: .long, help: "Allreduce calls to time.")
+        var iterations: Int = 2000
+
+        func run() throws {
+            if let result = Benchmarks.allreduce(count: count, iterations: iterations) { output(result + "\n") }
+        }
+    }
+
+    struct GEMMBound: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gemm",
+            abstract: "Samples/s that a training step's matrix products alone allow (OpenBLAS).")
+
+        @Option(name: .long, help: "Preset whose dense layers to use.")
+        var preset: String = Presets.names[0]
+
+        @Option(name: .customLong("input-size"), help: "Features per sample.")
+        var inputSize: Int = 784
+
+        @Option(name: .customLong("batch-size"), help: "Batch (default: the preset's).")
+        var batchSize: Int?
+
+        @Option(name: .long, help: "OpenBLAS threads.")
+        var threads: Int = 1
+
+        @Option(name: .long, help: "Seconds to measure.")
+        var seconds: Double = 3
+
+        @Option(name: .long, help: "cpu or cuda.")
+        var device: DeviceChoice = .cpu
+
+        @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores.")
+        var allowTF32 = false
+
+        func run() throws {
+            let config = try Launch.flagged("--preset") { try Presets.config(preset) }
+            let batch = batchSize ?? config.training.batchSize
+            let widths = Benchmarks.widths(of: config, inputSize: inputSize)
+            let accelerator = try Devices.open(device, localRank: 0, cpuThreads: threads, allowTF32: allowTF32).accelerator
+            let perStep = Benchmarks.stepGEMMs(widths: widths, batch: batch, accelerator: accelerator, seconds: seconds).perIteration
+            output(String(format: "{\"widths\": %@, \"batch\": %d, \"threads\": %d, \"step_ms\": %.4f, \"samples_per_second\": %.0f}\n",
+                          "[" + widths.map(String.init).joined(separator: ", ") + "]", batch, threads, perStep * 1000,
+                          Double(batch) / perStep))
+        }
+    }
+}
+
+/// Writes to standard output and flushes, so output keeps its order with
+/// standard error in a file.
+func output(_ text: String) {
+    fputs(text, stdout)
+    fflush(stdout)
+}
+
+// MARK: - Entry
+
+/// Runs the command line and exits: 0 on success, 2 with one line on
+/// standard error for anything the user can fix, the command's own status otherwise.
+public func runCommandLine(_ arguments: [String]) -> Never {
+    do {
+        let normalized = try CommandLineArguments.normalized(arguments)
+        var command = try NNTrain.parseAsRoot(normalized)
+        try command.run()
+        exit(0)
+    } catch let error as UserError {
+        fail(error.message)
+    } catch let code as ExitCode {
+        exit(code.rawValue)
+    } catch {
+        let code = NNTrain.exitCode(for: error)
+        if code == .success {
+            output(NNTrain.fullMessage(for: error) + "\n")
+            exit(0)
+        }
+        let message = NNTrain.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+        fail(message + " (see nntrain --help)")
+    }
+}
+
+/// Every user-caused problem ends as one line on standard error and exit status 2.
+func fail(_ message: String) -> Never {
+    Console.error(message)
+    exit(2)
+}

@@ -1,0 +1,89 @@
+// Everything nntrain reads from its environment, in one place: the library
+// below it takes values, never variables.
+
+import Foundation
+import NNDistributed
+import SafeTensors
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Environment {
+    static func value(_ name: String) -> String? {
+        guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return nil }
+        return text
+    }
+
+    /// Whether an MPI launcher (`mpirun`, `srun`) started this process, judged
+    /// from the variables launchers set. Without one, nntrain runs as a world
+    /// of one and never calls `MPI_Init`.
+    static var launchedByMPI: Bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { value($0) != nil }
+    }
+
+    /// BLAS threads per rank: max(1, cores / ranks on this host), unless
+    /// OPENBLAS_NUM_THREADS says otherwise; with the reason, for the start-up line.
+    static func blasThreads(localRanks: Int) -> (count: Int, reason: String) {
+        if let text = value("OPENBLAS_NUM_THREADS"), let n = Int(text), n > 0 {
+            return (n, "OPENBLAS_NUM_THREADS=\(n)")
+        }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let n = max(1, cores / max(1, localRanks))
+        return (n, "\(cores) cores / \(localRanks) rank\(localRanks == 1 ? "" : "s") on this host")
+    }
+
+    /// Whether rank 0 draws the live progress bar. Under an MPI launcher its
+    /// output is a pseudo-terminal even when mpirun writes to a file, so the
+    /// bar is off there unless `NNTRAIN_PROGRESS=bar` asks for it (`plain`
+    /// turns it off anywhere).
+    static func drawsProgressBar(underLauncher: Bool) -> Bool {
+        switch value("NNTRAIN_PROGRESS") {
+        case "bar": return true
+        case "plain": return false
+        default: return !underLauncher && isatty(STDOUT_FILENO) != 0 && value("TERM") != "dumb"
+        }
+    }
+
+    // MARK: - Open MPI's allreduce algorithm
+
+    /// Asks Open MPI for the ring allreduce before `MPI_Init`, unless the user
+    /// chose an algorithm (`OMPI_MCA_coll_tuned_allreduce_algorithm`, or
+    /// `--mca` on mpirun) or left the choice to Open MPI
+    /// (`NNTRAIN_ALLREDUCE=default`). Its own decision rules picked a slow
+    /// algorithm for gradient-sized buffers on a shared-memory host.
+    static func applyAllreduceDefaults() {
+        if value("NNTRAIN_ALLREDUCE") == "default" || value("OMPI_MCA_coll_tuned_allreduce_algorithm") != nil { return }
+        setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0)
+        setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", String(AllreduceTuning.ring), 0)
+    }
+
+    /// The allreduce algorithm Open MPI was told to use, for reports.
+    static var allreduceAlgorithm: String {
+        guard let text = value("OMPI_MCA_coll_tuned_allreduce_algorithm"), let n = Int(text) else {
+            return "Open MPI's default decision"
+        }
+        return "\(n) (\(AllreduceTuning.algorithms[n] ?? "?"))"
+    }
+
+    // MARK: - Test hooks
+
+    /// `NNTRAIN_TEST_WRITE_PAUSE_SECONDS=S` (with `NNTRAIN_TEST_WRITE_PAUSE_SKIP=K`):
+    /// every model and checkpoint write after the first K pauses for S seconds
+    /// half-way, after announcing it on standard error, so a crash test can
+    /// kill the process mid-write.
+    static func installTestHooks() {
+        guard let seconds = writePause(value("NNTRAIN_TEST_WRITE_PAUSE_SECONDS")) else { return }
+        let skip = value("NNTRAIN_TEST_WRITE_PAUSE_SKIP").flatMap { Int($0) } ?? 0
+        MidWritePause.installed = MidWritePause(seconds: seconds, skip: skip) { path in
+            fputs("nntrain-test: pausing mid-write of \(path)\n", stderr)
+            fflush(stderr)
+        }
+    }
+
+    /// The pause a value of `NNTRAIN_TEST_WRITE_PAUSE_SECONDS` asks for, or nil
+    /// when it is unset, not a number or not positive.
+    static func writePause(_ text: String?) -> Double? {
+        guard let text, let seconds = Double(text), seconds.isFinite, seconds > 0 else { return nil }
+        return min(seconds, 86_400)
+    }
+}

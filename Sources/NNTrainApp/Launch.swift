@@ -1,0 +1,235 @@
+// Wiring a training job together: communicator, accelerator, the
+// configuration every rank agrees on, data, trainer, and rank 0's observers.
+
+import Foundation
+import NNCore
+import NNData
+import NNDistributed
+import NNTraining
+import SafeTensors
+
+/// Where `--resume` continues from.
+enum ResumeChoice: Equatable {
+    /// The newest valid checkpoint of the run.
+    case latest
+    /// This checkpoint file.
+    case file(String)
+}
+
+/// What one rank needs to start: the settings the command line validated.
+struct TrainJob {
+    var configPath: String?
+    var preset: String?
+    var overrides: ConfigOverrides
+    var runDirectory: String?
+    var resume: ResumeChoice?
+    var initFrom: String?
+    var schedule: TrainingSchedule
+    var keepCheckpoints: Int
+    var device: DeviceChoice
+    var allowTF32: Bool
+}
+
+enum Launch {
+    /// This process's communicator: MPI under a launcher, else a world of one.
+    static func communicator() -> any Communicator {
+        guard Environment.launchedByMPI else { return LocalCommunicator() }
+        Environment.applyAllreduceDefaults()
+        return MPICommunicator()
+    }
+
+    /// Trains as one rank of a job and returns the exit status.
+    static func train(_ job: TrainJob) -> Int32 {
+        let communicator = communicator()
+        defer { communicator.finalize() }
+        let console = Console(enabled: communicator.isCoordinator,
+                              drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
+        let stop = SignalStop()
+        do {
+            let trainer = try prepare(job, communicator: communicator, console: console)
+            let observers = TrainingObservers([console])
+            if communicator.isCoordinator {
+                observers.append(MetricsLog(runDirectory: trainer.runDirectory, warn: console.warn))
+            }
+            _ = try trainer.trainer.run(observers: observers, stop: stop)
+            return 0
+        } catch let error as UserError {
+            // Errors after start-up are collective decisions (every rank saw
+            // the same values), so every rank stops here; rank 0 says why.
+            if communicator.isCoordinator { Console.error(error.message) }
+            return 2
+        } catch let failure as CollectiveFailure {
+            if let message = failure.message { Console.error(message) }
+            return 2
+        } catch {
+            Console.error("\(error)")
+            return 1
+        }
+    }
+
+    /// Everything before the first step: device, configuration (from a
+    /// checkpoint when resuming), agreement across ranks, data, trainer.
+    static func prepare(_ job: TrainJob, communicator: any Communicator, console: Console) throws
+        -> (trainer: Trainer, runDirectory: String) {
+        let threads = Environment.blasThreads(localRanks: communicator.localSize)
+        let (accelerator, deviceNote) = try collectively(communicator) {
+            try Devices.open(job.device, localRank: communicator.localRank, cpuThreads: threads.count, allowTF32: job.allowTF32)
+        }
+        console.computeNote = threads.reason + (deviceNote.isEmpty ? "" : "; " + deviceNote)
+
+        var runDirectory = ""
+        var checkpoint: ModelSnapshot?
+        if let resume = job.resume {
+            (checkpoint, runDirectory) = try readCheckpoint(resume, job: job, communicator: communicator, console: console)
+        }
+        let config: RunConfig = try collectively(communicator) {
+            let base = try checkpoint.map(\.config) ?? resolveConfig(job)
+            let (config, changes) = job.overrides.apply(to: base)
+            if checkpoint != nil && !changes.isEmpty {
+                console.line("overriding the checkpoint's configuration: " + changes.joined(separator: ", "))
+            }
+            return config
+        }
+        try agree(on: config, communicator)
+
+        if communicator.isCoordinator && job.resume == nil {
+            runDirectory = job.runDirectory ?? RunDirectories.fresh(name: RunDirectories.name(config: job.configPath, preset: job.preset))
+        }
+        let objective = try config.objective()
+        let data = try collectively(communicator) {
+            try DataLoading.prepare(config, objective: objective, includeTest: true,
+                                    scaler: checkpoint?.scaler, classNames: checkpoint?.classNames)
+        }
+        if let checkpoint, checkpoint.inputSize != data.featureCount {
+            throw UserError("\(config.data.train.summary): the data has \(data.featureCount) features but the checkpoint's model takes \(checkpoint.inputSize)")
+        }
+        var start = checkpoint.map(StartingPoint.checkpoint) ?? .fresh
+        if let path = job.initFrom, checkpoint == nil {
+            try collectively(communicator) {
+                guard communicator.isCoordinator else { return }
+                let layout = Sequential.layout(inputSize: data.featureCount, layers: config.layerSpecs)
+                let file = try reading(path) { try SafeTensors.read(path: path) }
+                start = .weights(try ModelFile.gather(file, prefix: "", layout: layout, path: path))
+                console.line("initial weights from \(path)")
+            }
+        }
+        let store = communicator.isCoordinator ? RunStore(directory: runDirectory, keep: job.keepCheckpoints) : nil
+        let trainer = try collectively(communicator) {
+            try Trainer(config: config, data: data, accelerator: accelerator, communicator: communicator,
+                        start: start, schedule: job.schedule, store: store)
+        }
+        return (trainer, runDirectory)
+    }
+
+    /// The configuration a new run names: a file, or a preset (the default one without either).
+    static func resolveConfig(_ job: TrainJob) throws -> RunConfig {
+        if let path = job.configPath {
+            return try ConfigReader.read(path: path)
+        }
+        return try flagged("--preset") { try Presets.config(job.preset ?? Presets.names[0]) }
+    }
+
+    /// Rank 0 finds and reads the checkpoint; every rank decodes the same bytes.
+    static func readCheckpoint(_ resume: ResumeChoice, job: TrainJob, communicator: any Communicator,
+                               console: Console) throws -> (ModelSnapshot, String) {
+        var bytes: [UInt8] = [], path = "", runDirectory = ""
+        try collectively(communicator) {
+            guard communicator.isCoordinator else { return }
+            (path, runDirectory) = try RunDirectories.checkpoint(resume, runDirectory: job.runDirectory,
+                                                                 name: RunDirectories.name(config: job.configPath, preset: job.preset),
+                                                                 warn: console.warn)
+            bytes = try readWhole(path)
+        }
+        bytes = communicator.broadcast(bytes: bytes)
+        path = String(decoding: communicator.broadcast(bytes: Array(path.utf8)), as: UTF8.self)
+        let snapshot = try collectively(communicator) {
+            let snapshot = try ModelFile.decode(reading(path) { try SafeTensors.decode(bytes, path: path) }, path: path)
+            guard let position = snapshot.position else {
+                throw UserError("\(path): a final model, not a checkpoint; resume from RUN/checkpoints/, or use --init-from to start from its weights")
+            }
+            console.line("resuming from \(path) (epoch \(position.epoch + 1), step \(position.stepInEpoch), global step \(position.globalStep))")
+            return snapshot
+        }
+        return (snapshot, runDirectory)
+    }
+
+    /// Runs `body`, turning a file error into the user error it reports.
+    static func reading<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as FileError {
+            throw UserError(error)
+        }
+    }
+
+    /// Runs `body`, naming `flag` in front of the library's message, so the
+    /// user sees which of their arguments it is about.
+    static func flagged<T>(_ flag: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as UserError {
+            throw UserError("\(flag): " + error.message)
+        }
+    }
+
+    static func readWhole(_ path: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError("\(path): cannot read the file; check that it exists and is readable")
+        }
+        return [UInt8](data)
+    }
+}
+
+/// Naming and finding run directories under `runs/`.
+enum RunDirectories {
+    /// `fashion-mnist` for a preset, the file's base name for a config.
+    static func name(config: String?, preset: String?) -> String {
+        if let config { return URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent }
+        return preset ?? Presets.names[0]
+    }
+
+    /// `runs/NAME`, or `runs/NAME-2`, … : a new run never overwrites an old one.
+    static func fresh(name: String) -> String {
+        var candidate = "runs/\(name)"
+        var n = 2
+        while FileManager.default.fileExists(atPath: candidate) {
+            candidate = "runs/\(name)-\(n)"
+            n += 1
+        }
+        return candidate
+    }
+
+    /// The checkpoint file and run directory to resume.
+    static func checkpoint(_ resume: ResumeChoice, runDirectory: String?, name: String,
+                           warn: (String) -> Void) throws -> (String, String) {
+        switch resume {
+        case .file(let path):
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw UserError("--resume: \(path): no such file; give a checkpoint from RUN/checkpoints/")
+            }
+            let checkpoints = URL(fileURLWithPath: path).deletingLastPathComponent()
+            return (path, runDirectory ?? checkpoints.deletingLastPathComponent().path)
+        case .latest:
+            let run = try runDirectory ?? latest(name: name)
+            let (_, path) = try Checkpoints.latestValid(in: run, warn: warn)
+            return (path, run)
+        }
+    }
+
+    /// The most recent `runs/NAME*` that holds checkpoints.
+    static func latest(name: String) throws -> String {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "runs")) ?? []
+        let runs = names.filter { $0 == name || $0.hasPrefix(name + "-") }.map { "runs/" + $0 }
+            .filter { !Checkpoints.list($0).isEmpty }
+        guard let newest = runs.max(by: { modified($0) < modified($1) }) else {
+            throw UserError("--resume: no run of '\(name)' with checkpoints under runs/; pass --run-dir DIR of the run to resume")
+        }
+        return newest
+    }
+
+    private static func modified(_ path: String) -> Date {
+        let latest = Checkpoints.directory(of: path) + "/latest"
+        let attributes = try? FileManager.default.attributesOfItem(atPath: latest)
+        return attributes?[.modificationDate] as? Date ?? .distantPast
+    }
+}

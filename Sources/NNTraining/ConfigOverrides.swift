@@ -1,0 +1,38 @@
+// Settings given beside a config (flags), applied on top of it.
+
+/// Replacement values for a few settings; nil leaves the config's value.
+public struct ConfigOverrides: Sendable, Equatable {
+    /// `training.epochs` (positive).
+    public var epochs: Int?
+    /// `training.batch_size`, the global batch (positive).
+    public var batchSize: Int?
+    /// `optimizer.learning_rate` (positive, finite).
+    public var learningRate: Float?
+    /// `training.seed`.
+    public var seed: UInt64?
+
+    /// Overrides of the given settings.
+    public init(epochs: Int? = nil, batchSize: Int? = nil, learningRate: Float? = nil, seed: UInt64? = nil) {
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.learningRate = learningRate
+        self.seed = seed
+    }
+
+    /// `config` with the overrides applied, and each change that made a
+    /// difference as `name old → new`. The values are the caller's to check.
+    public func apply(to config: RunConfig) -> (config: RunConfig, changes: [String]) {
+        var result = config
+        var changes: [String] = []
+        func set<T: Equatable>(_ value: T?, _ name: String, _ field: WritableKeyPath<RunConfig, T>) {
+            guard let value else { return }
+            if value != result[keyPath: field] { changes.append("\(name) \(result[keyPath: field]) → \(value)") }
+            result[keyPath: field] = value
+        }
+        set(epochs, "epochs", \.training.epochs)
+        set(batchSize, "batch_size", \.training.batchSize)
+        set(learningRate, "learning_rate", \.optimizer.learningRate)
+        set(seed, "seed", \.training.seed)
+        return (result, changes)
+    }
+}

@@ -1,0 +1,133 @@
+// What a training run tells the outside world. The trainer produces these
+// events and polls a stop request; everything a person sees or a run leaves
+// on disk besides checkpoints (the console, metrics.jsonl, reports) is an
+// observer of them, added without touching the loop.
+//
+// Order of one run: `started`, then per epoch `epochStarted`, any number of
+// `batchEnded` (only when an observer asks for them), `checkpointSaved` (every
+// N steps when asked), `epochEnded`, `checkpointSaved`; finally `stopped`
+// (a stop request, after its checkpoint) or `finished`.
+
+/// One thing that happened in a run.
+public enum TrainingEvent: Sendable {
+    /// The replicas agree on their initial state; training begins.
+    case started(RunStart)
+    /// An epoch begins (1-based `epoch` of `epochs`).
+    case epochStarted(epoch: Int, epochs: Int)
+    /// A step ended; sent only when an observer `wantsBatchProgress`.
+    case batchEnded(BatchProgress)
+    /// An epoch ended, with its figures.
+    case epochEnded(EpochRecord)
+    /// Rank 0 wrote a checkpoint (every rank learns it together).
+    case checkpointSaved(path: String, globalStep: Int)
+    /// A stop request was honoured at a step boundary, after a checkpoint.
+    case stopped(StopPoint)
+    /// Every epoch ran; the final model is saved.
+    case finished(RunResult)
+}
+
+/// The facts of a run as it starts.
+public struct RunStart: Sendable {
+    public var config: RunConfig
+    /// Samples per split (nil: the split is absent).
+    public var trainingSamples: Int, validationSamples: Int?, testSamples: Int?
+    /// Width of a feature row.
+    public var featureCount: Int
+    public var parameterCount: Int
+    /// Descriptions of the accelerator, the communicator and how gradients are summed.
+    public var accelerator: String, communicator: String, gradientReduction: String
+    public var worldSize: Int
+    /// Where the run continues from, when it resumes a checkpoint.
+    public var resumedAt: TrainingPosition?
+    /// The run directory (rank 0; empty elsewhere).
+    public var runDirectory: String
+}
+
+/// The running figures after one step (this rank's share of the epoch so far).
+public struct BatchProgress: Sendable {
+    /// 1-based epoch; steps of it taken, of `steps`.
+    public var epoch: Int, step: Int, steps: Int
+    /// Seconds since the epoch (or its resumed part) began.
+    public var elapsed: Double
+    public var metrics: Metrics
+}
+
+/// Where a stopped run stands, and how to continue it.
+public struct StopPoint: Sendable {
+    /// 1-based epoch; steps of it taken, of `steps`.
+    public var epoch: Int, stepInEpoch: Int, steps: Int
+    public var globalStep: Int
+    public var worldSize: Int
+    /// The run directory whose latest checkpoint holds this point.
+    public var runDirectory: String
+}
+
+/// What a completed run produced.
+public struct RunResult: Sendable {
+    public var history: [EpochRecord]
+    /// Metrics on the test split, when there is one.
+    public var test: Metrics?
+    /// The final model's path (rank 0; nil elsewhere).
+    public var modelPath: String?
+    /// CRC-32C of the final parameters, identical on every rank.
+    public var parameterChecksum: UInt32
+    public var worldSize: Int
+}
+
+/// Receives a run's events. The trainer calls it on every rank; a job gives
+/// observers to rank 0 and an empty list to the others.
+public protocol TrainingObserver: AnyObject {
+    /// Whether a `batchEnded` event is wanted after step `step` of `steps`.
+    /// Building one reads the running metrics back from the accelerator, so
+    /// the trainer asks first.
+    func wantsBatchProgress(step: Int, of steps: Int) -> Bool
+    /// Handles one event. Observers cannot stop a run; one that fails to
+    /// record something says so its own way.
+    func observe(_ event: TrainingEvent)
+}
+
+extension TrainingObserver {
+    /// No batch events unless asked.
+    public func wantsBatchProgress(step: Int, of steps: Int) -> Bool { false }
+}
+
+/// Several observers as one, called in order.
+public final class TrainingObservers: TrainingObserver {
+    public private(set) var members: [any TrainingObserver]
+
+    /// Observers called in the given order.
+    public init(_ members: [any TrainingObserver] = []) { self.members = members }
+
+    /// Adds one at the end.
+    public func append(_ observer: any TrainingObserver) { members.append(observer) }
+
+    public func wantsBatchProgress(step: Int, of steps: Int) -> Bool {
+        members.contains { $0.wantsBatchProgress(step: step, of: steps) }
+    }
+
+    public func observe(_ event: TrainingEvent) {
+        for member in members { member.observe(event) }
+    }
+}
+
+/// Asks a run to stop at the next step boundary, with a checkpoint. The
+/// trainer polls it; in a job of several ranks a request on any rank stops
+/// every rank at the same step.
+public protocol StopRequest: AnyObject {
+    /// Whether a stop was asked for. Polled from the training thread.
+    var isRequested: Bool { get }
+}
+
+/// A stop request that code on the training thread sets: an observer's
+/// decision, or a test.
+public final class StopFlag: StopRequest {
+    private var requested = false
+
+    /// A flag that is not set.
+    public init() {}
+
+    /// Asks the run to stop.
+    public func request() { requested = true }
+
+    public var isRequested: Bool { requested }
+}
