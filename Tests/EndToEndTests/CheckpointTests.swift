@@ -4,6 +4,7 @@
 import Foundation
 import XCTest
 import NNTraining
+import SafeTensors
 
 final class CheckpointTests: XCTestCase {
     func config(in dir: String, epochs: Int = 100, schedule: String = "cosine") -> String {

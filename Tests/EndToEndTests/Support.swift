@@ -3,6 +3,7 @@
 import Foundation
 import XCTest
 import NNTraining
+import SafeTensors
 
 /// The package root, from this file's location.
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -34,8 +34,7 @@ final class ConfigReaderTests: XCTestCase {
 
     func testTheDocumentedShapeParsesWithKerasDefaults() throws {
         let config = try parse(issueExample)
-        XCTAssertEqual(config.data.train.path, "/data/train.csv")
-        XCTAssertEqual(config.data.train.label, "species")
+        XCTAssertEqual(config.data.train, .csv(path: "/data/train.csv", label: "species"))
         XCTAssertEqual(config.data.validationSplit, 0.1)
         XCTAssertEqual(config.data.scale, .standardize)
         XCTAssertEqual(config.layerSpecs, [

@@ -1,6 +1,6 @@
 import Foundation
-import NNCore
-import NNTraining
+
+import SafeTensors
 import XCTest
 
 /// Atomic, durable replacement of files and the crash-test hook.
@@ -46,7 +46,7 @@ final class AtomicFileTests: XCTestCase {
         let directory = try makeTemporaryDirectory(self)
         let path = directory + "/no/such/dir/model.safetensors"
         XCTAssertThrowsError(try file([1], note: "x").write(to: path)) { error in
-            let message = (error as? UserError)?.message ?? "\(error)"
+            let message = (error as? FileError)?.message ?? "\(error)"
             XCTAssertTrue(message.hasPrefix(path + ": cannot write"), message)
             XCTAssertTrue(message.contains("does not exist"), message)
         }
@@ -57,7 +57,7 @@ final class AtomicFileTests: XCTestCase {
         let target = directory + "/occupied"
         try FileManager.default.createDirectory(atPath: target + "/inner", withIntermediateDirectories: true)
         XCTAssertThrowsError(try AtomicFile.write([1, 2, 3], to: target)) { error in
-            let message = (error as? UserError)?.message ?? "\(error)"
+            let message = (error as? FileError)?.message ?? "\(error)"
             XCTAssertTrue(message.hasPrefix(target + ": cannot write (rename"), message)
             XCTAssertTrue(message.contains("errno"), message)
         }
@@ -66,7 +66,7 @@ final class AtomicFileTests: XCTestCase {
 
     func testPathEndingInSlashIsAUserError() {
         XCTAssertThrowsError(try AtomicFile.write([1], to: "/tmp/")) { error in
-            XCTAssertTrue((error as? UserError)?.message.hasPrefix("/tmp/: not a file name") ?? false, "\(error)")
+            XCTAssertTrue((error as? FileError)?.message.hasPrefix("/tmp/: not a file name") ?? false, "\(error)")
         }
     }
 
@@ -76,63 +76,51 @@ final class AtomicFileTests: XCTestCase {
         try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: directory)
         defer { try? FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory) }
         XCTAssertThrowsError(try AtomicFile.write([1], to: directory + "/f")) { error in
-            XCTAssertTrue((error as? UserError)?.message.contains("Permission denied") ?? false, "\(error)")
+            XCTAssertTrue((error as? FileError)?.message.contains("Permission denied") ?? false, "\(error)")
         }
     }
 
     // MARK: - Test hook
 
-    func testPauseVariableParsing() {
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: nil))
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: ""))
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: "soon"))
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: "0"))
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: "-3"))
-        XCTAssertNil(AtomicFile.testPause(fromEnvironment: "nan"))
-        XCTAssertEqual(AtomicFile.testPause(fromEnvironment: "2.5"), 2.5)
-    }
-
-    /// Runs `body` with standard error redirected to a file and returns what was written there.
-    private func capturingStandardError(_ body: () throws -> Void) throws -> String {
-        let directory = try makeTemporaryDirectory(self)
-        let capture = directory + "/stderr"
-        let fd = open(capture, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        XCTAssertGreaterThanOrEqual(fd, 0)
-        let saved = dup(2)
-        dup2(fd, 2)
-        close(fd)
-        defer { dup2(saved, 2); close(saved) }
-        try body()
-        return try String(contentsOfFile: capture, encoding: .utf8)
-    }
-
     func testHookPausesOnlyWhenAskedAndOnlyForSafeTensors() throws {
         let directory = try makeTemporaryDirectory(self)
         let path = directory + "/model.safetensors"
-        let variable = AtomicFile.testPauseVariable
-        let saved = ProcessInfo.processInfo.environment[variable]
-        defer { if let saved { setenv(variable, saved, 1) } else { unsetenv(variable) } }
+        let announced = Announcements()
+        defer { MidWritePause.installed = nil }
 
-        unsetenv(variable)
-        let quiet = try capturingStandardError { try file([1, 2], note: "a").write(to: path) }
-        XCTAssertEqual(quiet, "", "no pause without the variable")
+        MidWritePause.installed = nil
+        try file([1, 2], note: "a").write(to: path)
+        XCTAssertEqual(announced.paths, [], "no pause without an installed one")
 
-        setenv(variable, "0.05", 1)
-        let paused = try capturingStandardError { try file([3, 4], note: "b").write(to: path) }
-        XCTAssertEqual(paused, "nntrain-test: pausing mid-write of \(path)\n")
+        MidWritePause.installed = MidWritePause(seconds: 0.05) { announced.add($0) }
+        try file([3, 4], note: "b").write(to: path)
+        XCTAssertEqual(announced.paths, [path])
         XCTAssertEqual(try SafeTensors.read(path: path)["w"]?.values, [3, 4], "the write completes after the pause")
 
-        let plain = try capturingStandardError { try AtomicFile.write([1, 2, 3], to: directory + "/latest") }
-        XCTAssertEqual(plain, "", "other atomic writes do not pause")
+        try AtomicFile.write([1, 2, 3], to: directory + "/latest")
+        XCTAssertEqual(announced.paths, [path], "other atomic writes do not pause")
+    }
+
+    func testHookLetsTheFirstWritesThrough() throws {
+        let directory = try makeTemporaryDirectory(self)
+        let announced = Announcements()
+        defer { MidWritePause.installed = nil }
+        MidWritePause.installed = MidWritePause(seconds: 0.01, skip: 2) { announced.add($0) }
+        for name in ["a", "b", "c", "d"] { try file([1], note: name).write(to: directory + "/" + name) }
+        XCTAssertEqual(announced.paths, [directory + "/c", directory + "/d"])
     }
 
     // MARK: - Crash
 
     /// Not a test on its own: the child process of `testKillMidWriteKeepsThePreviousFile`.
-    /// With `NNTRAIN_TEST_WRITE_PAUSE_SKIP=1` its first write completes and its second pauses.
+    /// Its first write completes and its second pauses.
     func testChildWriterForCrashTest() throws {
         guard let target = ProcessInfo.processInfo.environment[childTargetVariable] else {
             throw XCTSkip("runs only as the child of testKillMidWriteKeepsThePreviousFile")
+        }
+        MidWritePause.installed = MidWritePause(seconds: 120, skip: 1) { path in
+            fputs("nntrain-test: pausing mid-write of \(path)\n", stderr)
+            fflush(stderr)
         }
         try file([1, 2, 3], note: "first").write(to: target)
         try file((0..<250_000).map(Float.init), note: "second").write(to: target)
@@ -151,10 +139,8 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: stderrPath, contents: nil))
         let child = Process()
         child.executableURL = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-        child.arguments = ["NNTrainingTests.AtomicFileTests/testChildWriterForCrashTest"]
+        child.arguments = ["SafeTensorsTests.AtomicFileTests/testChildWriterForCrashTest"]
         var environment = ProcessInfo.processInfo.environment
-        environment[AtomicFile.testPauseVariable] = "120"
-        environment[AtomicFile.testPauseSkipVariable] = "1"
         environment[childTargetVariable] = path
         child.environment = environment
         child.standardOutput = FileHandle.nullDevice
@@ -187,5 +173,19 @@ final class AtomicFileTests: XCTestCase {
         #else
         throw XCTSkip("needs /proc/self/exe to start the test binary as a child (Linux only)")
         #endif
+    }
+}
+
+/// Paths a pause announced, collected from the writing thread.
+private final class Announcements: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+
+    func add(_ path: String) { lock.lock(); list.append(path); lock.unlock() }
+
+    var paths: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return list
     }
 }

@@ -1,5 +1,5 @@
 import XCTest
-import NNTraining
+import SafeTensors
 
 /// CRC-32C against published check values and a bitwise reference.
 final class CRC32CTests: XCTestCase {

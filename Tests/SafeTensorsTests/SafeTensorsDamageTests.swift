@@ -1,9 +1,9 @@
 import Foundation
-import NNCore
-import NNTraining
+
+import SafeTensors
 import XCTest
 
-/// Damaged and hostile files: each must give a one-line `UserError` that starts
+/// Damaged and hostile files: each must give a one-line `FileError` that starts
 /// with the path and says what is wrong, never a crash or a huge allocation.
 final class SafeTensorsDamageTests: XCTestCase {
     let path = "runs/x/model.safetensors"
@@ -12,14 +12,14 @@ final class SafeTensorsDamageTests: XCTestCase {
         do {
             let decoded = try SafeTensors.decode(bytes, path: path)
             XCTFail("accepted a damaged file: \(decoded)", file: file, line: line)
-        } catch let error as UserError {
+        } catch let error as FileError {
             XCTAssertTrue(error.message.hasPrefix(path + ": "), error.message, file: file, line: line)
             XCTAssertFalse(error.message.contains("\n"), "one line: \(error.message)", file: file, line: line)
             for fragment in fragments {
                 XCTAssertTrue(error.message.contains(fragment), "'\(fragment)' missing from: \(error.message)", file: file, line: line)
             }
         } catch {
-            XCTFail("not a UserError: \(error)", file: file, line: line)
+            XCTFail("not a FileError: \(error)", file: file, line: line)
         }
     }
 
@@ -182,15 +182,15 @@ final class SafeTensorsDamageTests: XCTestCase {
     func testReadErrorsNameThePath() throws {
         let directory = try makeTemporaryDirectory(self)
         XCTAssertThrowsError(try SafeTensors.read(path: directory + "/absent.safetensors")) { error in
-            XCTAssertEqual((error as? UserError)?.message, directory + "/absent.safetensors: no such file")
+            XCTAssertEqual((error as? FileError)?.message, directory + "/absent.safetensors: no such file")
         }
         XCTAssertThrowsError(try SafeTensors.read(path: directory)) { error in
-            XCTAssertEqual((error as? UserError)?.message, directory + ": is a directory, not a safetensors file")
+            XCTAssertEqual((error as? FileError)?.message, directory + ": is a directory, not a safetensors file")
         }
         let truncated = directory + "/t.safetensors"
         try Data(valid().dropLast(10)).write(to: URL(fileURLWithPath: truncated))
         XCTAssertThrowsError(try SafeTensors.read(path: truncated)) { error in
-            XCTAssertTrue((error as? UserError)?.message.hasPrefix(truncated + ": truncated") ?? false, "\(error)")
+            XCTAssertTrue((error as? FileError)?.message.hasPrefix(truncated + ": truncated") ?? false, "\(error)")
         }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import NNCore
-import NNTraining
+
+import SafeTensors
 import XCTest
 
 // MARK: - Helpers shared by the safetensors tests

@@ -1,5 +1,5 @@
 import Foundation
-import NNTraining
+import SafeTensors
 import XCTest
 
 /// Interoperability with the reference implementation (Hugging Face `safetensors`
