@@ -48,6 +48,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+        .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed"]),
