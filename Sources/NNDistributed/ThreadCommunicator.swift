@@ -453,7 +453,6 @@ public final class ThreadCommunicator: Communicator, Sendable {
     /// Returns once every rank has entered the barrier.
     public func barrier() { world.barrier(rank) }
     /// Not meaningful for threads: a rank should throw from its body instead.
-    public func abort(code: Int32) -> Never { preconditionFailure("abort(code: \(code)) in an in-process world") }
     /// Nothing to leave: the world ends with `run`.
     public func finalize() {}
 }
