@@ -204,10 +204,11 @@ final class DatasetsTests: XCTestCase {
                 model: {layers: [{dense: {units: 1, activation: sigmoid}}]}
                 loss: binary_crossentropy
                 """, file: "synthetic \(row[0])")
-            let source = config.data.train
-            XCTAssertEqual(source.samples, samples, "\(row[0]): default samples")
-            let set = try SyntheticData.make(name: row[0], samples: try XCTUnwrap(source.samples),
-                                             noise: try XCTUnwrap(source.noise), seed: try XCTUnwrap(source.seed))
+            guard case .synthetic(_, let defaultSamples, let noise, let seed, _) = config.data.train else {
+                XCTFail("\(row[0]): not read as a synthetic source"); continue
+            }
+            XCTAssertEqual(defaultSamples, samples, "\(row[0]): default samples")
+            let set = try SyntheticData.make(name: row[0], samples: defaultSamples, noise: noise, seed: seed)
             XCTAssertEqual(set.count, samples, row[0])
             XCTAssertEqual(set.featureCount, features, row[0])
             XCTAssertEqual(Set(set.labels).count, classes, row[0])
