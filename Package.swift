@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed"]),
-        .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining"]),
+        .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining", "NNCore"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "SafeTensors"]),
     ]
 )

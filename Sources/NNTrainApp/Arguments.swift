@@ -17,8 +17,7 @@ enum CommandLineArguments {
         "--count", "--iterations", "--input-size", "--directory", "--repetitions", "--threads", "--seconds",
     ]
 
-    /// - `--resume` alone becomes `--resume=` (an empty value: the latest checkpoint);
-    ///   `--resume PATH` stays as it is.
+    /// - `--resume` alone becomes `--resume-latest`; `--resume PATH` stays as it is.
     /// - A valued option followed by a negative number is joined to it, so the
     ///   number is checked as a value instead of being taken for a flag.
     /// - A first word that is no subcommand and no option is a misspelt subcommand.
@@ -33,7 +32,7 @@ enum CommandLineArguments {
             let argument = arguments[index]
             let next = index + 1 < arguments.count ? arguments[index + 1] : nil
             if argument == "--resume", next == nil || next!.hasPrefix("-") {
-                result.append("--resume=")
+                result.append("--resume-latest")
             } else if valued.contains(argument), let next, next.hasPrefix("-"), Double(next) != nil {
                 result.append(argument + "=" + next)
                 index += 1

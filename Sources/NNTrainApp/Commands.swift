@@ -47,11 +47,17 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
     var runDir: String?
 
-    /// An empty value (a bare `--resume`) means the latest valid checkpoint.
+    /// `--resume` takes an optional value, which the parser cannot say: a bare
+    /// `--resume` reaches it as `--resume-latest` (see `CommandLineArguments`).
     @Option(name: .customLong("resume"),
             help: ArgumentHelp("Continue a stopped run: alone, from the latest valid checkpoint of the run (--run-dir, or the newest runs/NAME); with a file, from that checkpoint.",
                                valueName: "checkpoint"))
-    var resume: String?
+    var resumeFrom: String?
+
+    @Flag(name: .customLong("resume-latest"), help: .hidden)
+    var resumeLatest = false
+
+    var resume: ResumeChoice? { resumeFrom.map(ResumeChoice.file) ?? (resumeLatest ? .latest : nil) }
 
     @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
     var checkpointEvery: Int = 0
@@ -77,6 +83,7 @@ struct Train: ParsableCommand {
         }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every: must be 0 or more (got \(checkpointEvery))") }
         if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
+        if resumeLatest && resumeFrom != nil { throw ValidationError("give --resume once") }
         if resume != nil && initFrom != nil {
             throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
         }
@@ -85,7 +92,7 @@ struct Train: ParsableCommand {
     var job: TrainJob {
         TrainJob(configPath: config, preset: preset,
                  overrides: ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed),
-                 runDirectory: runDir, resume: resume.map { $0.isEmpty ? .latest : .file($0) }, initFrom: initFrom,
+                 runDirectory: runDir, resume: resume, initFrom: initFrom,
                  schedule: TrainingSchedule(checkpointEvery: checkpointEvery), keepCheckpoints: keepCheckpoints,
                  device: device, allowTF32: allowTF32)
     }

@@ -1,0 +1,72 @@
+import NNCore
+import NNTraining
+import XCTest
+@testable import NNTrainApp
+
+final class CommandLineTests: XCTestCase {
+    func testBareResumeMeansTheLatestCheckpointAndAPathIsKept() throws {
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--resume"]), ["train", "--resume-latest"])
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--resume", "--epochs", "3"]),
+                       ["train", "--resume-latest", "--epochs", "3"])
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--resume", "run/checkpoints/step-1.safetensors"]),
+                       ["train", "--resume", "run/checkpoints/step-1.safetensors"])
+        let latest = try Train.parse(["--resume-latest"]).job.resume
+        XCTAssertEqual(latest, .latest)
+        XCTAssertEqual(try Train.parse(["--resume", "a.safetensors"]).job.resume, .file("a.safetensors"))
+        XCTAssertNil(try Train.parse([]).job.resume)
+    }
+
+    func testNegativeNumbersAreValuesAndGetTheRangeError() throws {
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--learning-rate", "-1"]), ["train", "--learning-rate=-1"])
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--epochs", "-3", "--seed", "4"]),
+                       ["train", "--epochs=-3", "--seed", "4"])
+        XCTAssertThrowsError(try Train.parse(["--learning-rate=-1"])) { error in
+            XCTAssertTrue(Train.message(for: error).contains("--learning-rate: must be a positive number"), "\(error)")
+        }
+        // A flag after a valued option is still a flag.
+        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--config", "--allow-tf32"]), ["train", "--config", "--allow-tf32"])
+    }
+
+    func testAMisspeltSubcommandIsNamed() {
+        XCTAssertThrowsError(try CommandLineArguments.normalized(["evalute", "--model", "m"])) { error in
+            let message = (error as? UserError)?.message ?? ""
+            XCTAssertTrue(message.hasPrefix("unknown command 'evalute'; did you mean 'evaluate'?"), message)
+        }
+        XCTAssertNoThrow(try CommandLineArguments.normalized(["evaluate", "--model", "m"]))
+        XCTAssertNoThrow(try CommandLineArguments.normalized(["--epochs", "2"]), "options alone go to the default command")
+    }
+
+    func testTheJobCarriesTheValidatedValues() throws {
+        let job = try Train.parse(["--preset", "xor", "--epochs", "4", "--batch-size", "2", "--learning-rate", "0.5",
+                                   "--seed", "9", "--checkpoint-every", "7", "--keep-checkpoints", "2"]).job
+        XCTAssertEqual(job.preset, "xor")
+        XCTAssertEqual(job.overrides, ConfigOverrides(epochs: 4, batchSize: 2, learningRate: 0.5, seed: 9))
+        XCTAssertEqual(job.schedule.checkpointEvery, 7)
+        XCTAssertEqual(job.keepCheckpoints, 2)
+    }
+
+    func testWritePauseParsing() {
+        XCTAssertNil(Environment.writePause(nil))
+        XCTAssertNil(Environment.writePause(""))
+        XCTAssertNil(Environment.writePause("soon"))
+        XCTAssertNil(Environment.writePause("0"))
+        XCTAssertNil(Environment.writePause("-3"))
+        XCTAssertNil(Environment.writePause("nan"))
+        XCTAssertEqual(Environment.writePause("2.5"), 2.5)
+        XCTAssertEqual(Environment.writePause("1e9"), 86_400)
+    }
+
+    func testTheStartUpLineShowsTheWholeOptimizer() throws {
+        let config = try ConfigReader.parse("""
+            data: {train: {format: synthetic, name: xor}}
+            model: {layers: [{dense: {units: 1, activation: sigmoid}}]}
+            loss: binary_crossentropy
+            optimizer: {name: sgd, learning_rate: 0.05, momentum: 0.9, nesterov: true, schedule: {name: step, decay_steps: 100, decay_rate: 0.5, warmup_steps: 10}}
+            """, file: "test")
+        XCTAssertEqual(Console.describe(config.optimizer),
+                       "sgd, learning_rate 0.05, momentum 0.9, nesterov, schedule step (×0.5 every 100 steps), warm-up 10 steps")
+        let adam = try Presets.config("fashion-mnist").optimizer
+        XCTAssertEqual(Console.describe(adam),
+                       "adam, learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-07, schedule cosine (over the run, alpha 0.0)")
+    }
+}
