@@ -3,6 +3,7 @@
 
 import Foundation
 import XCTest
+import NNTraining
 
 final class ErrorPathTests: XCTestCase {
     /// A valid config around a CSV file; `edit` changes parts of it.
@@ -171,5 +172,61 @@ final class ErrorPathTests: XCTestCase {
 
     func testUnknownCommandLineOption() throws {
         assertUserError(try nntrain(["train", "--epochz", "3"]), contains: ["--epochz"])
+    }
+}
+
+/// The command line's edges: what a person types wrong, and what they expect to work.
+final class CommandLineEdgeTests: XCTestCase {
+    func testVersionAndAMisspeltSubcommand() throws {
+        let version = try nntrain(["--version"])
+        XCTAssertEqual(version.status, 0, version.stderr)
+        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), NNTrainVersion.string)
+        assertUserError(try nntrain(["evalute", "--model", "m.safetensors"]),
+                        contains: ["unknown command 'evalute'", "did you mean 'evaluate'?"])
+    }
+
+    func testNegativeFlagValuesGetTheRangeError() throws {
+        assertUserError(try nntrain(["train", "--learning-rate", "-1"]), contains: ["--learning-rate: must be a positive number"])
+        assertUserError(try nntrain(["train", "--epochs", "-2"]), contains: ["--epochs: must be a positive integer (got -2)"])
+    }
+
+    func testHelpShowsResumeWithAnOptionalCheckpoint() throws {
+        let help = try nntrain(["train", "--help"])
+        XCTAssertEqual(help.status, 0)
+        XCTAssertTrue(help.stdout.contains("--resume <checkpoint>"), help.stdout)
+        XCTAssertFalse(help.stdout.contains("resume-latest"), "the internal flag stays hidden: \(help.stdout)")
+    }
+
+    /// Columns are taken by name: a shuffled file predicts the same, a missing
+    /// or unexpected column is named.
+    func testPredictMatchesColumnsByName() throws {
+        let dir = temporaryDirectory(self)
+        var rows = ["a,b,c,label"]
+        for i in 0..<60 {
+            let x = Double(i % 10) / 10, y = Double(i % 7) / 7, z = Double(i % 3) / 3
+            rows.append("\(x),\(y),\(z),\(x + y > 0.9 ? "high" : "low")")
+        }
+        write(rows.joined(separator: "\n") + "\n", "train.csv", in: dir)
+        let config = write("""
+            data: {train: {format: csv, path: train.csv, label: label}, scale: standardize}
+            model: {layers: [{dense: {units: 4, activation: tanh}}, {dense: {units: 2, activation: softmax}}]}
+            loss: sparse_categorical_crossentropy
+            training: {epochs: 3, batch_size: 8, seed: 1}
+            """, "run.yaml", in: dir)
+        let trained = try nntrain(["train", "--config", config, "--run-dir", dir + "/run"])
+        XCTAssertEqual(trained.status, 0, trained.stderr)
+        let model = dir + "/run/model.safetensors"
+
+        write("a,b,c\n0.1,0.2,0.3\n0.9,0.8,0.1\n", "ordered.csv", in: dir)
+        write("c,label,a,b\n0.3,low,0.1,0.2\n0.1,high,0.9,0.8\n", "shuffled.csv", in: dir)
+        let ordered = try nntrain(["predict", "--model", model, "--input", dir + "/ordered.csv"])
+        let shuffled = try nntrain(["predict", "--model", model, "--input", dir + "/shuffled.csv"])
+        XCTAssertEqual(ordered.status, 0, ordered.stderr)
+        XCTAssertEqual(ordered.stdout.split(separator: "\n").count, 3, ordered.stdout)
+        XCTAssertEqual(shuffled.stdout, ordered.stdout, "the same rows in another column order predict the same")
+
+        write("a,c,d\n0.1,0.3,7\n", "wrong.csv", in: dir)
+        assertUserError(try nntrain(["predict", "--model", model, "--input", dir + "/wrong.csv"]),
+                        contains: ["wrong.csv:1", "missing column 'b'", "unexpected column 'd'"])
     }
 }

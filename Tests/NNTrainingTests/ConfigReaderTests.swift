@@ -109,6 +109,44 @@ final class ConfigReaderTests: XCTestCase {
         XCTAssertNotEqual(try Presets.config("xor").fingerprint, try Presets.config("spiral").fingerprint)
         XCTAssertThrowsError(try Presets.config("fashion")) { XCTAssertTrue("\($0)".contains("did you mean 'fashion-mnist'?")) }
     }
-}
 
-import Foundation
+    func testAQuotedNumberIsATypeError() {
+        let quoted = issueExample.replacingOccurrences(of: "units: 64", with: "units: \"64\"")
+        XCTAssertTrue(message(quoted).hasPrefix("c.yaml:14: model.layers[0].dense.units: expected an integer, got the quoted string '64'"),
+                      message(quoted))
+        let single = issueExample.replacingOccurrences(of: "learning_rate: 0.001", with: "learning_rate: '0.001'")
+        XCTAssertTrue(message(single).contains("optimizer.learning_rate: expected a number, got the quoted string '0.001'"), message(single))
+        let flag = issueExample.replacingOccurrences(of: "seed: 7}", with: "seed: 7, shuffle: \"true\"}")
+        XCTAssertTrue(message(flag).contains("training.shuffle: expected true or false, got the quoted string 'true'"), message(flag))
+        XCTAssertEqual(message(issueExample), "no error", "the unquoted example parses")
+    }
+
+    func testDataSourcesAndLayersAreTyped() throws {
+        let config = try parse(issueExample)
+        XCTAssertEqual(config.data.test, .csv(path: "/data/test.csv", label: "species"))
+        XCTAssertEqual(config.model.layers, [
+            .dense(units: 64, activation: .relu, initializer: .glorotUniform, l1: 0, l2: 0),
+            .dropout(rate: 0.2),
+            .dense(units: 3, activation: .softmax, initializer: .glorotUniform, l1: 0, l2: 0),
+        ])
+        let synthetic = try parse("""
+            data: {train: {format: synthetic, name: spiral}}
+            model: {layers: [{dense: {units: 1, activation: sigmoid}}]}
+            loss: binary_crossentropy
+            """)
+        XCTAssertEqual(synthetic.data.train, .synthetic(name: "spiral", samples: DataSource.defaultSyntheticSamples, noise: 0, seed: 0))
+        XCTAssertEqual(synthetic.training, TrainingSection.defaults)
+    }
+
+    /// The stored form keeps the keys older files were written with.
+    func testTheStoredFormSpellsSourcesAndLayersAsBefore() throws {
+        let config = try parse(issueExample)
+        let json = config.canonicalJSON
+        XCTAssertTrue(json.contains(#""train":{"format":"csv","label":"species","path":"/data/train.csv"}"#), json)
+        XCTAssertTrue(json.contains(#"{"activation":"relu","kernel_initializer":"glorot_uniform","kind":"dense","units":64}"#), json)
+        XCTAssertTrue(json.contains(#"{"kind":"dropout","rate":0.2"#), json)
+        let old = json.replacingOccurrences(of: #""units":64}"#, with: #""l1":0.5,"units":64}"#)
+        let decoded = try JSONDecoder().decode(RunConfig.self, from: Data(old.utf8))
+        XCTAssertEqual(decoded.model.layers[0], .dense(units: 64, activation: .relu, initializer: .glorotUniform, l1: 0.5, l2: 0))
+    }
+}
