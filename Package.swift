@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed"]),
+        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed", "NNCore", "NNData"]),
         .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "SafeTensors"]),
     ]
