@@ -51,8 +51,8 @@ let package = Package(
         .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed"]),
+        .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed", "NNCore", "NNData"]),
         .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining", "NNCore"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "SafeTensors"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "NNCore", "NNData", "SafeTensors"]),
     ]
 )

@@ -182,15 +182,25 @@ public enum ModelFile {
 
     // MARK: - JSON helpers
 
+    /// JSON has no NaN or infinity, and JSONEncoder refuses them; a
+    /// checkpoint's running loss overflows to infinity before the gradients
+    /// do, and without these names it would be written with an empty position.
+    static let nonFinite = (positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+
     static func json<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: nonFinite.positiveInfinity, negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
         return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 
     static func decodeJSON<T: Decodable>(_ text: String, _ key: String, _ path: String) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: nonFinite.positiveInfinity, negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
         do {
-            return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+            return try decoder.decode(T.self, from: Data(text.utf8))
         } catch {
             throw UserError("\(path): metadata '\(key)' is missing or damaged; the file cannot be used")
         }

@@ -1,0 +1,417 @@
+// The trainer across ranks, with every rank a thread of this process
+// (ThreadCommunicator): world sizes agree up to summation order, a stop on
+// one rank stops all of them at one step, a resumed run continues exactly,
+// a diverging run fails on every rank alike, and a wrong allreduce is caught.
+//
+// Every world runs inside `withDeadline`, so a rank stuck in a collective
+// fails the test after 30 s instead of hanging the suite.
+
+import Foundation
+import XCTest
+import NNCore
+import NNData
+import NNDistributed
+import NNTraining
+
+final class InProcessTrainingTests: XCTestCase {
+    // 97 samples in global batches of 12: eight full steps and a last step of
+    // one sample, which leaves ranks 0 and 1 of three (rank 0 of two) without
+    // any. The dropout layer checks that masks follow the global row, not the
+    // rank's.
+    static let classifier = """
+        data:
+          train: {format: synthetic, name: spiral, samples: 97, noise: 0.1, seed: 1}
+          test: {format: synthetic, name: spiral, samples: 40, noise: 0.1, seed: 2}
+          scale: standardize
+        model:
+          layers:
+            - dense: {units: 8, activation: tanh}
+            - dropout: {rate: 0.1}
+            - dense: {units: 8, activation: tanh}
+            - dense: {units: 1, activation: sigmoid}
+        loss: binary_crossentropy
+        optimizer: {name: adam, learning_rate: 0.01}
+        training: {epochs: 4, batch_size: 12, seed: 7}
+        """
+    static let stepsPerEpoch = 9
+
+    /// Relative difference allowed between world sizes: they add the same
+    /// per-sample gradients in a different order, nothing more.
+    static let tolerance = 1e-5
+
+    // MARK: - 1. World sizes
+
+    func testWorldOfThreeMatchesWorldOfOneUpToSummationOrder() throws {
+        let sampler = ShardedSampler(sampleCount: 97, globalBatchSize: 12, seed: 7)
+        XCTAssertEqual(sampler.stepsPerEpoch, Self.stepsPerEpoch)
+        XCTAssertEqual(sampler.globalBatch(step: 8).count, 1)
+        XCTAssertTrue(sampler.localBatch(step: 8, rank: 0, worldSize: 3).isEmpty, "the test needs a rank without samples")
+
+        let comparison = try compareWorlds(fault: nil)
+        XCTAssertEqual(comparison.problems, [])
+        XCTAssertEqual(comparison.trainingSamples, 97)
+        XCTAssertEqual(comparison.epochs, 4)
+    }
+
+    // MARK: - 2. Stop and resume on another world size
+
+    func testStopOnOneRankThenResumeOnOtherWorldSizes() throws {
+        let config = Self.classifier.replacingOccurrences(of: "epochs: 4", with: "epochs: 3")
+        let oneRank = try train(ranks: 1, yaml: config)
+        let twoRanks = try train(ranks: 2, yaml: config)
+
+        // Rank 1 asks after its 10th step; the ranks poll every 8 steps, so
+        // all of them stop after step 16: epoch 2, step 7 of 9.
+        let stopped = try train(ranks: 2, yaml: config, stop: (rank: 1, afterSteps: 10))
+        for run in stopped {
+            guard case .stopped(let point, let history)? = run.outcome else {
+                XCTFail("rank \(run.rank): \(run.error ?? "finished instead of stopping")")
+                continue
+            }
+            XCTAssertEqual([point.epoch, point.stepInEpoch, point.steps, point.globalStep, point.worldSize], [2, 7, 9, 16, 2],
+                           "rank \(run.rank)")
+            XCTAssertEqual(history.map(\.epoch), [1], "rank \(run.rank)")
+            XCTAssertEqual(run.events.stepsRun, 16, "rank \(run.rank)")
+        }
+        let directory = stopped[0].directory
+        XCTAssertEqual(checkpointSteps(directory).last, 16)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/model.safetensors"))
+        let (saved, path) = try Checkpoints.latestValid(in: directory) { XCTFail($0) }
+        XCTAssertEqual(saved.position, TrainingPosition(epoch: 1, stepInEpoch: 7, globalStep: 16, worldSize: 2,
+                                                        epochStatistics: saved.position?.epochStatistics ?? [],
+                                                        epochSamples: 84))
+        XCTAssertEqual(saved.optimizerSteps, 16)
+        XCTAssertEqual(saved.parameters, stopped[0].parameters, "the checkpoint holds the parameters the ranks stopped with")
+
+        let onThree = try train(ranks: 3, yaml: config, resumeFrom: path)
+        let onTwo = try train(ranks: 2, yaml: config, resumeFrom: path)
+        for (name, resumed) in [("3 ranks", onThree), ("2 ranks", onTwo)] {
+            XCTAssertEqual(resumed.compactMap(\.error), [], name)
+            XCTAssertEqual(resumed.map(\.events.stepsRun), Array(repeating: 27 - 16, count: resumed.count), name)
+            XCTAssertEqual(resumed[0].result?.history.map(\.epoch), [2, 3], name)
+            XCTAssertEqual(resumed[0].result?.history.map(\.stepsRun), [2, 9], name)
+        }
+
+        // Another world size adds in another order: close to world 1.
+        let difference = relativeDifference(onThree[0].parameters, oneRank[0].parameters)
+        XCTAssertLessThan(difference, Self.tolerance, "resumed on 3 ranks vs uninterrupted on 1")
+        XCTAssertEqual(Set(onThree.map { $0.result?.parameterChecksum }).count, 1, "replicas of the resumed run")
+        // The same world size repeats the same operations: exactly world 2.
+        XCTAssertEqual(onTwo[0].parameters, twoRanks[0].parameters, "resumed on 2 ranks vs uninterrupted on 2")
+        XCTAssertEqual(onTwo[0].result?.parameterChecksum, twoRanks[0].result?.parameterChecksum)
+
+        // The interrupted epoch's loss joins the saved running sums with the
+        // resumed steps'; the next epoch starts afresh and repeats world 2 exactly.
+        let uninterrupted = twoRanks[0].result?.history ?? []
+        let resumed = onTwo[0].result?.history ?? []
+        XCTAssertEqual(uninterrupted.count, 3)
+        XCTAssertEqual(resumed.count, 2)
+        if uninterrupted.count == 3, resumed.count == 2 {
+            XCTAssertEqual(resumed[0].training.samples, uninterrupted[1].training.samples)
+            XCTAssertLessThan(relativeDifference(resumed[0].training.loss, uninterrupted[1].training.loss), Self.tolerance)
+            XCTAssertEqual(resumed[1].training, uninterrupted[2].training)
+        }
+        let onThreeLoss = onThree[0].result?.history.last?.training.loss ?? .nan
+        let oneRankLoss = oneRank[0].result?.history.last?.training.loss ?? .nan
+        XCTAssertLessThan(relativeDifference(onThreeLoss, oneRankLoss), Self.tolerance, "last epoch's loss, 3 resumed vs 1")
+    }
+
+    // MARK: - 3. Non-finite gradients
+
+    func testNonFiniteGradientsStopEveryRankAtTheSameStep() throws {
+        // A linear model on unscaled data with plain SGD at rate 1: each step
+        // multiplies the weights by about 8, so the running loss (squares)
+        // overflows first, and a few epochs later the gradients do. A much
+        // larger rate overflows the weights in the update itself, one step
+        // before the gradients, and leaves nothing worth resuming. Checkpoints
+        // after every step show which steps were saved.
+        let diverging = """
+            data:
+              train: {format: synthetic, name: gaussian, samples: 97, seed: 1}
+            model:
+              layers:
+                - dense: {units: 1}
+            loss: mse
+            optimizer: {name: sgd, learning_rate: 1}
+            training: {epochs: 6, batch_size: 12, seed: 7}
+            """
+        let runs = try train(ranks: 3, yaml: diverging, schedule: TrainingSchedule(checkpointEvery: 1), keep: 100)
+        let messages = runs.map { $0.error ?? "no error" }
+        XCTAssertEqual(Set(messages).count, 1, "every rank reports the same failure: \(messages)")
+        let message = messages[0]
+        XCTAssertTrue(message.contains("NaN or infinite"), message)
+        guard let badStep = Self.step(in: message) else { return XCTFail("no step in: \(message)") }
+        XCTAssertGreaterThan(badStep, 2 * Self.stepsPerEpoch, "the test needs the loss to overflow before the gradients")
+        XCTAssertNotEqual(badStep % Self.stepsPerEpoch, 0, "the test needs the failure mid-epoch")
+        for run in runs {
+            XCTAssertNil(run.outcome, "rank \(run.rank)")
+            // The step that produced the bad gradients ran on every rank; it
+            // was the last one.
+            XCTAssertEqual(run.events.stepsRun, badStep - 1, "rank \(run.rank)")
+            XCTAssertEqual(run.events.checkpointSteps, Array(1..<badStep), "rank \(run.rank)")
+            XCTAssertEqual(run.parameters, runs[0].parameters, "rank \(run.rank) skipped the bad update like rank 0")
+        }
+        let directory = runs[0].directory
+        XCTAssertEqual(checkpointSteps(directory), Array(1..<badStep), "no checkpoint from the bad step or later")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/model.safetensors"))
+        // Damaged checkpoints would be skipped with a warning: there must be none.
+        let (last, _) = try Checkpoints.latestValid(in: directory) { XCTFail($0) }
+        XCTAssertEqual(last.position?.globalStep, badStep - 1)
+        XCTAssertTrue(last.position?.epochStatistics.contains { !$0.isFinite } ?? false,
+                      "the test needs a checkpoint whose running loss overflowed")
+        XCTAssertTrue(last.parameters.allSatisfy(\.isFinite), "the last checkpoint holds finite weights")
+        XCTAssertEqual(last.parameters, runs[0].parameters, "the last checkpoint holds the weights the ranks stopped with")
+    }
+
+    // MARK: - 4. Stop on one rank
+
+    func testStopOnTheLastRankStopsEveryRankAtTheSameStep() throws {
+        // Rank 2 asks after its 5th step; polling every 4 steps stops all
+        // three after step 8, the last full step of epoch 1.
+        let runs = try train(ranks: 3, yaml: Self.classifier, schedule: TrainingSchedule(stopCheckInterval: 4),
+                             stop: (rank: 2, afterSteps: 5))
+        for run in runs {
+            guard case .stopped(let point, _)? = run.outcome else {
+                XCTFail("rank \(run.rank): \(run.error ?? "finished instead of stopping")")
+                continue
+            }
+            XCTAssertEqual([point.epoch, point.stepInEpoch, point.globalStep, point.worldSize], [1, 8, 8, 3], "rank \(run.rank)")
+            XCTAssertEqual(run.events.stepsRun, 8, "rank \(run.rank)")
+            XCTAssertEqual(run.events.checkpointSteps, [8], "rank \(run.rank)")
+            XCTAssertEqual(run.events.stoppedAt, 8, "rank \(run.rank)")
+        }
+        for run in runs.dropFirst() { XCTAssertEqual(run.parameters, runs[0].parameters, "rank \(run.rank) at the stop") }
+        XCTAssertEqual(checkpointSteps(runs[0].directory), [8])
+        let (saved, _) = try Checkpoints.latestValid(in: runs[0].directory) { XCTFail($0) }
+        XCTAssertEqual(saved.parameters, runs[0].parameters)
+    }
+
+    // MARK: - 5. The checks catch a wrong allreduce
+
+    func testWorldComparisonDetectsALostContribution() throws {
+        // Every sum leaves rank 2 out: the ranks still agree with each other,
+        // but no longer with world 1.
+        let comparison = try compareWorlds(fault: .dropContribution(ofRank: 2))
+        XCTAssertTrue(comparison.problems.contains { $0.hasPrefix("parameters differ from world 1") }, "\(comparison.problems)")
+        XCTAssertTrue(comparison.problems.contains { $0.hasPrefix("epoch 1 training loss differs") }, "\(comparison.problems)")
+        XCTAssertFalse(comparison.problems.contains { $0.hasPrefix("checksums") }, "\(comparison.problems)")
+        XCTAssertGreaterThan(comparison.parameterDifference, 100 * Self.tolerance)
+    }
+
+    func testWorldComparisonDetectsOneRankReceivingAWrongSum() throws {
+        // Only the first allreduce (step 1's gradients) is perturbed, and
+        // only on rank 1: a perturbed stop poll or write status would end the
+        // run for other reasons, hiding what this test is about.
+        let perturb = AllReduceFault.perturbResult(ofRank: 1, by: 1e-3)
+        let fault = AllReduceFault(stage: perturb.stage) { call, rank, value in
+            call == 0 ? perturb.transform(call, rank, value) : value
+        }
+        let comparison = try compareWorlds(fault: fault)
+        let diverged = comparison.problems.filter { $0.contains("replicas diverged: the parameters of rank(s) 1 differ") }
+        XCTAssertEqual(diverged.count, 3, "every rank reports it: \(comparison.problems)")
+    }
+
+    // MARK: - Comparing world 3 with world 1
+
+    struct Comparison {
+        /// What disagrees; empty when world 3 matches world 1.
+        var problems: [String] = []
+        /// ‖p₃ − p₁‖ / ‖p₁‖ of rank 0's final parameters.
+        var parameterDifference = Double.nan
+        var trainingSamples = 0, epochs = 0
+    }
+
+    /// Trains `classifier` on 1 rank and on 3 (with `fault` in their
+    /// allreduce) and lists every way the two disagree beyond summation order.
+    func compareWorlds(fault: AllReduceFault?) throws -> Comparison {
+        let one = try train(ranks: 1, yaml: Self.classifier)
+        let three = try train(ranks: 3, yaml: Self.classifier, fault: fault)
+        var comparison = Comparison()
+        guard let reference = one[0].result else {
+            comparison.problems.append("world 1: \(one[0].error ?? "did not finish")")
+            return comparison
+        }
+        comparison.trainingSamples = one[0].trainingSamples
+        comparison.epochs = reference.history.count
+        for run in three where run.result == nil {
+            comparison.problems.append("rank \(run.rank): \(run.error ?? "did not finish")")
+        }
+        let checksums = three.compactMap { $0.result?.parameterChecksum }
+        if checksums.count == 3, Set(checksums).count != 1 {
+            comparison.problems.append("checksums differ between ranks: \(checksums)")
+        }
+        if three.contains(where: { $0.parameters != three[0].parameters }) {
+            comparison.problems.append("parameters differ between ranks")
+        }
+        comparison.parameterDifference = relativeDifference(three[0].parameters, one[0].parameters)
+        if !(comparison.parameterDifference < Self.tolerance) {
+            comparison.problems.append("parameters differ from world 1 by \(comparison.parameterDifference)")
+        }
+        // A rank's model file holds what that rank trained.
+        if let path = three[0].result?.modelPath, try ModelFile.read(path: path).parameters != three[0].parameters {
+            comparison.problems.append("model file differs from rank 0's parameters")
+        }
+        if let result = three[0].result {
+            for (a, b) in zip(result.history, reference.history) {
+                let difference = relativeDifference(a.training.loss, b.training.loss)
+                if !(difference < Self.tolerance) || a.training.samples != b.training.samples {
+                    comparison.problems.append("epoch \(a.epoch) training loss differs by \(difference) (\(a.training.loss) vs \(b.training.loss))")
+                }
+            }
+            if result.history.count != reference.history.count { comparison.problems.append("different number of epochs") }
+            let testLoss = relativeDifference(result.test?.loss ?? .nan, reference.test?.loss ?? .nan)
+            if !(testLoss < Self.tolerance) { comparison.problems.append("test loss differs by \(testLoss)") }
+        }
+        return comparison
+    }
+
+    // MARK: - Running a world
+
+    /// What one rank brings back from a run.
+    struct RankRun {
+        var rank: Int
+        var directory: String
+        /// Nil when the run threw; `error` then holds the rank's message.
+        var outcome: TrainingOutcome?
+        var error: String?
+        /// The parameters after the run (or after the error).
+        var parameters: [Float]
+        var events: EventLog
+        var trainingSamples: Int
+
+        var result: RunResult? {
+            if case .finished(let result)? = outcome { return result }
+            return nil
+        }
+    }
+
+    /// Trains `yaml` on `ranks` threads, each rank with its own data,
+    /// accelerator and trainer, rank 0 with a store in a fresh directory.
+    /// `stop` sets the stop request of one rank after it has taken that many
+    /// steps; `resumeFrom` is a checkpoint every rank reads, as the app does.
+    /// A rank's training error is returned as its `error`: the world fails
+    /// only when a rank is left waiting, and then this throws.
+    func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
+               keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil) throws -> [RankRun] {
+        let directory = temporaryDirectory()
+        return try withDeadline(30) {
+            try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
+                let config = try ConfigReader.parse(yaml, file: "test")
+                let data = try DataLoading.prepare(config, objective: try config.objective(), includeTest: true)
+                let store = communicator.isCoordinator ? RunStore(directory: directory, keep: keep) : nil
+                let start: StartingPoint = try checkpoint.map { .checkpoint(try ModelFile.read(path: $0)) } ?? .fresh
+                let trainer = try Trainer(config: config, data: data, accelerator: CPUAccelerator(threads: 1),
+                                          communicator: communicator, start: start, schedule: schedule, store: store)
+                let flag = StopFlag()
+                let events = EventLog(stop: stop?.rank == communicator.rank ? (flag, stop!.afterSteps) : nil)
+                var run = RankRun(rank: communicator.rank, directory: directory, parameters: [], events: events,
+                                  trainingSamples: data.training.count)
+                do {
+                    run.outcome = try trainer.run(observers: events, stop: flag)
+                } catch let error as UserError {
+                    run.error = error.message
+                } catch let error as CollectiveFailure {
+                    run.error = error.message ?? "(stopped; another rank reports why)"
+                }
+                run.parameters = trainer.accelerator.values(trainer.model.parameters)
+                return run
+            }
+        }
+    }
+
+    /// Records one rank's events; optionally requests a stop after a number of steps.
+    final class EventLog: TrainingObserver {
+        private let stop: (flag: StopFlag, afterSteps: Int)?
+        private(set) var stepsRun = 0
+        private(set) var checkpointSteps: [Int] = []
+        private(set) var stoppedAt: Int?
+
+        init(stop: (flag: StopFlag, afterSteps: Int)?) { self.stop = stop }
+
+        // Batch events are the step counter.
+        func wantsBatchProgress(step: Int, of steps: Int) -> Bool { true }
+
+        func observe(_ event: TrainingEvent) {
+            switch event {
+            case .batchEnded:
+                stepsRun += 1
+                if let stop, stepsRun == stop.afterSteps { stop.flag.request() }
+            case .checkpointSaved(_, let globalStep): checkpointSteps.append(globalStep)
+            case .stopped(let point): stoppedAt = point.globalStep
+            default: break
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    /// The global steps of the checkpoints in a run directory, oldest first.
+    func checkpointSteps(_ directory: String) -> [Int] {
+        Checkpoints.list(directory).reversed().compactMap { path in
+            let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            return Int(name.dropFirst("step-".count))
+        }
+    }
+
+    /// The N of "step N" in a message.
+    static func step(in message: String) -> Int? {
+        guard let range = message.range(of: "step ") else { return nil }
+        return Int(message[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count, !a.isEmpty else { return .infinity }
+        var difference = 0.0, norm = 0.0
+        for (x, y) in zip(a, b) {
+            difference += (Double(x) - Double(y)) * (Double(x) - Double(y))
+            norm += Double(y) * Double(y)
+        }
+        return (difference / norm).squareRoot()
+    }
+
+    func relativeDifference(_ a: Double, _ b: Double) -> Double { abs(a - b) / abs(b) }
+
+    /// A fresh directory, removed after the test.
+    func temporaryDirectory() -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-inprocess-\(UUID().uuidString)").path
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    /// Runs `body` on a thread of its own and fails the test if it has not
+    /// returned after `seconds`: a hung rank then costs 30 s, not the suite.
+    func withDeadline<T>(_ seconds: Double, file: StaticString = #filePath, line: UInt = #line,
+                         _ body: @escaping @Sendable () throws -> T) throws -> T {
+        let box = ResultBox<T>()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            box.set(Result(catching: body))
+            done.signal()
+        }.start()
+        guard done.wait(timeout: .now() + seconds) == .success else {
+            XCTFail("not finished after \(seconds) s: a rank is hung", file: file, line: line)
+            throw TimedOut()
+        }
+        return try box.get()
+    }
+
+    struct TimedOut: Error {}
+}
+
+/// A result handed from the deadline thread to the test's thread.
+private final class ResultBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<T, any Error>?
+
+    func set(_ value: Result<T, any Error>) {
+        lock.lock()
+        result = value
+        lock.unlock()
+    }
+
+    func get() throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try result!.get()
+    }
+}
