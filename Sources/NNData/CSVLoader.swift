@@ -92,8 +92,9 @@ public enum CSVLoader {
         let extra = header.filter { !columns.contains($0) && !ignoring.contains($0) }
         guard missing.isEmpty && extra.isEmpty else {
             var problems: [String] = []
-            if !missing.isEmpty { problems.append("missing column\(missing.count == 1 ? "" : "s") \(list(missing, limit: 20))") }
-            if !extra.isEmpty { problems.append("unexpected column\(extra.count == 1 ? "" : "s") \(list(extra, limit: 20))") }
+            func quoted(_ names: [String]) -> String { list(names.map { "'\($0)'" }, limit: 20) }
+            if !missing.isEmpty { problems.append("missing column\(missing.count == 1 ? "" : "s") \(quoted(missing))") }
+            if !extra.isEmpty { problems.append("unexpected column\(extra.count == 1 ? "" : "s") \(quoted(extra))") }
             throw UserError("\(path):\(headerLine): \(problems.joined(separator: "; ")); the model takes the columns \(list(columns, limit: 40))")
         }
         let featureColumns = columns.compactMap { header.firstIndex(of: $0) }

@@ -112,7 +112,7 @@ final class ConfigReaderTests: XCTestCase {
 
     func testAQuotedNumberIsATypeError() {
         let quoted = issueExample.replacingOccurrences(of: "units: 64", with: "units: \"64\"")
-        XCTAssertTrue(message(quoted).hasPrefix("c.yaml:14: model.layers[0].dense.units: expected an integer, got the quoted string '64'"),
+        XCTAssertTrue(message(quoted).hasPrefix("c.yaml:8: model.layers[0].dense.units: expected an integer, got the quoted string '64'"),
                       message(quoted))
         let single = issueExample.replacingOccurrences(of: "learning_rate: 0.001", with: "learning_rate: '0.001'")
         XCTAssertTrue(message(single).contains("optimizer.learning_rate: expected a number, got the quoted string '0.001'"), message(single))
