@@ -89,17 +89,17 @@ struct Train: ParsableCommand {
         }
     }
 
-    var job: TrainJob {
-        TrainJob(configPath: config, preset: preset,
-                 overrides: ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed),
-                 runDirectory: runDir, resume: resume, initFrom: initFrom,
-                 schedule: TrainingSchedule(checkpointEvery: checkpointEvery), keepCheckpoints: keepCheckpoints,
-                 device: device, allowTF32: allowTF32)
+    /// The flags that override the configuration.
+    var overrides: ConfigOverrides {
+        ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed)
     }
+
+    /// When the loop checkpoints.
+    var schedule: TrainingSchedule { TrainingSchedule(checkpointEvery: checkpointEvery) }
 
     func run() throws {
         Environment.installTestHooks()
-        let status = Launch.train(job)
+        let status = Launch.train(self)
         if status != 0 { throw ExitCode(status) }
     }
 }

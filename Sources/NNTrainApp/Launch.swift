@@ -16,20 +16,6 @@ enum ResumeChoice: Equatable {
     case file(String)
 }
 
-/// What one rank needs to start: the settings the command line validated.
-struct TrainJob {
-    var configPath: String?
-    var preset: String?
-    var overrides: ConfigOverrides
-    var runDirectory: String?
-    var resume: ResumeChoice?
-    var initFrom: String?
-    var schedule: TrainingSchedule
-    var keepCheckpoints: Int
-    var device: DeviceChoice
-    var allowTF32: Bool
-}
-
 enum Launch {
     /// This process's communicator: MPI under a launcher, else a world of one.
     static func communicator() -> any Communicator {
@@ -38,8 +24,8 @@ enum Launch {
         return MPICommunicator()
     }
 
-    /// Trains as one rank of a job and returns the exit status.
-    static func train(_ job: TrainJob) -> Int32 {
+    /// Trains as one rank of a job, as the validated command asks, and returns the exit status.
+    static func train(_ job: Train) -> Int32 {
         let communicator = communicator()
         defer { communicator.finalize() }
         let console = Console(enabled: communicator.isCoordinator,
@@ -69,7 +55,7 @@ enum Launch {
 
     /// Everything before the first step: device, configuration (from a
     /// checkpoint when resuming), agreement across ranks, data, trainer.
-    static func prepare(_ job: TrainJob, communicator: any Communicator, console: Console) throws
+    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws
         -> (trainer: Trainer, runDirectory: String) {
         let threads = Environment.blasThreads(localRanks: communicator.localSize)
         let (accelerator, deviceNote) = try collectively(communicator) {
@@ -93,7 +79,7 @@ enum Launch {
         try agree(on: config, communicator)
 
         if communicator.isCoordinator && job.resume == nil {
-            runDirectory = job.runDirectory ?? RunDirectories.fresh(name: RunDirectories.name(config: job.configPath, preset: job.preset))
+            runDirectory = job.runDir ?? RunDirectories.fresh(name: RunDirectories.name(config: job.config, preset: job.preset))
         }
         let objective = try config.objective()
         let data = try collectively(communicator) {
@@ -122,21 +108,21 @@ enum Launch {
     }
 
     /// The configuration a new run names: a file, or a preset (the default one without either).
-    static func resolveConfig(_ job: TrainJob) throws -> RunConfig {
-        if let path = job.configPath {
+    static func resolveConfig(_ job: Train) throws -> RunConfig {
+        if let path = job.config {
             return try ConfigReader.read(path: path)
         }
         return try flagged("--preset") { try Presets.config(job.preset ?? Presets.names[0]) }
     }
 
     /// Rank 0 finds and reads the checkpoint; every rank decodes the same bytes.
-    static func readCheckpoint(_ resume: ResumeChoice, job: TrainJob, communicator: any Communicator,
+    static func readCheckpoint(_ resume: ResumeChoice, job: Train, communicator: any Communicator,
                                console: Console) throws -> (ModelSnapshot, String) {
         var bytes: [UInt8] = [], path = "", runDirectory = ""
         try collectively(communicator) {
             guard communicator.isCoordinator else { return }
-            (path, runDirectory) = try RunDirectories.checkpoint(resume, runDirectory: job.runDirectory,
-                                                                 name: RunDirectories.name(config: job.configPath, preset: job.preset),
+            (path, runDirectory) = try RunDirectories.checkpoint(resume, runDirectory: job.runDir,
+                                                                 name: RunDirectories.name(config: job.config, preset: job.preset),
                                                                  warn: console.warn)
             bytes = try readWhole(path)
         }

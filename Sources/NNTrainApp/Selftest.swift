@@ -25,10 +25,9 @@ enum SelfCheck {
 
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-selftest-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let job = TrainJob(configPath: nil, preset: Presets.names[0], overrides: ConfigOverrides(epochs: 1),
-                           runDirectory: directory, resume: nil, initFrom: nil, schedule: TrainingSchedule(),
-                           keepCheckpoints: 3, device: device, allowTF32: allowTF32)
-        let status = Launch.train(job)
+        let epoch = try Train.parse(["--preset", Presets.names[0], "--epochs", "1", "--run-dir", directory,
+                                     "--device", device.rawValue] + (allowTF32 ? ["--allow-tf32"] : []))
+        let status = Launch.train(epoch)
         return failed.isEmpty && status == 0 ? 0 : (status == 0 ? 1 : status)
     }
 }

@@ -10,10 +10,10 @@ final class CommandLineTests: XCTestCase {
                        ["train", "--resume-latest", "--epochs", "3"])
         XCTAssertEqual(try CommandLineArguments.normalized(["train", "--resume", "run/checkpoints/step-1.safetensors"]),
                        ["train", "--resume", "run/checkpoints/step-1.safetensors"])
-        let latest = try Train.parse(["--resume-latest"]).job.resume
+        let latest = try Train.parse(["--resume-latest"]).resume
         XCTAssertEqual(latest, .latest)
-        XCTAssertEqual(try Train.parse(["--resume", "a.safetensors"]).job.resume, .file("a.safetensors"))
-        XCTAssertNil(try Train.parse([]).job.resume)
+        XCTAssertEqual(try Train.parse(["--resume", "a.safetensors"]).resume, .file("a.safetensors"))
+        XCTAssertNil(try Train.parse([]).resume)
     }
 
     func testNegativeNumbersAreValuesAndGetTheRangeError() throws {
@@ -36,9 +36,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertNoThrow(try CommandLineArguments.normalized(["--epochs", "2"]), "options alone go to the default command")
     }
 
-    func testTheJobCarriesTheValidatedValues() throws {
+    func testTheCommandHandsOnLibraryTypes() throws {
         let job = try Train.parse(["--preset", "xor", "--epochs", "4", "--batch-size", "2", "--learning-rate", "0.5",
-                                   "--seed", "9", "--checkpoint-every", "7", "--keep-checkpoints", "2"]).job
+                                   "--seed", "9", "--checkpoint-every", "7", "--keep-checkpoints", "2"])
         XCTAssertEqual(job.preset, "xor")
         XCTAssertEqual(job.overrides, ConfigOverrides(epochs: 4, batchSize: 2, learningRate: 0.5, seed: 9))
         XCTAssertEqual(job.schedule.checkpointEvery, 7)
