@@ -144,7 +144,7 @@ public final class Console: TrainingObserver {
         var decay: String
         switch schedule.name {
         case .constant: decay = "constant"
-        case .step: decay = "step (×\(schedule.decayRate) every \(schedule.decaySteps ?? 1000) steps)"
+        case .step: decay = "step (×\(schedule.decayRate) every \(schedule.stepInterval) steps)"
         case .cosine: decay = "cosine (over \(schedule.decaySteps.map { "\($0) steps" } ?? "the run"), alpha \(schedule.alpha))"
         }
         if schedule.warmupSteps > 0 { decay += ", warm-up \(schedule.warmupSteps) steps" }

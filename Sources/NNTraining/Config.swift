@@ -138,7 +138,7 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
         let decay: LearningRateSchedule.Decay
         switch schedule.name {
         case .constant: decay = .constant
-        case .step: decay = .step(every: schedule.decaySteps ?? 1000, factor: schedule.decayRate)
+        case .step: decay = .step(every: schedule.stepInterval, factor: schedule.decayRate)
         case .cosine:
             decay = .cosine(steps: schedule.decaySteps ?? max(1, totalSteps - schedule.warmupSteps), alpha: schedule.alpha)
         }
@@ -160,6 +160,9 @@ public struct ScheduleConfig: Codable, Equatable, Sendable {
     public var alpha: Float = 0
     /// Linear warm-up steps before the decay starts.
     public var warmupSteps: Int = 0
+
+    /// step: steps between two decays (`decay_steps`, 1000 when not given).
+    public var stepInterval: Int { decaySteps ?? 1000 }
 
     /// A constant schedule.
     public init() {}
