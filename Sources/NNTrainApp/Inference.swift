@@ -17,12 +17,7 @@ enum Inference {
 
     /// One JSON object: `loss`, and `accuracy` or `mse` and `mae`, and `samples`.
     static func json(_ metrics: Metrics) -> String {
-        let fields = metrics.named().map { "\"\($0.0)\": \(number($0.1))" } + ["\"samples\": \(metrics.samples)"]
-        return "{" + fields.joined(separator: ", ") + "}"
-    }
-
-    private static func number(_ value: Double) -> String {
-        value.isFinite ? String(format: "%.6g", value) : "null"
+        metricsJSON(metrics.named() + [("samples", Double(metrics.samples))], integers: ["samples"])
     }
 
     /// The rows of `path` the model can read. A model trained on a CSV file

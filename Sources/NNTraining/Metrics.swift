@@ -1,5 +1,7 @@
 // The figures of a pass over data, and of one epoch.
 
+import Foundation
+
 /// Metrics of a pass over data, from summed statistics.
 public struct Metrics: Sendable, Equatable {
     public var loss: Double
@@ -62,4 +64,16 @@ public struct EpochRecord: Sendable {
         if let ms = allreduceWaitMilliseconds { fields.append(("allreduce_call_ms_per_step", ms)) }
         return fields
     }
+}
+
+/// The one JSON form of figures, for metrics.jsonl and `evaluate --json`:
+/// `{"epoch": 3, "loss": 0.301, …}`, numbers as `%.6g`, non-finite values as
+/// `null`, and the fields named in `integers` as whole numbers.
+public func metricsJSON(_ fields: [(String, Double)], integers: Set<String> = []) -> String {
+    let members = fields.map { name, value in
+        let text = integers.contains(name) && value.isFinite ? String(Int(value))
+            : value.isFinite ? String(format: "%.6g", value) : "null"
+        return "\"\(name)\": \(text)"
+    }
+    return "{" + members.joined(separator: ", ") + "}"
 }

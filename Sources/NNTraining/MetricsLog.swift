@@ -30,14 +30,7 @@ public final class MetricsLog: TrainingObserver {
 
     /// `{"epoch": 3, "loss": 0.301, …}`; non-finite values are `null`.
     public func line(_ record: EpochRecord) -> String {
-        let fields = record.fields.map { name, value in
-            name == "epoch" ? "\"epoch\": \(Int(value))" : "\"\(name)\": \(Self.number(value))"
-        }
-        return "{" + fields.joined(separator: ", ") + "}\n"
-    }
-
-    static func number(_ value: Double) -> String {
-        value.isFinite ? String(format: "%.6g", value) : "null"
+        metricsJSON(record.fields, integers: ["epoch"]) + "\n"
     }
 
     private func append(_ line: String) {
