@@ -32,16 +32,16 @@ struct Train: ParsableCommand {
     @Option(name: .long, help: "A built-in configuration: \(Presets.names.joined(separator: ", ")).")
     var preset: String?
 
-    @Option(name: .long, help: "Override training.epochs.")
+    @Option(name: .long, parsing: .unconditional, help: "Override training.epochs.")
     var epochs: Int?
 
-    @Option(name: .customLong("batch-size"), help: "Override training.batch_size (the global batch).")
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Override training.batch_size (the global batch).")
     var batchSize: Int?
 
-    @Option(name: .customLong("learning-rate"), help: "Override optimizer.learning_rate.")
+    @Option(name: .customLong("learning-rate"), parsing: .unconditional, help: "Override optimizer.learning_rate.")
     var learningRate: Float?
 
-    @Option(name: .long, help: "Override training.seed.")
+    @Option(name: .long, parsing: .unconditional, help: "Override training.seed.")
     var seed: UInt64?
 
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
@@ -59,10 +59,10 @@ struct Train: ParsableCommand {
 
     var resume: ResumeChoice? { resumeFrom.map(ResumeChoice.file) ?? (resumeLatest ? .latest : nil) }
 
-    @Option(name: .customLong("checkpoint-every"), help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
     var checkpointEvery: Int = 0
 
-    @Option(name: .customLong("keep-checkpoints"), help: "How many checkpoints to keep.")
+    @Option(name: .customLong("keep-checkpoints"), parsing: .unconditional, help: "How many checkpoints to keep.")
     var keepCheckpoints: Int = 3
 
     @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file (layers.{i}.weight/bias).")

@@ -72,7 +72,8 @@ public final class Console: TrainingObserver {
                 line("parameters: CRC-32C \(String(format: "%08x", result.parameterChecksum)), identical on all \(result.worldSize) ranks")
             }
             if let test = result.test { line("test" + Console.format(test.named())) }
-            if let path = result.modelPath { line("saved \(path)") }
+        case .modelSaved(let path):
+            line("saved \(path)")
         }
     }
 

@@ -6,7 +6,6 @@ import NNCore
 import NNData
 import NNDistributed
 import NNTraining
-import SafeTensors
 
 /// Where `--resume` continues from.
 enum ResumeChoice: Equatable {
@@ -94,8 +93,7 @@ enum Launch {
             try collectively(communicator) {
                 guard communicator.isCoordinator else { return }
                 let layout = Sequential.layout(inputSize: data.featureCount, layers: config.layerSpecs)
-                let file = try reading(path) { try SafeTensors.read(path: path) }
-                start = .weights(try ModelFile.gather(file, prefix: "", layout: layout, path: path))
+                start = .weights(try ModelFile.readWeights(path: path, layout: layout))
                 console.line("initial weights from \(path)")
             }
         }
@@ -129,7 +127,7 @@ enum Launch {
         bytes = communicator.broadcast(bytes: bytes)
         path = String(decoding: communicator.broadcast(bytes: Array(path.utf8)), as: UTF8.self)
         let snapshot = try collectively(communicator) {
-            let snapshot = try ModelFile.decode(reading(path) { try SafeTensors.decode(bytes, path: path) }, path: path)
+            let snapshot = try ModelFile.decode(bytes: bytes, path: path)
             guard let position = snapshot.position else {
                 throw UserError("\(path): a final model, not a checkpoint; resume from RUN/checkpoints/, or use --init-from to start from its weights")
             }
@@ -137,15 +135,6 @@ enum Launch {
             return snapshot
         }
         return (snapshot, runDirectory)
-    }
-
-    /// Runs `body`, turning a file error into the user error it reports.
-    static func reading<T>(_ path: String, _ body: () throws -> T) throws -> T {
-        do {
-            return try body()
-        } catch let error as FileError {
-            throw UserError(error)
-        }
     }
 
     /// Runs `body`, naming `flag` in front of the library's message, so the

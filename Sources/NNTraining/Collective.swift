@@ -21,8 +21,9 @@ public func collectively<T>(_ communicator: any Communicator, _ body: () throws 
     var result: Result<T, UserError>
     do {
         result = .success(try body())
-    } catch let error as UserError {
-        result = .failure(error)
+    } catch {
+        // Any failure must reach the agreement below, or the other ranks wait forever.
+        result = .failure(error as? UserError ?? UserError("\(error)"))
     }
     guard communicator.size > 1 else { return try result.get() }
     let failed = communicator.allGather(result.isSuccess ? 0 : 1)

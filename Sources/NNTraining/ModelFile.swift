@@ -98,6 +98,7 @@ public enum ModelFile {
         var metadata: [String: String] = [
             "format": snapshot.position == nil ? "nntrain-model" : "nntrain-checkpoint",
             "format_version": formatVersion,
+            "nntrain_version": NNTrainVersion.string,
             "config": snapshot.config.canonicalJSON,
             "input_size": String(snapshot.inputSize),
             "scaler": json(snapshot.scaler),
@@ -125,6 +126,16 @@ public enum ModelFile {
 
     // MARK: - Reading
 
+    /// Reads and fully checks a model or checkpoint file held in memory.
+    public static func decode(bytes: [UInt8], path: String) throws -> ModelSnapshot {
+        try decode(userFacing { try SafeTensors.decode(bytes, path: path) }, path: path)
+    }
+
+    /// Reads plain weights (`layers.{i}.weight` / `.bias`, from any writer) for `layout`.
+    public static func readWeights(path: String, layout: [ParameterEntry]) throws -> [Float] {
+        try gather(userFacing { try SafeTensors.read(path: path) }, prefix: "", layout: layout, path: path)
+    }
+
     /// Reads and fully checks a model or checkpoint file.
     public static func read(path: String) throws -> ModelSnapshot {
         try decode(userFacing { try SafeTensors.read(path: path) }, path: path)
@@ -148,6 +159,9 @@ public enum ModelFile {
         let featureNames: [String]? = try meta["feature_names"].map { try decodeJSON($0, "feature_names", path) }
         var snapshot = ModelSnapshot(config: config, inputSize: inputSize, scaler: scaler, classNames: classNames,
                                      parameters: try gather(file, prefix: "", layout: Sequential.layout(inputSize: inputSize, layers: config.layerSpecs), path: path))
+        if let featureNames, featureNames.count != inputSize {
+            throw UserError("\(path): metadata 'feature_names' names \(featureNames.count) columns but the model takes \(inputSize) inputs")
+        }
         snapshot.featureNames = featureNames
         if format == "nntrain-checkpoint" {
             let position: TrainingPosition = try decodeJSON(meta["position"] ?? "", "position", path)

@@ -55,8 +55,8 @@ public struct TrainingSchedule: Sendable {
 
 /// What a run returns.
 public enum TrainingOutcome: Sendable {
-    /// Every epoch ran.
-    case finished(RunResult)
+    /// Every epoch ran; rank 0 saved the final model at `modelPath` (nil on the other ranks).
+    case finished(RunResult, modelPath: String?)
     /// A stop request ended it at a step boundary, after a checkpoint.
     case stopped(StopPoint, history: [EpochRecord])
 }
@@ -186,13 +186,12 @@ public final class Trainer {
         }
 
         let checksum = try verifyReplicas()
-        let test = data.test.map(evaluate)
-        let final = snapshot()
-        let modelPath = try rank0Writes { try $0.saveModel(final) }
-        let result = RunResult(history: history, test: test, modelPath: modelPath, parameterChecksum: checksum,
+        let result = RunResult(history: history, test: data.test.map(evaluate), parameterChecksum: checksum,
                                worldSize: communicator.size)
         observers.observe(.finished(result))
-        return .finished(result)
+        let modelPath = try rank0Writes { store in try store.saveModel(snapshot()) }
+        if let modelPath { observers.observe(.modelSaved(path: modelPath)) }
+        return .finished(result, modelPath: modelPath)
     }
 
     /// One optimizer step on this rank's slice `local` of the global batch.
@@ -255,7 +254,11 @@ public final class Trainer {
     private func rank0Writes<T>(_ write: (RunStore) throws -> T) throws -> T? {
         var result: T?, failure: UserError?
         if let store {
-            do { result = try write(store) } catch let error as UserError { failure = error }
+            do {
+                result = try write(store)
+            } catch {
+                failure = error as? UserError ?? UserError("\(error)")
+            }
         }
         guard communicator.size > 1 else {
             if let failure { throw failure }

@@ -6,7 +6,7 @@
 // Order of one run: `started`, then per epoch `epochStarted`, any number of
 // `batchEnded` (only when an observer asks for them), `checkpointSaved` (every
 // N steps when asked), `epochEnded`, `checkpointSaved`; finally `stopped`
-// (a stop request, after its checkpoint) or `finished`.
+// (a stop request, after its checkpoint), or `finished` and `modelSaved`.
 
 /// One thing that happened in a run.
 public enum TrainingEvent: Sendable {
@@ -22,8 +22,10 @@ public enum TrainingEvent: Sendable {
     case checkpointSaved(path: String, globalStep: Int)
     /// A stop request was honoured at a step boundary, after a checkpoint.
     case stopped(StopPoint)
-    /// Every epoch ran; the final model is saved.
+    /// Every epoch ran; the replicas agree and the test set is evaluated.
     case finished(RunResult)
+    /// Rank 0 saved the final model.
+    case modelSaved(path: String)
 }
 
 /// The facts of a run as it starts.
@@ -67,15 +69,13 @@ public struct RunResult: Sendable {
     public var history: [EpochRecord]
     /// Metrics on the test split, when there is one.
     public var test: Metrics?
-    /// The final model's path (rank 0; nil elsewhere).
-    public var modelPath: String?
     /// CRC-32C of the final parameters, identical on every rank.
     public var parameterChecksum: UInt32
     public var worldSize: Int
 }
 
 /// Receives a run's events. The trainer calls it on every rank; a job gives
-/// observers to rank 0 and an empty list to the others.
+/// the observers that write or show something to rank 0 only.
 public protocol TrainingObserver: AnyObject {
     /// Whether a `batchEnded` event is wanted after step `step` of `steps`.
     /// Building one reads the running metrics back from the accelerator, so

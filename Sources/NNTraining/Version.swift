@@ -1,4 +1,4 @@
-/// nntrain's release, as `nntrain --version` prints it and run records store it.
+/// nntrain's release, as `nntrain --version` prints it and model files record it (`nntrain_version`).
 public enum NNTrainVersion {
     /// Semantic version of this build.
     public static let string = "0.6.0"

@@ -17,14 +17,19 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testNegativeNumbersAreValuesAndGetTheRangeError() throws {
-        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--learning-rate", "-1"]), ["train", "--learning-rate=-1"])
-        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--epochs", "-3", "--seed", "4"]),
-                       ["train", "--epochs=-3", "--seed", "4"])
-        XCTAssertThrowsError(try Train.parse(["--learning-rate=-1"])) { error in
-            XCTAssertTrue(Train.message(for: error).contains("--learning-rate: must be a positive number"), "\(error)")
+        XCTAssertThrowsError(try Train.parse(["--learning-rate", "-1"])) { error in
+            XCTAssertTrue(Train.message(for: error).contains("--learning-rate: must be a positive number (got -1.0)"), "\(error)")
         }
-        // A flag after a valued option is still a flag.
-        XCTAssertEqual(try CommandLineArguments.normalized(["train", "--config", "--allow-tf32"]), ["train", "--config", "--allow-tf32"])
+        XCTAssertThrowsError(try Train.parse(["--epochs", "-3", "--seed", "4"])) { error in
+            XCTAssertTrue(Train.message(for: error).contains("--epochs: must be a positive integer (got -3)"), "\(error)")
+        }
+        // A flag after an option that takes a path is still a flag.
+        XCTAssertThrowsError(try Train.parse(["--config", "--allow-tf32"]))
+    }
+
+    func testOnlyTrainRewritesABareResume() throws {
+        XCTAssertEqual(try CommandLineArguments.normalized(["--resume"]), ["--resume-latest"])
+        XCTAssertEqual(try CommandLineArguments.normalized(["evaluate", "--resume"]), ["evaluate", "--resume"])
     }
 
     func testAMisspeltSubcommandIsNamed() {

@@ -134,8 +134,11 @@ final class ConfigReaderTests: XCTestCase {
             model: {layers: [{dense: {units: 1, activation: sigmoid}}]}
             loss: binary_crossentropy
             """)
-        XCTAssertEqual(synthetic.data.train, .synthetic(name: "spiral", samples: DataSource.defaultSyntheticSamples, noise: 0, seed: 0))
-        XCTAssertEqual(synthetic.training, TrainingSection.defaults)
+        XCTAssertEqual(synthetic.data.train, .synthetic(name: "spiral", samples: 500, noise: 0, seed: 0))
+        XCTAssertEqual(synthetic.training.epochs, 1)
+        XCTAssertEqual(synthetic.training.batchSize, 32)
+        XCTAssertEqual(synthetic.training.seed, 1)
+        XCTAssertTrue(synthetic.training.shuffle)
     }
 
     /// The stored form keeps the keys older files were written with.

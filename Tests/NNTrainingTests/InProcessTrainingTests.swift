@@ -248,7 +248,7 @@ final class InProcessTrainingTests: XCTestCase {
             comparison.problems.append("parameters differ from world 1 by \(comparison.parameterDifference)")
         }
         // A rank's model file holds what that rank trained.
-        if let path = three[0].result?.modelPath, try ModelFile.read(path: path).parameters != three[0].parameters {
+        if let path = three[0].modelPath, try ModelFile.read(path: path).parameters != three[0].parameters {
             comparison.problems.append("model file differs from rank 0's parameters")
         }
         if let result = three[0].result {
@@ -280,7 +280,13 @@ final class InProcessTrainingTests: XCTestCase {
         var trainingSamples: Int
 
         var result: RunResult? {
-            if case .finished(let result)? = outcome { return result }
+            if case .finished(let result, _)? = outcome { return result }
+            return nil
+        }
+
+        /// Where rank 0 saved the final model.
+        var modelPath: String? {
+            if case .finished(_, let path)? = outcome { return path }
             return nil
         }
     }
