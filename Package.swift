@@ -20,7 +20,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
-        // The CPU backend's optimizer loops, in C so that their square roots vectorize.
+        // The CPU backend's optimizer and activation loops, in C so that their square
+        // roots vectorize; include/nn_rules.h holds the per-element arithmetic the
+        // CUDA kernels share.
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 

@@ -129,10 +129,6 @@ public enum CUDAKernels {
 
     // ---- linear algebra and elementwise ----------------------------------------
 
-    extern "C" __global__ void nn_scale(float* x, i64 n, float f) {
-        GRID_STRIDE(i, n) x[i] *= f;
-    }
-
     // x: (B x k) += bias (1 x k) on every row.
     extern "C" __global__ void nn_add_bias(float* x, const float* bias, i64 n, int k) {
         GRID_STRIDE(i, n) x[i] += bias[i % k];
@@ -146,10 +142,6 @@ public enum CUDAKernels {
         float s = beta == 0.0f ? 0.0f : (beta == 1.0f ? target[j] : target[j] * beta);
         for (int r = 0; r < rows; r++) s += x[(i64)r * k + j];
         target[j] = s;
-    }
-
-    extern "C" __global__ void nn_axpy(float alpha, const float* x, float* y, i64 n) {
-        GRID_STRIDE(i, n) y[i] += alpha * x[i];
     }
 
     extern "C" __global__ void nn_multiply(const float* a, const float* b, float* target, i64 n) {
@@ -358,15 +350,14 @@ public enum CUDAKernels {
     #define RETURN_IF_FLAGGED(skip) if ((skip) != 0 && (skip)[0] != 0u) return
 
     // m is null without momentum.
-    extern "C" __global__ void nn_sgd(float* w, const float* g, float* m, i64 n, float lr, float mu, int nesterov,
-                                      float keep, const unsigned* skip) {
+    extern "C" __global__ void nn_sgd(float* w, const float* g, float* m, i64 n, float lr, float mu, float look,
+                                      float direct, float keep, const unsigned* skip) {
         RETURN_IF_FLAGGED(skip);
         if (m == 0) {
             GRID_STRIDE(i, n) w[i] = w[i] * keep - lr * g[i];
             return;
         }
         // m = mu m - lr g;  w += m, or w += mu m - lr g with Nesterov.
-        float look = nesterov ? mu : 1.0f, direct = nesterov ? lr : 0.0f;
         GRID_STRIDE(i, n) {
             float mi = mu * m[i] - lr * g[i];
             m[i] = mi;
@@ -424,7 +415,7 @@ public enum CUDAKernels {
 
 /// The kernels by name, as the accelerator launches them.
 enum Kernel: String, CaseIterable {
-    case scale = "nn_scale", addBias = "nn_add_bias", sumRows = "nn_sum_rows", axpy = "nn_axpy"
+    case addBias = "nn_add_bias", sumRows = "nn_sum_rows"
     case multiply = "nn_multiply", activate = "nn_activate", activationBackward = "nn_activation_backward"
     case softmaxRows = "nn_softmax_rows", softmaxBackward = "nn_softmax_backward"
     case softmaxCrossEntropy = "nn_softmax_xent", sigmoidBinaryCrossEntropy = "nn_sigmoid_bce"

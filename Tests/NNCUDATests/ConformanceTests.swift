@@ -10,7 +10,7 @@ import NNConformance
 final class ConformanceTests: XCTestCase {
     /// The first word of every check name: one per protocol op (allocate is used by all).
     static let operations: Set<String> = [
-        "copy", "fill", "gemm", "addBias", "sumRows", "axpy", "multiply", "activate", "activationBackward",
+        "copy", "fill", "gemm", "addBias", "sumRows", "multiply", "activate", "activationBackward",
         "softmaxCrossEntropy", "sigmoidBinaryCrossEntropy", "squaredError", "dropout", "addPenalty", "update",
         "checkFinite",
     ]
@@ -51,11 +51,11 @@ final class ConformanceTests: XCTestCase {
 
     func testAWriteOutsideTheViewIsCaught() {
         let wrong = PerturbedAccelerator()
-        wrong.axpyWritesPastTheEnd = true
+        wrong.addBiasWritesPastTheEnd = true
         let failed = Conformance.run(wrong, reference: CPUAccelerator(threads: 1), seed: 5).filter { !$0.passed }
         XCTAssertFalse(failed.isEmpty)
         for result in failed {
-            XCTAssertEqual(operation(result), "axpy")
+            XCTAssertEqual(operation(result), "addBias")
             XCTAssertTrue(result.detail.contains("guard value 0 outside the view"), result.detail)
         }
     }
