@@ -29,7 +29,8 @@ let package = Package(
         // MARK: Library modules, one job each
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-        .target(name: "NNCUDA", dependencies: ["NNCore"]),
+        // The CUDA kernels are kernels/*.cu, built into the binary by EmbedKernelSources.
+        .target(name: "NNCUDA", dependencies: ["NNCore"], plugins: ["EmbedKernelSources"]),
         .target(name: "NNConformance", dependencies: ["NNCore"]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
         .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
@@ -41,6 +42,12 @@ let package = Package(
             "NNTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // MARK: Build tools
+
+        // Turns text files into a Swift source of string literals (see the plugin).
+        .executableTarget(name: "EmbedSources", path: "Sources/EmbedSources"),
+        .plugin(name: "EmbedKernelSources", capability: .buildTool(), dependencies: ["EmbedSources"]),
 
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
