@@ -46,12 +46,13 @@ let package = Package(
         // MARK: Build tools
 
         // Turns text files into a Swift source of string literals (see the plugin).
-        .executableTarget(name: "EmbedSources", path: "Sources/EmbedSources"),
+        .executableTarget(name: "EmbedSources"),
         .plugin(name: "EmbedKernelSources", capability: .buildTool(), dependencies: ["EmbedSources"]),
 
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
+        .testTarget(name: "NNConformanceTests", dependencies: ["NNConformance", "NNCore"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA"]),

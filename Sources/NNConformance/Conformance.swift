@@ -27,6 +27,9 @@ public struct CheckResult: Sendable, CustomStringConvertible {
     /// What was compared, and the worst value when the check failed.
     public let detail: String
 
+    /// The `Accelerator` operation the check exercises: the first word of `name`.
+    public var operation: String { String(name.prefix { $0 != " " }) }
+
     /// Creates a result.
     public init(name: String, maxRelativeError: Double, passed: Bool, detail: String) {
         self.name = name

@@ -2,7 +2,7 @@
 // fakecublas.cpp): queued work runs only when the host waits for it, so a
 // host read before a synchronization sees stale data, as on a GPU.
 // Linked against the built libcuda.so.1 and libcublas.so.12; run by
-// scripts/cuda-emulator/run before the Swift tests. Prints one line on
+// Tests/CUDAEmulator/run before the Swift tests. Prints one line on
 // success; on failure names the check and exits 1.
 //
 // The emulator's device memory is host memory, so some checks look at a

@@ -9,6 +9,8 @@ final class PerturbedAccelerator: Accelerator {
     var multiplyError: Float?
     /// When set, addBias also writes one value past the end of x (into the suite's guard).
     var addBiasWritesPastTheEnd = false
+    /// When set, sumRows always adds to the target as if β were 1.
+    var sumRowsIgnoresBeta = false
     /// Added to dropout's key: a different mask.
     var dropoutKeyOffset: UInt64 = 0
 
@@ -27,7 +29,9 @@ final class PerturbedAccelerator: Accelerator {
         base.addBias(bias, to: x)
         if addBiasWritesPastTheEnd { x.hostPointer[x.count] = 0 }
     }
-    func sumRows(_ x: Tensor, into target: Tensor, beta: Float) { base.sumRows(x, into: target, beta: beta) }
+    func sumRows(_ x: Tensor, into target: Tensor, beta: Float) {
+        base.sumRows(x, into: target, beta: sumRowsIgnoresBeta ? 1 : beta)
+    }
 
     func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
         base.multiply(a, b, into: target)
