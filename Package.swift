@@ -20,14 +20,17 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
 
-        // The CPU backend's optimizer loops, in C so that their square roots vectorize.
+        // The CPU backend's optimizer and activation loops, in C so that their square
+        // roots vectorize; include/nn_rules.h holds the per-element arithmetic the
+        // CUDA kernels share.
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=off"])]),
 
         // MARK: Library modules, one job each
         .target(name: "NNCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-        .target(name: "NNCUDA", dependencies: ["NNCore"]),
+        // The CUDA kernels are kernels/*.cu, built into the binary by EmbedKernelSources.
+        .target(name: "NNCUDA", dependencies: ["NNCore"], plugins: ["EmbedKernelSources"]),
         .target(name: "NNConformance", dependencies: ["NNCore"]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
         .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
@@ -45,10 +48,17 @@ let package = Package(
         ]),
         .executableTarget(name: "nntrain", dependencies: ["NNTrainApp"]),
 
+        // MARK: Build tools
+
+        // Turns text files into a Swift source of string literals (see the plugin).
+        .executableTarget(name: "EmbedSources"),
+        .plugin(name: "EmbedKernelSources", capability: .buildTool(), dependencies: ["EmbedSources"]),
+
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
         .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed"]),
+        .testTarget(name: "NNConformanceTests", dependencies: ["NNConformance", "NNCore"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed", "NNCore", "NNData"]),

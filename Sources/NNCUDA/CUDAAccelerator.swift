@@ -330,13 +330,6 @@ public final class CUDAAccelerator: Accelerator {
         context.synchronize()
     }
 
-    public func copy(_ source: Tensor, to target: Tensor) {
-        precondition(source.count == target.count, "copy: tensors of \(source.count) and \(target.count) values")
-        guard source.count > 0 else { return }
-        context.makeCurrent()
-        context.expectSuccess(driver.cuMemcpyDtoDAsync(address(target), address(source), source.count * 4, stream), "cuMemcpyDtoDAsync_v2")
-    }
-
     public func fill(_ tensor: Tensor, with value: Float) {
         guard tensor.count > 0 else { return }
         context.makeCurrent()
@@ -345,15 +338,8 @@ public final class CUDAAccelerator: Accelerator {
 
     // MARK: - Linear algebra
 
-    public func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor,
-                     beta: Float, _ c: Tensor) {
-        let shape = GEMMShape(transposeA: transposeA, transposeB: transposeB, a, b, c)
+    public func gemm(_ shape: GEMMShape, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor) {
         let (m, n, k) = (shape.m, shape.n, shape.k)
-        if m == 0 || n == 0 { return }
-        if k == 0 {
-            if beta == 0 { fill(c, with: 0) } else if beta != 1 { scale(c, by: beta) }
-            return
-        }
         // cuBLAS is column-major, where a row-major (r × c) matrix reads as its
         // transpose. So row-major C = op(A)·op(B) is computed as the
         // column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: operands swapped, each leading
@@ -362,17 +348,13 @@ public final class CUDAAccelerator: Accelerator {
         var alpha = alpha, beta = beta
         let status = blas.cublasSgemm(
             blasHandle,
-            transposeB ? CUBLAS.transpose : CUBLAS.noTranspose,
-            transposeA ? CUBLAS.transpose : CUBLAS.noTranspose,
+            shape.transposeB ? CUBLAS.transpose : CUBLAS.noTranspose,
+            shape.transposeA ? CUBLAS.transpose : CUBLAS.noTranspose,
             Int32(n), Int32(m), Int32(k), &alpha,
             UnsafeRawPointer(bitPattern: UInt(address(b))), Int32(max(b.columns, 1)),
             UnsafeRawPointer(bitPattern: UInt(address(a))), Int32(max(a.columns, 1)),
             &beta, UnsafeMutableRawPointer(bitPattern: UInt(address(c))), Int32(max(c.columns, 1)))
         if status != 0 { fatalError("CUDA: cublasSgemm_v2 (\(m)×\(k)·\(k)×\(n)) failed with cublasStatus \(status)") }
-    }
-
-    private func scale(_ x: Tensor, by factor: Float) {
-        launch(.scale, blocks: blocks(x.count), [pointer(x), count(x.count), .float(factor)])
     }
 
     public func addBias(_ bias: Tensor, to x: Tensor) {
@@ -385,11 +367,6 @@ public final class CUDAAccelerator: Accelerator {
         let threads = CUDAKernels.blockSize
         launch(.sumRows, blocks: (x.columns + threads - 1) / threads,
                [pointer(x), pointer(target), .int32(Int32(x.rows)), .int32(Int32(x.columns)), .float(beta)])
-    }
-
-    public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
-        precondition(x.count == y.count)
-        launch(.axpy, blocks: blocks(x.count), [.float(alpha), pointer(x), pointer(y), count(x.count)])
     }
 
     public func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
@@ -454,11 +431,10 @@ public final class CUDAAccelerator: Accelerator {
                 .float(perOutput), .float(outputs), pointer(statistics)])
     }
 
-    public func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
-                             perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor) {
+    public func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientFactor factor: Float,
+                             accuracy: AccuracyRule, statistics: Tensor) {
         precondition(targets.count == outputs.count && statistics.count >= Statistic.width)
         let o = outputs.columns
-        let factor = perceptronRule ? gradientScale : 2 * gradientScale / Float(max(o, 1))
         var threshold: Int32 = 0, cut: Float = 0
         if case .threshold(let value) = accuracy { threshold = 1; cut = value }
         launch(.squaredError, blocks: blocks(outputs.count),
@@ -490,36 +466,30 @@ public final class CUDAAccelerator: Accelerator {
 
     // MARK: - Optimizer
 
-    public func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged flag: Tensor?) {
-        precondition(parameters.count == gradients.count && state.count == rule.slots.count)
+    public func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor],
+                       skipIfFlagged flag: Tensor?) {
+        precondition(parameters.count == gradients.count && state.count == step.slotCount)
         precondition(state.allSatisfy { $0.count == parameters.count })
-        let n = parameters.count, lr = learningRate
-        let grid = blocks(n)
-        let keep = Argument.float(1 - lr * weightDecay), skip = pointer(flag)
-        switch rule {
-        case .sgd(let momentum, let nesterov):
-            launch(.sgd, blocks: grid,
-                   [pointer(parameters), pointer(gradients), pointer(momentum == 0 ? nil : state[0]), count(n), .float(lr),
-                    .float(momentum), .int32(nesterov ? 1 : 0), keep, skip])
-        case .rmsprop(let rho, let momentum, let epsilon):
-            launch(.rmsprop, blocks: grid,
-                   [pointer(parameters), pointer(gradients), pointer(state[0]), pointer(momentum == 0 ? nil : state[1]),
-                    count(n), .float(lr), .float(rho), .float(1 - rho), .float(epsilon), .float(momentum), keep, skip])
-        case .adam(let beta1, let beta2, let epsilon):
-            // Keras' bias-corrected step size, in Double exactly as the CPU computes it.
-            let t = Double(step)
-            let alpha = Float(Double(lr) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
-            launch(.adam, blocks: grid,
-                   [pointer(parameters), pointer(gradients), pointer(state[0]), pointer(state[1]), count(n),
-                    .float(alpha), .float(1 - beta1), .float(1 - beta2), .float(epsilon), keep, skip])
+        let n = parameters.count, grid = blocks(n), skip = pointer(flag)
+        let w = pointer(parameters), g = pointer(gradients)
+        switch step {
+        case .sgd(let lr, let momentum, let look, let direct, let keep):
+            launch(.sgd, blocks: grid, [w, g, pointer(state.first), count(n), .float(lr), .float(momentum), .float(look),
+                                        .float(direct), .float(keep), skip])
+        case .rmsprop(let lr, let rho, let rest, let epsilon, let momentum, let keep):
+            launch(.rmsprop, blocks: grid, [w, g, pointer(state[0]), pointer(state.count > 1 ? state[1] : nil), count(n),
+                                            .float(lr), .float(rho), .float(rest), .float(epsilon), .float(momentum),
+                                            .float(keep), skip])
+        case .adam(let alpha, let c1, let c2, let epsilon, let keep):
+            launch(.adam, blocks: grid, [w, g, pointer(state[0]), pointer(state[1]), count(n), .float(alpha), .float(c1),
+                                         .float(c2), .float(epsilon), .float(keep), skip])
         }
     }
 
     public func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) {
-        precondition(flag.count == 2 && step > 0)
+        precondition(flag.count == FiniteGuard.width && step > 0)
         launch(.checkFinite, blocks: blocks(tensor.count),
-               [pointer(tensor), count(tensor.count), pointer(flag), .int32(Int32(truncatingIfNeeded: UInt32(truncatingIfNeeded: step)))])
+               [pointer(tensor), count(tensor.count), pointer(flag), .int32(Int32(bitPattern: FiniteGuard.word(step)))])
     }
 }
 

@@ -128,7 +128,6 @@ final class CUDADriver: @unchecked Sendable {
     let cuEventDestroy: @convention(c) (Handle) -> Result
     let cuMemcpyHtoDAsync: @convention(c) (UInt64, UnsafeRawPointer, Int, Handle) -> Result
     let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer, UInt64, Int, Handle) -> Result
-    let cuMemcpyDtoDAsync: @convention(c) (UInt64, UInt64, Int, Handle) -> Result
     let cuMemsetD32Async: @convention(c) (UInt64, UInt32, Int, Handle) -> Result
     let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<Handle>, UnsafeRawPointer) -> Result
     let cuModuleUnload: @convention(c) (Handle) -> Result
@@ -170,7 +169,6 @@ final class CUDADriver: @unchecked Sendable {
         cuEventDestroy = try lib.function("cuEventDestroy_v2")
         cuMemcpyHtoDAsync = try lib.function("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoHAsync = try lib.function("cuMemcpyDtoHAsync_v2")
-        cuMemcpyDtoDAsync = try lib.function("cuMemcpyDtoDAsync_v2")
         cuMemsetD32Async = try lib.function("cuMemsetD32Async")
         cuModuleLoadData = try lib.function("cuModuleLoadData")
         cuModuleUnload = try lib.function("cuModuleUnload")

@@ -27,6 +27,9 @@ public struct CheckResult: Sendable, CustomStringConvertible {
     /// What was compared, and the worst value when the check failed.
     public let detail: String
 
+    /// The `Accelerator` operation the check exercises: the first word of `name`.
+    public var operation: String { String(name.prefix { $0 != " " }) }
+
     /// Creates a result.
     public init(name: String, maxRelativeError: Double, passed: Bool, detail: String) {
         self.name = name
@@ -212,9 +215,11 @@ final class Suite {
             let values = uniform(rows, columns)
             let x = pair(values, rows, columns)
             check("copy host-device-host \(rows)x\(columns)", [Output(label: "x", pair: x, exact: true)]) { _, _ in }
+            // Into and out of views between guards: a download of one view
+            // uploaded into another must arrive unchanged, and only there.
             let y = pair(uniform(rows, columns), rows, columns)
-            check("copy device-device \(rows)x\(columns)", [Output(label: "target", pair: y, exact: true)]) { acc, side in
-                acc.copy(side(x), to: side(y))
+            check("copy view device-host-device \(rows)x\(columns)", [Output(label: "target", pair: y, exact: true)]) { acc, side in
+                acc.values(side(x)).withUnsafeBufferPointer { acc.copy($0, to: side(y)) }
             }
             // The copy may read the host buffer after returning; writing into
             // it after waitUntilWritable() must not change what arrives.
@@ -268,10 +273,6 @@ final class Suite {
                     acc.sumRows(side(x), into: side(target), beta: beta)
                 }
             }
-
-            let y = pair(uniform(rows, columns), rows, columns)
-            let source = pair(uniform(rows, columns), rows, columns)
-            check("axpy \(rows)x\(columns)", [Output(label: "y", pair: y)]) { acc, side in acc.axpy(-0.3, side(source), side(y)) }
 
             let a = pair(uniform(rows, columns), rows, columns), b = pair(uniform(rows, columns), rows, columns)
             let product = pair(uniform(rows, columns), rows, columns)
@@ -379,8 +380,9 @@ final class Suite {
         let rules: [(AccuracyRule, String)] = [(.none, "none"), (.argmax, "argmax"), (.threshold(0.5), "threshold 0.5"), (.threshold(0), "threshold 0")]
         for (rows, columns) in Suite.shapes {
             for (accuracy, ruleName) in rules {
-                for perceptronRule in [false, true] {
-                    for withGradient in [true, false] where withGradient || !perceptronRule {
+                // The factors of a mean over the outputs and of the perceptron rule.
+                for (factorName, factor) in [("", 2 / Float(rows) / Float(columns)), (" perceptron", 1 / Float(rows))] {
+                    for withGradient in [true, false] where withGradient || factorName.isEmpty {
                         let outputs = pair(uniform(rows, columns, -1.5, 1.5), rows, columns)
                         let targetValues: [Float]
                         switch accuracy {
@@ -391,12 +393,12 @@ final class Suite {
                         let targets = pair(targetValues, rows, columns)
                         let gradient = pair(uniform(rows, columns), rows, columns)
                         let stats = statistics()
-                        let name = "squaredError \(ruleName)\(perceptronRule ? " perceptron" : "")\(withGradient ? "" : " no gradient") \(rows)x\(columns)"
+                        let name = "squaredError \(ruleName)\(factorName)\(withGradient ? "" : " no gradient") \(rows)x\(columns)"
                         check(name, [Output(label: "gradient", pair: gradient, exact: !withGradient),
                                      Output(label: "statistics", pair: stats, exactIndices: statisticsExactCorrect)]) { acc, side in
                             acc.squaredError(outputs: side(outputs), targets: side(targets),
-                                             gradient: withGradient ? side(gradient) : nil, gradientScale: 1 / Float(rows),
-                                             perceptronRule: perceptronRule, accuracy: accuracy, statistics: side(stats))
+                                             gradient: withGradient ? side(gradient) : nil, gradientFactor: factor,
+                                             accuracy: accuracy, statistics: side(stats))
                         }
                     }
                 }
@@ -457,16 +459,16 @@ final class Suite {
                     var outputs = [Output(label: "parameters", pair: parameters)]
                     outputs += zip(rule.slots, state).map { Output(label: "state \($0.0)", pair: $0.1) }
                     // Steps 1–3 apply; step 4 finds the guard record set and changes nothing.
-                    let clear = pair([0, 0], 1, 2)
-                    let flagged = pair([Float(bitPattern: 3), Float(bitPattern: 1)], 1, 2)
+                    let clear = pair(FiniteGuard.values(step: 0, count: 0), 1, FiniteGuard.width)
+                    let flagged = pair(FiniteGuard.values(step: 3, count: 1), 1, FiniteGuard.width)
+                    let steps = (1...4).map { rule.constants(step: $0, learningRate: 0.01, weightDecay: weightDecay) }
                     check("update \(ruleName) weightDecay=\(weightDecay) 3 steps then 1 flagged \(rows)x\(columns)", outputs) { acc, side in
-                        for (step, g) in gradients.enumerated() {
-                            acc.update(rule, parameters: side(parameters), gradients: side(g), state: state.map(side),
-                                       learningRate: 0.01, weightDecay: weightDecay, step: step + 1,
-                                       skipIfFlagged: step == 0 ? nil : side(clear))
+                        for (index, g) in gradients.enumerated() {
+                            acc.update(steps[index], parameters: side(parameters), gradients: side(g), state: state.map(side),
+                                       skipIfFlagged: index == 0 ? nil : side(clear))
                         }
-                        acc.update(rule, parameters: side(parameters), gradients: side(gradients[0]), state: state.map(side),
-                                   learningRate: 0.01, weightDecay: weightDecay, step: 4, skipIfFlagged: side(flagged))
+                        acc.update(steps[3], parameters: side(parameters), gradients: side(gradients[0]), state: state.map(side),
+                                   skipIfFlagged: side(flagged))
                     }
                 }
             }
@@ -488,7 +490,7 @@ final class Suite {
                 }
                 let x = pair(values, rows, columns)
                 for earlier in [0, 5] {
-                    let flag = pair([Float(bitPattern: UInt32(earlier)), Float(bitPattern: earlier == 0 ? 0 : 2)], 1, 2)
+                    let flag = pair(FiniteGuard.values(step: earlier, count: earlier == 0 ? 0 : 2), 1, FiniteGuard.width)
                     let name = "checkFinite \(poison ? "with NaN/inf" : "all finite")\(earlier == 0 ? "" : " after step \(earlier) was flagged") \(rows)x\(columns)"
                     check(name, [Output(label: "record", pair: flag, exact: true)]) { acc, side in
                         acc.checkFinite(side(x), step: 9, flag: side(flag))

@@ -22,8 +22,6 @@ public protocol Accelerator: AnyObject {
     func copy(_ source: UnsafeBufferPointer<Float>, to target: Tensor)
     /// Copies a device tensor into host memory, waiting for pending work.
     func copy(_ source: Tensor, to target: UnsafeMutableBufferPointer<Float>)
-    /// Copies between two device tensors of equal size.
-    func copy(_ source: Tensor, to target: Tensor)
     /// Sets every value of `tensor` to `value`.
     func fill(_ tensor: Tensor, with value: Float)
     /// Host memory for transfers to and from this accelerator, zero-filled.
@@ -34,15 +32,15 @@ public protocol Accelerator: AnyObject {
 
     // MARK: - Linear algebra
 
-    /// C ← α·op(A)·op(B) + β·C, op transposing when asked. C is (M × N),
-    /// op(A) is (M × K), op(B) is (K × N). β = 1 accumulates into C.
-    func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor)
+    /// C ← α·op(A)·op(B) + β·C for a `shape` with m, n and k all at least 1
+    /// (callers use `gemm(transposeA:transposeB:alpha:_:_:beta:_:)`, which
+    /// checks the shape and handles the empty cases).
+    func gemm(_ shape: GEMMShape, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor)
     /// Adds the row vector `bias` (1 × O) to every row of `x` (B × O).
     func addBias(_ bias: Tensor, to x: Tensor)
-    /// target (1 × O) ← β·target + Σ_rows x (B × O): the bias gradient.
+    /// target (1 × O) ← β·target + Σ_rows x (B × O): the bias gradient. `x`
+    /// may have no rows: then target ← β·target (0 when β = 0).
     func sumRows(_ x: Tensor, into target: Tensor, beta: Float)
-    /// y ← y + α·x, elementwise over equal-sized tensors.
-    func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor)
     /// target ← a ⊙ b, elementwise (in place allowed).
     func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor)
 
@@ -70,9 +68,9 @@ public protocol Accelerator: AnyObject {
     func sigmoidBinaryCrossEntropy(logits: Tensor, targets: Tensor, probabilities: Tensor,
                                    gradient: Tensor?, gradientScale: Float, statistics: Tensor)
     /// Mean squared error of outputs (B × O), averaged over O; gradient =
-    /// scale·2(ŷ − y)/O, or scale·(ŷ − y) under the perceptron rule.
-    func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
-                      perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor)
+    /// factor·(ŷ − y), with the factor from `Objective.squaredErrorGradientFactor`.
+    func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientFactor: Float,
+                      accuracy: AccuracyRule, statistics: Tensor)
 
     // MARK: - Regularization
 
@@ -87,31 +85,62 @@ public protocol Accelerator: AnyObject {
 
     // MARK: - Optimizer
 
-    /// One optimizer step over equal-sized flat buffers; `state` holds the
-    /// rule's slots in `UpdateRule.slots` order. `step` is 1-based. Does
-    /// nothing once `skipIfFlagged` (a `FiniteGuard` record) holds a step.
-    func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged: Tensor?)
+    /// One optimizer step over equal-sized flat buffers, with the constants
+    /// `step` (see `UpdateStep` for the formulas); `state` holds the rule's
+    /// slots in `UpdateRule.slots` order. Does nothing once `skipIfFlagged`
+    /// (a `FiniteGuard` record) holds a step.
+    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], skipIfFlagged: Tensor?)
     /// If `tensor` holds NaN or ±inf and the `FiniteGuard` record `flag` is
     /// clear, records `step` (1-based) and the number of such values in it.
     func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor)
 }
 
 /// The sizes of C ← α·op(A)·op(B) + β·C: C is (m × n), op(A) (m × k),
-/// op(B) (k × n). Creating one checks that the three tensors fit together.
+/// op(B) (k × n), op transposing A or B when asked. Creating one checks that
+/// the three tensors fit together.
 public struct GEMMShape: Equatable, Sendable {
-    public let m: Int, n: Int, k: Int
+    /// Rows of C and of op(A).
+    public let m: Int
+    /// Columns of C and of op(B).
+    public let n: Int
+    /// The inner dimension: columns of op(A), rows of op(B).
+    public let k: Int
+    /// Whether op(A) is Aᵀ.
+    public let transposeA: Bool
+    /// Whether op(B) is Bᵀ.
+    public let transposeB: Bool
 
     /// The shape of a product; traps when the tensors do not fit (a bug, never user input).
     public init(transposeA: Bool, transposeB: Bool, _ a: Tensor, _ b: Tensor, _ c: Tensor) {
         m = transposeA ? a.columns : a.rows
         k = transposeA ? a.rows : a.columns
         n = transposeB ? b.rows : b.columns
+        self.transposeA = transposeA
+        self.transposeB = transposeB
         precondition((transposeB ? b.columns : b.rows) == k && c.rows == m && c.columns == n, "gemm shapes do not fit")
     }
 }
 
 extension Accelerator {
+    /// C ← α·op(A)·op(B) + β·C, op transposing when asked. C is (M × N),
+    /// op(A) is (M × K), op(B) is (K × N). β = 1 accumulates into C.
+    ///
+    /// Checks the shapes, then hands a non-empty product to the backend. With
+    /// K = 0 the product is empty and C ← β·C, which is `sumRows` over no rows
+    /// into C seen as one row.
+    public func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor,
+                     beta: Float, _ c: Tensor) {
+        let shape = GEMMShape(transposeA: transposeA, transposeB: transposeB, a, b, c)
+        if shape.m == 0 || shape.n == 0 { return }
+        if shape.k == 0 {
+            if beta == 1 { return }
+            let noRows = Tensor(storage: c.storage, offset: c.offset, rows: 0, columns: c.count)
+            sumRows(noRows, into: c.reshaped(rows: 1, columns: c.count), beta: beta)
+            return
+        }
+        gemm(shape, alpha: alpha, a, b, beta: beta, c)
+    }
+
     /// Plain host memory: right for accelerators whose copies finish before returning.
     public func allocateHostBuffer(_ count: Int) -> HostBuffer { HostBuffer(count: count) }
 

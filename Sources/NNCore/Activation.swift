@@ -1,3 +1,5 @@
+import CKernels
+
 /// Activation functions: every one the course teaches, plus linear and leaky ReLU.
 ///
 /// Derivatives are computed from the activation's *output* a = g(z), which is
@@ -60,18 +62,21 @@ public enum Activation: Equatable, Hashable, Sendable {
     /// Whether backpropagation can pass through this activation.
     public var isDifferentiable: Bool { self != .step && self != .sign }
 
-    /// A small integer naming the kind, shared with device kernels.
+    /// A small integer naming the kind, as the C and CUDA kernels take it
+    /// (`nn_activation_kind` in nn_rules.h).
     public var code: Int32 {
+        let kind: nn_activation_kind
         switch self {
-        case .linear: 0
-        case .step: 1
-        case .sign: 2
-        case .sigmoid: 3
-        case .tanh: 4
-        case .relu: 5
-        case .leakyRelu: 6
-        case .softmax: 7
+        case .linear: kind = NN_LINEAR
+        case .step: kind = NN_STEP
+        case .sign: kind = NN_SIGN
+        case .sigmoid: kind = NN_SIGMOID
+        case .tanh: kind = NN_TANH
+        case .relu: kind = NN_RELU
+        case .leakyRelu: kind = NN_LEAKY_RELU
+        case .softmax: kind = NN_SOFTMAX
         }
+        return Int32(kind.rawValue)
     }
 
     /// The leaky slope (0 for every other kind).

@@ -1,5 +1,7 @@
-// The CPU backend: matrix products through OpenBLAS, everything else as
-// tight loops over raw pointers that the compiler vectorizes.
+// The CPU backend: matrix products through OpenBLAS, the optimizer updates
+// and elementwise activations in C (CKernels, with the per-element arithmetic
+// the CUDA kernels share), everything else as tight loops over raw pointers
+// that the compiler vectorizes.
 //
 // B = batch rows, O = outputs per row, n = element count.
 
@@ -54,11 +56,6 @@ public final class CPUAccelerator: Accelerator {
         }
     }
 
-    public func copy(_ source: Tensor, to target: Tensor) {
-        precondition(source.count == target.count)
-        if source.count > 0 { target.hostPointer.update(from: source.hostPointer, count: source.count) }
-    }
-
     public func fill(_ tensor: Tensor, with value: Float) {
         if tensor.count == 0 { return }
         if value == 0 {
@@ -70,19 +67,11 @@ public final class CPUAccelerator: Accelerator {
 
     // MARK: - Linear algebra
 
-    public func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor,
-                     beta: Float, _ c: Tensor) {
-        let shape = GEMMShape(transposeA: transposeA, transposeB: transposeB, a, b, c)
-        let (m, n, k) = (shape.m, shape.n, shape.k)
-        if m == 0 || n == 0 { return }
-        if k == 0 {
-            if beta == 0 { fill(c, with: 0) } else if beta != 1 { scale(c, by: beta) }
-            return
-        }
+    public func gemm(_ shape: GEMMShape, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor) {
         cblas_sgemm(CblasRowMajor,
-                    transposeA ? CblasTrans : CblasNoTrans,
-                    transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k),
+                    shape.transposeA ? CblasTrans : CblasNoTrans,
+                    shape.transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(shape.m), Int32(shape.n), Int32(shape.k),
                     alpha, a.hostPointer, Int32(max(a.columns, 1)),
                     b.hostPointer, Int32(max(b.columns, 1)),
                     beta, c.hostPointer, Int32(max(c.columns, 1)))
@@ -116,13 +105,6 @@ public final class CPUAccelerator: Accelerator {
         }
     }
 
-    public func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
-        precondition(x.count == y.count)
-        let xp = x.hostPointer, yp = y.hostPointer
-        forEachLane(x.count, vector: { store(load(yp, $0) + alpha * load(xp, $0), yp, $0) },
-                    scalar: { yp[$0] += alpha * xp[$0] })
-    }
-
     public func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
         precondition(a.count == b.count && a.count == target.count)
         let ap = a.hostPointer, bp = b.hostPointer, tp = target.hostPointer
@@ -137,23 +119,11 @@ public final class CPUAccelerator: Accelerator {
         switch activation {
         case .linear:
             if x != y { y.update(from: x, count: n) }
-        case .step:
-            for i in 0..<n { y[i] = x[i] >= 0 ? 1 : 0 }
-        case .sign:
-            for i in 0..<n { y[i] = x[i] >= 0 ? 1 : -1 }
-        case .sigmoid:
-            for i in 0..<n { y[i] = stableSigmoid(x[i]) }
-        case .tanh:
-            for i in 0..<n { y[i] = tanhf(x[i]) }
-        case .relu:
-            forEachLane(n, vector: { store(load(x, $0).replacing(with: 0, where: load(x, $0) .< 0), y, $0) },
-                        scalar: { y[$0] = x[$0] < 0 ? 0 : x[$0] })
-        case .leakyRelu(let slope):
-            forEachLane(n, vector: { let v = load(x, $0); store(v.replacing(with: slope * v, where: v .< 0), y, $0) },
-                        scalar: { let v = x[$0]; y[$0] = v >= 0 ? v : slope * v })
         case .softmax:
             let k = input.columns
             for r in 0..<input.rows { softmaxRow(x + r * k, y + r * k, k) }
+        default:
+            nn_activate(x, y, n, activation.code, activation.slope)
         }
     }
 
@@ -163,20 +133,6 @@ public final class CPUAccelerator: Accelerator {
         switch activation {
         case .linear:
             if g != d { d.update(from: g, count: n) }
-        case .step, .sign:
-            for i in 0..<n { d[i] = 0 }
-        case .sigmoid:
-            forEachLane(n, vector: { let v = load(a, $0); store(load(g, $0) * v * (1 - v), d, $0) },
-                        scalar: { let v = a[$0]; d[$0] = g[$0] * v * (1 - v) })
-        case .tanh:
-            forEachLane(n, vector: { let v = load(a, $0); store(load(g, $0) * (1 - v * v), d, $0) },
-                        scalar: { let v = a[$0]; d[$0] = g[$0] * (1 - v * v) })
-        case .relu:
-            forEachLane(n, vector: { store(load(g, $0).replacing(with: 0, where: load(a, $0) .<= 0), d, $0) },
-                        scalar: { d[$0] = a[$0] > 0 ? g[$0] : 0 })
-        case .leakyRelu(let slope):
-            forEachLane(n, vector: { let v = load(g, $0); store(v.replacing(with: slope * v, where: load(a, $0) .<= 0), d, $0) },
-                        scalar: { d[$0] = a[$0] > 0 ? g[$0] : slope * g[$0] })
         case .softmax:
             let k = output.columns
             for r in 0..<output.rows {
@@ -185,6 +141,8 @@ public final class CPUAccelerator: Accelerator {
                 for j in 0..<k { dot += ar[j] * gr[j] }
                 for j in 0..<k { dr[j] = ar[j] * (gr[j] - dot) }
             }
+        default:
+            nn_activation_backward(a, g, d, n, activation.code, activation.slope)
         }
     }
 
@@ -248,7 +206,7 @@ public final class CPUAccelerator: Accelerator {
             let zi = z[i], ti = t[i]
             // max(z, 0) − z·y + log(1 + e^−|z|): stable for any z.
             lossSum += Double(max(zi, 0) - zi * ti + log1pf(expf(-abs(zi))))
-            let pi = stableSigmoid(zi)
+            let pi = nn_sigmoid(zi)
             p[i] = pi
             if (pi >= 0.5) == (ti >= 0.5) { correct += 1 }
             if let grad { grad[i] = perOutput * (pi - ti) }
@@ -256,14 +214,13 @@ public final class CPUAccelerator: Accelerator {
         accumulate(statistics, loss: lossSum / Double(max(o, 1)), correct: correct)
     }
 
-    public func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
-                             perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor) {
+    public func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientFactor factor: Float,
+                             accuracy: AccuracyRule, statistics: Tensor) {
         precondition(targets.count == outputs.count)
         let o = outputs.columns, n = outputs.count
         let y = outputs.hostPointer, t = targets.hostPointer
         var squared: Double = 0, absolute: Double = 0
         if let grad = gradient?.hostPointer {
-            let factor = perceptronRule ? gradientScale : 2 * gradientScale / Float(max(o, 1))
             for i in 0..<n { grad[i] = factor * (y[i] - t[i]) }
         }
         for i in 0..<n {
@@ -329,34 +286,27 @@ public final class CPUAccelerator: Accelerator {
 
     // MARK: - Optimizer
 
-    public func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged flag: Tensor?) {
-        precondition(parameters.count == gradients.count && state.count == rule.slots.count)
-        if let flag, flag.hostPointer[0].bitPattern != 0 { return }
+    public func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor],
+                       skipIfFlagged flag: Tensor?) {
+        precondition(parameters.count == gradients.count && state.count == step.slotCount)
+        if let flag, FiniteGuard.isSet(flag.hostPointer) { return }
         let n = parameters.count, w = parameters.hostPointer, g = gradients.hostPointer
-        let decay = learningRate * weightDecay
-        switch rule {
-        case .sgd(let momentum, let nesterov):
-            nn_sgd_update(w, g, momentum > 0 ? state[0].hostPointer : nil, n, learningRate, momentum,
-                          nesterov ? 1 : 0, decay)
-        case .rmsprop(let rho, let momentum, let epsilon):
-            nn_rmsprop_update(w, g, state[0].hostPointer, momentum > 0 ? state[1].hostPointer : nil, n,
-                              learningRate, rho, momentum, epsilon, decay)
-        case .adam(let beta1, let beta2, let epsilon):
-            let t = Double(step)
-            let alpha = Float(Double(learningRate) * (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t)))
-            nn_adam_update(w, g, state[0].hostPointer, state[1].hostPointer, n, alpha, beta1, beta2, epsilon, decay)
+        switch step {
+        case .sgd(let lr, let momentum, let look, let direct, let keep):
+            nn_sgd_update(w, g, state.first?.hostPointer, n, lr, momentum, look, direct, keep)
+        case .rmsprop(let lr, let rho, let rest, let epsilon, let momentum, let keep):
+            nn_rmsprop_update(w, g, state[0].hostPointer, state.count > 1 ? state[1].hostPointer : nil, n,
+                              lr, rho, rest, epsilon, momentum, keep)
+        case .adam(let alpha, let c1, let c2, let epsilon, let keep):
+            nn_adam_update(w, g, state[0].hostPointer, state[1].hostPointer, n, alpha, c1, c2, epsilon, keep)
         }
     }
 
     public func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) {
-        precondition(flag.count == 2 && step > 0)
-        guard flag.hostPointer[0].bitPattern == 0 else { return }
+        precondition(flag.count == FiniteGuard.width && step > 0)
+        guard !FiniteGuard.isSet(flag.hostPointer) else { return }
         let bad = countNonFinite(tensor)
-        if bad > 0 {
-            flag.hostPointer[0] = Float(bitPattern: UInt32(truncatingIfNeeded: step))
-            flag.hostPointer[1] = Float(bitPattern: UInt32(truncatingIfNeeded: bad))
-        }
+        if bad > 0 { FiniteGuard.set(flag.hostPointer, step: step, count: bad) }
     }
 
     /// Number of NaN and ±inf values in `tensor`.
@@ -415,14 +365,6 @@ func forEachLane(_ n: Int, vector: (Int) -> Void, scalar: (Int) -> Void) {
 }
 
 // MARK: - Scalar helpers
-
-/// σ(z) without overflow for large |z|.
-@inline(__always)
-func stableSigmoid(_ z: Float) -> Float {
-    if z >= 0 { return 1 / (1 + expf(-z)) }
-    let e = expf(z)
-    return e / (1 + e)
-}
 
 /// Softmax of one row of k values, shifted by the row maximum.
 @inline(__always)

@@ -81,20 +81,44 @@ public struct FiniteGuard: Sendable {
 
     /// A clear record on `accelerator`.
     public init(accelerator: any Accelerator) {
-        tensor = accelerator.tensor(rows: 1, columns: 2)
+        tensor = accelerator.tensor(rows: 1, columns: Self.width)
     }
 
     /// The recorded step and count, or nil while every step was finite
     /// (waits for queued work).
     public func read(_ accelerator: any Accelerator) -> (step: Int, count: Int)? {
-        let words: (step: UInt32, count: UInt32)
         if accelerator.isHostMemory {
             // Read in place: the CPU trainer asks every step.
-            words = (tensor.hostPointer[0].bitPattern, tensor.hostPointer[1].bitPattern)
-        } else {
-            let values = accelerator.values(tensor)
-            words = (values[0].bitPattern, values[1].bitPattern)
+            return Self.decode(UnsafePointer(tensor.hostPointer))
         }
-        return words.step == 0 ? nil : (Int(words.step), Int(words.count))
+        return accelerator.values(tensor).withUnsafeBufferPointer { Self.decode($0.baseAddress!) }
+    }
+
+    // MARK: - The layout, for backends and tests
+
+    /// Values in a record.
+    public static let width = 2
+
+    /// The 32-bit word a record stores for a step or a count (kernels take it as `unsigned`).
+    public static func word(_ value: Int) -> UInt32 { UInt32(truncatingIfNeeded: value) }
+
+    /// A record holding `step` (0 for a clear one) and `count`, as values to upload.
+    public static func values(step: Int, count: Int) -> [Float] {
+        [Float(bitPattern: word(step)), Float(bitPattern: word(count))]
+    }
+
+    /// The step and count in a record in host memory; nil when it is clear.
+    public static func decode(_ record: UnsafePointer<Float>) -> (step: Int, count: Int)? {
+        let step = record[0].bitPattern
+        return step == 0 ? nil : (Int(step), Int(record[1].bitPattern))
+    }
+
+    /// Whether a record in host memory holds a step.
+    public static func isSet(_ record: UnsafePointer<Float>) -> Bool { record[0].bitPattern != 0 }
+
+    /// Writes `step` and `count` into a record in host memory.
+    public static func set(_ record: UnsafeMutablePointer<Float>, step: Int, count: Int) {
+        record[0] = Float(bitPattern: word(step))
+        record[1] = Float(bitPattern: word(count))
     }
 }

@@ -52,6 +52,13 @@ public struct Objective: Equatable, Sendable {
     /// layer hands it logits): softmax + cross-entropy, sigmoid + binary cross-entropy.
     public var isFused: Bool { loss.isCrossEntropy }
 
+    /// The factor f of the squared-error gradient f·(ŷ − y) handed to
+    /// backpropagation: ∂/∂ŷ of the mean over O outputs is 2/O, times
+    /// `gradientScale`; the perceptron rule takes (ŷ − y) itself, times `gradientScale`.
+    public func squaredErrorGradientFactor(gradientScale: Float) -> Float {
+        perceptronRule ? gradientScale : 2 * gradientScale / Float(max(outputs, 1))
+    }
+
     /// Width of one target row on the device.
     public var targetWidth: Int { loss == .sparseCategoricalCrossEntropy ? 1 : outputs }
 

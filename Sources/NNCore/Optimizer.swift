@@ -87,8 +87,7 @@ public final class Optimizer {
     public func apply(parameters: Tensor, gradients: Tensor, skipIfFlagged flag: Tensor? = nil) {
         let rate = currentRate
         steps += 1
-        accelerator.update(rule, parameters: parameters, gradients: gradients,
-                           state: slotViews, learningRate: rate,
-                           weightDecay: weightDecay, step: steps, skipIfFlagged: flag)
+        accelerator.update(rule.constants(step: steps, learningRate: rate, weightDecay: weightDecay),
+                           parameters: parameters, gradients: gradients, state: slotViews, skipIfFlagged: flag)
     }
 }

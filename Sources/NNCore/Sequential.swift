@@ -200,7 +200,7 @@ public final class Sequential {
                                                   gradient: gradient, gradientScale: gradientScale, statistics: statistics)
         case .meanSquaredError:
             accelerator.squaredError(outputs: output, targets: targets, gradient: gradient,
-                                     gradientScale: gradientScale, perceptronRule: objective.perceptronRule,
+                                     gradientFactor: objective.squaredErrorGradientFactor(gradientScale: gradientScale),
                                      accuracy: objective.accuracy, statistics: statistics)
         }
     }

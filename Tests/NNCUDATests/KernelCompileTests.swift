@@ -2,6 +2,7 @@
 // libnvrtc (not a GPU): set NNTRAIN_NVRTC_DIR to pip's
 // nvidia/cuda_nvrtc/lib directory, or install the CUDA toolkit.
 
+import Foundation
 import XCTest
 import NNCUDA
 import NNCore
@@ -22,6 +23,28 @@ final class KernelCompileTests: XCTestCase {
         return (0...(haystack.count - bytes.count)).contains { start in
             haystack[start] == bytes[0] && Array(haystack[start..<(start + bytes.count)]) == bytes
         }
+    }
+
+    /// The kernel names in a CUDA source: `extern "C" __global__ void NAME(`.
+    func definedKernels(_ source: String) -> Set<String> {
+        let marker = "extern \"C\" __global__ void "
+        return Set(source.components(separatedBy: "\n").compactMap { line -> String? in
+            guard line.hasPrefix(marker) else { return nil }
+            return String(line.dropFirst(marker.count).prefix { $0 != "(" })
+        })
+    }
+
+    func testTheSourceDefinesExactlyTheKernelsTheAcceleratorLaunches() {
+        XCTAssertEqual(definedKernels(CUDAKernels.source), Set(CUDAKernels.names))
+        XCTAssertEqual(Array(CUDAKernels.headers.keys), ["nn_rules.h"], "the headers nntrain.cu includes")
+    }
+
+    func testTheEmbeddedFilesAreTheFilesInTheTree() throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources")
+        let kernel = try String(contentsOf: sources.appendingPathComponent("NNCUDA/kernels/nntrain.cu"), encoding: .utf8)
+        let rules = try String(contentsOf: sources.appendingPathComponent("CKernels/include/nn_rules.h"), encoding: .utf8)
+        XCTAssertEqual(CUDAKernels.source, kernel)
+        XCTAssertEqual(CUDAKernels.headers["nn_rules.h"], rules)
     }
 
     func testEveryKernelCompilesForSM80AndSM90() throws {

@@ -181,7 +181,7 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(cpu.values(out), [-1, -1, 1, 1])
     }
 
-    func testLossGradientsMatchFiniteDifferencesAndFloat32() {
+    func testLossGradientsMatchFiniteDifferencesAndFloat32() throws {
         let sparse = (0..<rows).map { Double($0 % columns) }
         var oneHot = [Double](repeating: 0, count: rows * columns)
         for r in 0..<rows { oneHot[r * columns + (r * 3) % columns] = 1 }
@@ -214,8 +214,11 @@ final class GradientCheckTests: XCTestCase {
                 cpu.sigmoidBinaryCrossEntropy(logits: logits, targets: t, probabilities: probs, gradient: grad,
                                               gradientScale: scale, statistics: stats)
             case .meanSquaredError:
-                cpu.squaredError(outputs: logits, targets: t, gradient: grad, gradientScale: scale,
-                                 perceptronRule: false, accuracy: .none, statistics: stats)
+                let objective = try Objective(loss: .meanSquaredError, outputActivation: .linear, outputs: columns,
+                                              isClassifier: false, layerCount: 1)
+                cpu.squaredError(outputs: logits, targets: t, gradient: grad,
+                                 gradientFactor: objective.squaredErrorGradientFactor(gradientScale: scale),
+                                 accuracy: .none, statistics: stats)
             }
             let expected = analytic.map { $0 / Double(rows) }
             XCTAssertLessThan(relativeError(cpu.values(grad).map(Double.init), expected), 1e-4, "\(loss) Float32 gradient")
@@ -370,11 +373,12 @@ final class GradientCheckTests: XCTestCase {
         XCTAssertEqual(record?.count, 3)
 
         let w = cpu.tensor([1, 2], rows: 1, columns: 2), g = cpu.tensor([0.5, 0.5], rows: 1, columns: 2)
-        cpu.update(.sgd(momentum: 0, nesterov: false), parameters: w, gradients: g, state: [], learningRate: 1,
-                   weightDecay: 0.1, step: 1, skipIfFlagged: guardRecord.tensor)
+        let sgd = UpdateRule.sgd(momentum: 0, nesterov: false)
+        cpu.update(sgd.constants(step: 1, learningRate: 1, weightDecay: 0.1), parameters: w, gradients: g, state: [],
+                   skipIfFlagged: guardRecord.tensor)
         XCTAssertEqual(cpu.values(w), [1, 2], "a flagged record stops every update")
-        cpu.update(.sgd(momentum: 0, nesterov: false), parameters: w, gradients: g, state: [], learningRate: 1,
-                   weightDecay: 0, step: 1, skipIfFlagged: FiniteGuard(accelerator: cpu).tensor)
+        cpu.update(sgd.constants(step: 1, learningRate: 1, weightDecay: 0), parameters: w, gradients: g, state: [],
+                   skipIfFlagged: FiniteGuard(accelerator: cpu).tensor)
         XCTAssertEqual(cpu.values(w), [0.5, 1.5], "a clear record lets it through")
     }
 

@@ -1,22 +1,31 @@
-// Optimizer updates for the CPU backend, in C: their square roots must
-// vectorize, and Swift lowers SIMD square roots lane by lane. Each function
-// applies one step to n parameters in place; the formulas are those of
-// NNCore's UpdateRule (Keras 3), with decoupled weight decay `decay` = η·λ.
+// The CPU backend's elementwise loops, in C: their square roots must
+// vectorize, and Swift lowers SIMD square roots lane by lane. Each loop
+// applies nn_rules.h's per-element arithmetic (shared with the CUDA kernels)
+// to n values in place; the constants come from NNCore's UpdateStep.
 #ifndef NNTRAIN_CKERNELS_H
 #define NNTRAIN_CKERNELS_H
 
 #include <stddef.h>
+#include "nn_rules.h"
 
-/// SGD; momentum m (NULL when μ = 0); Nesterov when `nesterov` != 0.
+/// SGD; momentum m (NULL without a momentum slot).
 void nn_sgd_update(float *w, const float *g, float *m, size_t n,
-                   float lr, float momentum, int nesterov, float decay);
+                   float lr, float momentum, float look, float direct, float keep);
 
-/// RMSprop: v mean square; m momentum (NULL when μ = 0).
+/// RMSprop: v mean square; m momentum (NULL without a momentum slot).
 void nn_rmsprop_update(float *w, const float *g, float *v, float *m, size_t n,
-                       float lr, float rho, float momentum, float epsilon, float decay);
+                       float lr, float rho, float rest, float epsilon, float momentum, float keep);
 
-/// Adam with Keras' bias correction folded into alpha = η·√(1−β₂ᵗ)/(1−β₁ᵗ).
+/// Adam; alpha already holds Keras' bias correction.
 void nn_adam_update(float *w, const float *g, float *m, float *v, size_t n,
-                    float alpha, float beta1, float beta2, float epsilon, float decay);
+                    float alpha, float c1, float c2, float epsilon, float keep);
+
+/// y ← g(x) for an elementwise `kind` (an nn_activation_kind other than
+/// softmax); y may be x itself, but may not overlap it otherwise.
+void nn_activate(const float *x, float *y, size_t n, int kind, float slope);
+
+/// d ← g'(z)·gradient from the forward output a; d may be `gradient` itself,
+/// but may not overlap it otherwise.
+void nn_activation_backward(const float *a, const float *gradient, float *d, size_t n, int kind, float slope);
 
 #endif

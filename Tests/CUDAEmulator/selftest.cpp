@@ -2,7 +2,7 @@
 // fakecublas.cpp): queued work runs only when the host waits for it, so a
 // host read before a synchronization sees stale data, as on a GPU.
 // Linked against the built libcuda.so.1 and libcublas.so.12; run by
-// scripts/cuda-emulator/run before the Swift tests. Prints one line on
+// Tests/CUDAEmulator/run before the Swift tests. Prints one line on
 // success; on failure names the check and exits 1.
 //
 // The emulator's device memory is host memory, so some checks look at a
@@ -165,29 +165,29 @@ int main() {
     CHECK(equal((float*)b, two, 4), "(d) HtoD from page-locked memory uses the bytes at execution time");
 
     // (e) Kernel parameter values are copied at launch time.
-    void *module, *scale;
+    void *module, *multiply;
     OK(cuModuleLoadData(&module, "// selftest module"));
-    OK(cuModuleGetFunction(&scale, module, "nn_scale"));  // nn_scale(float* x, long long n, float f)
+    // nn_multiply(const float* a, const float* b, float* target, long long n): target = a ⊙ b.
+    OK(cuModuleGetFunction(&multiply, module, "nn_multiply"));
     OK(cuMemcpyHtoDAsync_v2(a, one, 16, stream));
     uint64_t x = a;
     long long n = 4;
-    float f = 2;
-    void* params[] = {&x, &n, &f};
-    OK(cuLaunchKernel(scale, 1, 1, 1, 32, 1, 1, 0, stream, params, nullptr));
-    x = b; n = 1; f = 100;  // a caller may reuse its parameter storage at once
+    void* params[] = {&x, &x, &x, &n};
+    OK(cuLaunchKernel(multiply, 1, 1, 1, 32, 1, 1, 0, stream, params, nullptr));
+    x = b; n = 1;  // a caller may reuse its parameter storage at once
     CHECK(fakecudaPendingWork() == 2, "(e) the kernel launch is queued, not run");
     OK(cuStreamSynchronize(stream));
-    const float doubled[4] = {2, 4, 6, 8};
-    CHECK(equal((float*)a, doubled, 4), "(e) the kernel ran with the parameter values at launch time");
+    const float squares[4] = {1, 4, 9, 16}, fourth[4] = {1, 16, 81, 256};
+    CHECK(equal((float*)a, squares, 4), "(e) the kernel ran with the parameter values at launch time");
     CHECK(equal((float*)b, two, 4), "(e) the kernel did not use the parameter values changed after the launch");
 
     // A DtoH copy into pageable memory returns only once it has completed, so
     // the work queued before it runs first.
-    x = a; n = 4; f = 0.5f;
-    OK(cuLaunchKernel(scale, 1, 1, 1, 64, 1, 1, 0, stream, params, nullptr));
+    x = a; n = 4;
+    OK(cuLaunchKernel(multiply, 1, 1, 1, 64, 1, 1, 0, stream, params, nullptr));
     float out[4] = {};
     OK(cuMemcpyDtoHAsync_v2(out, a, 16, stream));
-    CHECK(fakecudaPendingWork() == 0 && equal(out, one, 4), "DtoH into pageable memory waits for the queued kernel");
+    CHECK(fakecudaPendingWork() == 0 && equal(out, fourth, 4), "DtoH into pageable memory waits for the queued kernel");
 
     // DtoD is queued; cuMemFree synchronizes implicitly.
     uint64_t spare;
@@ -196,7 +196,9 @@ int main() {
     OK(cuMemcpyDtoHAsync_v2(pinnedB, b, 16, stream));
     CHECK(equal((float*)b, two, 4), "cuMemcpyDtoDAsync is queued");
     OK(cuMemFree_v2(spare));
-    CHECK(fakecudaPendingWork() == 0 && equal(pinnedB, one, 4), "cuMemFree runs the queued work first");
+    CHECK(fakecudaPendingWork() == 0 && equal(pinnedB, fourth, 4), "cuMemFree runs the queued work first");
+    OK(cuMemcpyHtoDAsync_v2(a, one, 16, stream));
+    OK(cuStreamSynchronize(stream));
 
     // cuBLAS Sgemm is queued on the handle's stream; alpha and beta are read at call time.
     void* blas;
@@ -207,7 +209,7 @@ int main() {
     // Column-major 2×2: a holds A = [1 3; 2 4], and C = A·A = [7 15; 10 22] goes to b.
     OK(cublasSgemm_v2(blas, 0, 0, 2, 2, 2, &alpha, (const float*)a, 2, (const float*)a, 2, &beta, (float*)b, 2));
     alpha = 100; beta = 1;  // too late: the queued product must not see these
-    CHECK(fakecudaPendingWork() == 2 && equal((float*)b, one, 4), "cublasSgemm_v2 is queued, not run");
+    CHECK(fakecudaPendingWork() == 2 && equal((float*)b, fourth, 4), "cublasSgemm_v2 is queued, not run");
     OK(cuStreamSynchronize(stream));
     const float product[4] = {7, 10, 15, 22};
     CHECK(equal((float*)b, product, 4), "cublasSgemm_v2 ran with alpha and beta as they were at call time");
@@ -231,7 +233,7 @@ int main() {
           "a DtoH copy past the end of a page-locked allocation aborts");
     CHECK(aborts([&] { cuMemFreeHost(out); }, "cuMemFreeHost of unknown pointer"),
           "cuMemFreeHost of a pointer not from cuMemAllocHost_v2 aborts");
-    CHECK(aborts([&] { cuLaunchKernel(scale, 1, 1, 1, 48, 1, 1, 0, stream, params, nullptr); }, "not a multiple of 32"),
+    CHECK(aborts([&] { cuLaunchKernel(multiply, 1, 1, 1, 48, 1, 1, 0, stream, params, nullptr); }, "not a multiple of 32"),
           "a launch with a partial warp aborts");
 
     OK(cuEventDestroy_v2(event));

@@ -7,8 +7,10 @@ final class PerturbedAccelerator: Accelerator {
     let base = CPUAccelerator(threads: 1)
     /// When set, multiply's first output value is off by this relative amount.
     var multiplyError: Float?
-    /// When set, axpy also writes one value past the end of y (into the suite's guard).
-    var axpyWritesPastTheEnd = false
+    /// When set, addBias also writes one value past the end of x (into the suite's guard).
+    var addBiasWritesPastTheEnd = false
+    /// When set, sumRows always adds to the target as if β were 1.
+    var sumRowsIgnoresBeta = false
     /// Added to dropout's key: a different mask.
     var dropoutKeyOffset: UInt64 = 0
 
@@ -18,18 +20,17 @@ final class PerturbedAccelerator: Accelerator {
     func allocate(_ count: Int) -> DeviceStorage { base.allocate(count) }
     func copy(_ source: UnsafeBufferPointer<Float>, to target: Tensor) { base.copy(source, to: target) }
     func copy(_ source: Tensor, to target: UnsafeMutableBufferPointer<Float>) { base.copy(source, to: target) }
-    func copy(_ source: Tensor, to target: Tensor) { base.copy(source, to: target) }
     func fill(_ tensor: Tensor, with value: Float) { base.fill(tensor, with: value) }
 
-    func gemm(transposeA: Bool, transposeB: Bool, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor) {
-        base.gemm(transposeA: transposeA, transposeB: transposeB, alpha: alpha, a, b, beta: beta, c)
+    func gemm(_ shape: GEMMShape, alpha: Float, _ a: Tensor, _ b: Tensor, beta: Float, _ c: Tensor) {
+        base.gemm(shape, alpha: alpha, a, b, beta: beta, c)
     }
-    func addBias(_ bias: Tensor, to x: Tensor) { base.addBias(bias, to: x) }
-    func sumRows(_ x: Tensor, into target: Tensor, beta: Float) { base.sumRows(x, into: target, beta: beta) }
-
-    func axpy(_ alpha: Float, _ x: Tensor, _ y: Tensor) {
-        base.axpy(alpha, x, y)
-        if axpyWritesPastTheEnd { y.hostPointer[y.count] = 0 }
+    func addBias(_ bias: Tensor, to x: Tensor) {
+        base.addBias(bias, to: x)
+        if addBiasWritesPastTheEnd { x.hostPointer[x.count] = 0 }
+    }
+    func sumRows(_ x: Tensor, into target: Tensor, beta: Float) {
+        base.sumRows(x, into: target, beta: sumRowsIgnoresBeta ? 1 : beta)
     }
 
     func multiply(_ a: Tensor, _ b: Tensor, into target: Tensor) {
@@ -58,10 +59,10 @@ final class PerturbedAccelerator: Accelerator {
         base.sigmoidBinaryCrossEntropy(logits: logits, targets: targets, probabilities: probabilities,
                                        gradient: gradient, gradientScale: gradientScale, statistics: statistics)
     }
-    func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientScale: Float,
-                      perceptronRule: Bool, accuracy: AccuracyRule, statistics: Tensor) {
-        base.squaredError(outputs: outputs, targets: targets, gradient: gradient, gradientScale: gradientScale,
-                          perceptronRule: perceptronRule, accuracy: accuracy, statistics: statistics)
+    func squaredError(outputs: Tensor, targets: Tensor, gradient: Tensor?, gradientFactor: Float,
+                      accuracy: AccuracyRule, statistics: Tensor) {
+        base.squaredError(outputs: outputs, targets: targets, gradient: gradient, gradientFactor: gradientFactor,
+                          accuracy: accuracy, statistics: statistics)
     }
 
     func dropout(_ input: Tensor, rate: Float, key: UInt64, rowOffset: Int, mask: Tensor, into output: Tensor) {
@@ -71,10 +72,8 @@ final class PerturbedAccelerator: Accelerator {
         base.addPenalty(weights: weights, gradient: gradient, l1: l1, l2: l2, weight: weight, statistics: statistics)
     }
 
-    func update(_ rule: UpdateRule, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                learningRate: Float, weightDecay: Float, step: Int, skipIfFlagged: Tensor?) {
-        base.update(rule, parameters: parameters, gradients: gradients, state: state,
-                    learningRate: learningRate, weightDecay: weightDecay, step: step, skipIfFlagged: skipIfFlagged)
+    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], skipIfFlagged: Tensor?) {
+        base.update(step, parameters: parameters, gradients: gradients, state: state, skipIfFlagged: skipIfFlagged)
     }
     func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) { base.checkFinite(tensor, step: step, flag: flag) }
 }

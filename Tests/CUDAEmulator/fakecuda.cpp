@@ -135,11 +135,13 @@ static void runGrid(unsigned grid, unsigned threads) {
 }
 
 // ---- the kernels, compiled as C++ -----------------------------------------
+// The run script puts NNCUDA's kernels directory and CKernels' public
+// headers (nn_rules.h) on the include path.
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
-#include "kernels.inc"
+#include "nntrain.cu"
 
 // A registry entry turns a launch's kernelParams into the work to queue. The
 // argument VALUES are copied into the work at launch time: cuLaunchKernel
@@ -162,7 +164,7 @@ static Prepare launcher(void (*f)(A...)) {
     };
 }
 static std::map<std::string, Prepare> registry = {
-#include "registry.inc"
+#include "registry.inc"  // {"name", launcher(name)}, for every kernel; written by the run script
 };
 
 // ---- the stream: a FIFO of work the host queued and the "GPU" has not run ----
