@@ -136,7 +136,7 @@ public final class CUDAAccelerator: Accelerator {
         } catch let error as UserError {
             return .failure(error)
         } catch {
-            return .failure(UserError("--device cuda: \(error)"))
+            return .failure(UserError("\(error)"))
         }
     }
 
@@ -162,7 +162,7 @@ public final class CUDAAccelerator: Accelerator {
         let loaded = compiled.image.withUnsafeBytes { driver.cuModuleLoadData(&module, $0.baseAddress!) }
         if loaded != 0 {
             let nvrtc = compiler.version
-            throw UserError("--device cuda: loading the kernels (\(compiled.architecture), NVRTC \(nvrtc.major).\(nvrtc.minor)) failed with \(driver.errorName(loaded)); the driver supports CUDA \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10): update the driver or use an NVRTC no newer than it, or use --device cpu")
+            throw UserError("loading the kernels (\(compiled.architecture), NVRTC \(nvrtc.major).\(nvrtc.minor)) failed with \(driver.errorName(loaded)); the driver supports CUDA \(device.driverVersion / 1000).\(device.driverVersion % 1000 / 10): update the driver or use an NVRTC no newer than it, or use --device cpu")
         }
         self.module = module
         var functions: [Kernel: OpaquePointer] = [:]
@@ -175,11 +175,11 @@ public final class CUDAAccelerator: Accelerator {
 
         var handle: OpaquePointer?
         var status = blas.cublasCreate(&handle)
-        guard status == 0 else { throw UserError("--device cuda: cublasCreate_v2 failed with cublasStatus \(status); check that cuBLAS matches the driver, or use --device cpu") }
+        guard status == 0 else { throw UserError("cublasCreate_v2 failed with cublasStatus \(status); check that cuBLAS matches the driver, or use --device cpu") }
         blasHandle = handle
         status = blas.cublasSetStream(handle, context.stream)
         if status == 0 { status = blas.cublasSetMathMode(handle, allowTF32 ? CUBLAS.tf32TensorOpMath : CUBLAS.defaultMath) }
-        guard status == 0 else { throw UserError("--device cuda: configuring cuBLAS failed with cublasStatus \(status); use --device cpu") }
+        guard status == 0 else { throw UserError("configuring cuBLAS failed with cublasStatus \(status); use --device cpu") }
         var version: Int32 = 0
         _ = blas.cublasGetVersion(handle, &version)
         blasVersion = Int(version)
@@ -195,14 +195,14 @@ public final class CUDAAccelerator: Accelerator {
     static func deviceInfo(_ driver: CUDADriver, ordinal: Int) throws -> DeviceInfo {
         let initialized = driver.cuInit(0)
         if initialized == 100 {  // CUDA_ERROR_NO_DEVICE
-            throw UserError("--device cuda: the NVIDIA driver is installed but sees no CUDA device (cuInit: CUDA_ERROR_NO_DEVICE); use --device cpu")
+            throw UserError("the NVIDIA driver is installed but sees no CUDA device (cuInit: CUDA_ERROR_NO_DEVICE); use --device cpu")
         }
         try driver.check(initialized, "cuInit")
         var count: Int32 = 0, version: Int32 = 0
         try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
-        guard count > 0 else { throw UserError("--device cuda: no CUDA device found; use --device cpu") }
+        guard count > 0 else { throw UserError("no CUDA device found; use --device cpu") }
         guard ordinal >= 0 && ordinal < Int(count) else {
-            throw UserError("--device cuda:\(ordinal): only \(count) CUDA device\(count == 1 ? "" : "s") (0…\(count - 1)); pick one of those or use --device cpu")
+            throw UserError("device \(ordinal): only \(count) CUDA device\(count == 1 ? "" : "s") (0…\(count - 1)); pick one of those or use --device cpu")
         }
         try driver.check(driver.cuDriverGetVersion(&version), "cuDriverGetVersion")
         var device: Int32 = 0
@@ -280,7 +280,7 @@ public final class CUDAAccelerator: Accelerator {
         let result = driver.cuMemAlloc(&address, bytes)
         if result != 0 {
             // The protocol's allocate cannot throw; the CPU backend stops the same way.
-            fatalError("--device cuda: cannot allocate \(bytes) bytes of device memory (\(driver.errorName(result))); use a smaller model or batch, or --device cpu")
+            fatalError("CUDA: cannot allocate \(bytes) bytes of device memory (\(driver.errorName(result))); use a smaller model or batch, or --device cpu")
         }
         context.expectSuccess(driver.cuMemsetD32Async(address, 0, max(count, 1), stream), "cuMemsetD32Async")
         let context = self.context
@@ -302,7 +302,7 @@ public final class CUDAAccelerator: Accelerator {
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let result = driver.cuMemAllocHost(&raw, bytes)
         guard result == 0, let raw else {
-            fatalError("--device cuda: cannot allocate \(bytes) bytes of page-locked host memory (\(driver.errorName(result))); use a smaller batch, or --device cpu")
+            fatalError("CUDA: cannot allocate \(bytes) bytes of page-locked host memory (\(driver.errorName(result))); use a smaller batch, or --device cpu")
         }
         memset(raw, 0, bytes)
         let context = self.context

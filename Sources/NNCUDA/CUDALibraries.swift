@@ -70,9 +70,9 @@ public struct DynamicLibrary: @unchecked Sendable {
             : names.dropLast().joined(separator: ", ") + " or " + names.last!
         let places = (firstDirectories + ["LD_LIBRARY_PATH", "ld.so.cache"] + usualDirectories).joined(separator: ", ")
         if let failure = loadFailures.first {
-            throw UserError("--device cuda: \(wanted) was found but could not be loaded (\(failure)); \(advice)")
+            throw UserError("\(wanted) was found but could not be loaded (\(failure)); \(advice)")
         }
-        throw UserError("--device cuda: \(wanted) not found (searched \(places)); \(advice)")
+        throw UserError("\(wanted) not found (searched \(places)); \(advice)")
     }
 
     /// Resolves `symbol` as a C function of type `T`.
@@ -80,7 +80,7 @@ public struct DynamicLibrary: @unchecked Sendable {
     /// - Throws: `UserError` when the library lacks the symbol (too old a version).
     public func function<T>(_ symbol: String, as type: T.Type = T.self) throws -> T {
         guard let address = dlsym(handle, symbol) else {
-            throw UserError("--device cuda: \(path) has no function \(symbol) (too old a version?); update CUDA or use --device cpu")
+            throw UserError("\(path) has no function \(symbol) (too old a version?); update CUDA or use --device cpu")
         }
         return unsafeBitCast(address, to: type)
     }
@@ -91,10 +91,24 @@ public struct DynamicLibrary: @unchecked Sendable {
     }
 }
 
-/// Directories named by an environment variable (colon-separated), if set.
-func environmentDirectories(_ variable: String) -> [String] {
-    guard let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty else { return [] }
-    return value.split(separator: ":").map(String.init)
+/// Directories searched for cuBLAS and NVRTC before the loader's own places
+/// (pip's wheels, say, install them outside them). Process-wide: the
+/// application sets them from its settings before opening an accelerator.
+public enum CUDALibraryPaths {
+    /// Searched first for libcublas.
+    public static var cublas: [String] {
+        get { lock.withLock { directories.cublas } }
+        set { lock.withLock { directories.cublas = newValue } }
+    }
+
+    /// Searched first for libnvrtc.
+    public static var nvrtc: [String] {
+        get { lock.withLock { directories.nvrtc } }
+        set { lock.withLock { directories.nvrtc = newValue } }
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var directories: (cublas: [String], nvrtc: [String]) = ([], [])
 }
 
 // MARK: - Driver API (libcuda.so.1)
@@ -186,7 +200,7 @@ final class CUDADriver: @unchecked Sendable {
 
     /// Throws a one-line `UserError` unless `result` is CUDA_SUCCESS.
     func check(_ result: Result, _ call: String) throws {
-        if result != 0 { throw UserError("--device cuda: \(call) failed with \(errorName(result)); use --device cpu if this persists") }
+        if result != 0 { throw UserError("\(call) failed with \(errorName(result)); use --device cpu if this persists") }
     }
 }
 
@@ -217,7 +231,7 @@ final class CUBLAS: @unchecked Sendable {
     init() throws {
         let lib = try DynamicLibrary.open(
             ["libcublas.so.12", "libcublas.so.13", "libcublas.so"],
-            firstDirectories: environmentDirectories("NNTRAIN_CUBLAS_DIR"),
+            firstDirectories: CUDALibraryPaths.cublas,
             companions: ["libcublasLt.so"],
             advice: "install cuBLAS (the CUDA toolkit, or pip's nvidia-cublas-cu12 with NNTRAIN_CUBLAS_DIR set to its lib directory) or use --device cpu")
         library = lib
@@ -255,11 +269,11 @@ final class NVRTCLibrary: @unchecked Sendable {
     let nvrtcGetNumSupportedArchs: (@convention(c) (UnsafeMutablePointer<Int32>) -> Result)?
     let nvrtcGetSupportedArchs: (@convention(c) (UnsafeMutablePointer<Int32>) -> Result)?
 
-    /// Opens libnvrtc, looking first in `$NNTRAIN_NVRTC_DIR`.
+    /// Opens libnvrtc, looking first in `CUDALibraryPaths.nvrtc`.
     init() throws {
         let lib = try DynamicLibrary.open(
             ["libnvrtc.so.12", "libnvrtc.so.13", "libnvrtc.so"],
-            firstDirectories: environmentDirectories("NNTRAIN_NVRTC_DIR"),
+            firstDirectories: CUDALibraryPaths.nvrtc,
             companions: ["libnvrtc-builtins.so"],
             advice: "install NVRTC (the CUDA toolkit, or pip's nvidia-cuda-nvrtc-cu12 with NNTRAIN_NVRTC_DIR set to its lib directory) or use --device cpu")
         library = lib

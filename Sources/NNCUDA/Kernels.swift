@@ -55,7 +55,7 @@ public struct CompiledKernels: Sendable {
 public final class KernelCompiler {
     let nvrtc: NVRTCLibrary
 
-    /// Opens NVRTC, looking first in `$NNTRAIN_NVRTC_DIR`.
+    /// Opens NVRTC, looking first in `CUDALibraryPaths.nvrtc`.
     ///
     /// - Throws: `UserError` naming the library and the places searched.
     public init() throws { nvrtc = try NVRTCLibrary() }
@@ -96,7 +96,7 @@ public final class KernelCompiler {
         var target = capability, real = nvrtc.nvrtcGetCUBIN != nil
         if !supported.isEmpty && !supported.contains(capability) {
             guard let older = supported.filter({ $0 < capability }).max() else {
-                throw UserError("--device cuda: compute capability \(capability / 10).\(capability % 10) is older than NVRTC \(version.major).\(version.minor) supports (oldest: \(supported.min() ?? 0)); use an older CUDA toolkit or --device cpu")
+                throw UserError("compute capability \(capability / 10).\(capability % 10) is older than NVRTC \(version.major).\(version.minor) supports (oldest: \(supported.min() ?? 0)); use an older CUDA toolkit or --device cpu")
             }
             target = older
             real = false
@@ -114,7 +114,7 @@ public final class KernelCompiler {
             }
         }
         guard result == 0 else {
-            throw UserError("--device cuda: nvrtcCreateProgram failed: \(nvrtc.errorString(result))")
+            throw UserError("nvrtcCreateProgram failed: \(nvrtc.errorString(result))")
         }
         defer { _ = nvrtc.nvrtcDestroyProgram(&program) }
 
@@ -126,7 +126,7 @@ public final class KernelCompiler {
         let log = programLog(program)
         guard result == 0 else {
             let lines = log.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            throw UserError("--device cuda: NVRTC could not compile \(name) for \(architecture) (\(nvrtc.errorString(result))): \(lines.joined(separator: " | "))")
+            throw UserError("NVRTC could not compile \(name) for \(architecture) (\(nvrtc.errorString(result))): \(lines.joined(separator: " | "))")
         }
 
         if real, let getSize = nvrtc.nvrtcGetCUBINSize, let get = nvrtc.nvrtcGetCUBIN {
@@ -140,12 +140,12 @@ public final class KernelCompiler {
         var size = 0
         result = nvrtc.nvrtcGetPTXSize(program, &size)
         guard result == 0, size > 0 else {
-            throw UserError("--device cuda: NVRTC produced no code for \(architecture): \(nvrtc.errorString(result))")
+            throw UserError("NVRTC produced no code for \(architecture): \(nvrtc.errorString(result))")
         }
         var image = [UInt8](repeating: 0, count: size)  // size counts the terminating NUL
         result = image.withUnsafeMutableBytes { nvrtc.nvrtcGetPTX(program, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
         guard result == 0 else {
-            throw UserError("--device cuda: nvrtcGetPTX failed: \(nvrtc.errorString(result))")
+            throw UserError("nvrtcGetPTX failed: \(nvrtc.errorString(result))")
         }
         return CompiledKernels(image: image, isCubin: false, architecture: architecture, log: log)
     }

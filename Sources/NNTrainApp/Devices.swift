@@ -17,8 +17,17 @@ enum DeviceChoice: String, CaseIterable, Sendable {
 enum Devices {
     /// The accelerator for a rank: GPU `localRank mod device count` for CUDA,
     /// else the CPU with `cpuThreads` OpenBLAS threads. The note says why.
+    /// CUDA's errors are prefixed with the flag (`--device cuda: …`).
     static func open(_ choice: DeviceChoice, localRank: Int, cpuThreads: Int,
-                            allowTF32: Bool = false) throws -> (accelerator: any Accelerator, note: String) {
+                     allowTF32: Bool = false) throws -> (accelerator: any Accelerator, note: String) {
+        try Launch.flagged("--device \(choice.rawValue)") {
+            try openUnflagged(choice, localRank: localRank, cpuThreads: cpuThreads, allowTF32: allowTF32)
+        }
+    }
+
+    private static func openUnflagged(_ choice: DeviceChoice, localRank: Int, cpuThreads: Int,
+                                      allowTF32: Bool) throws -> (accelerator: any Accelerator, note: String) {
+        Environment.applyCUDALibraryPaths()
         switch choice {
         case .cpu:
             return (CPUAccelerator(threads: cpuThreads), "")

@@ -2,6 +2,7 @@
 // below it takes values, never variables.
 
 import Foundation
+import NNCUDA
 import NNDistributed
 import SafeTensors
 #if canImport(Glibc)
@@ -42,6 +43,14 @@ enum Environment {
         case "plain": return false
         default: return !underLauncher && isatty(STDOUT_FILENO) != 0 && value("TERM") != "dumb"
         }
+    }
+
+    /// Where cuBLAS and NVRTC are looked for first: `NNTRAIN_CUBLAS_DIR` and
+    /// `NNTRAIN_NVRTC_DIR`, colon-separated lists of directories.
+    static func applyCUDALibraryPaths() {
+        func directories(_ name: String) -> [String] { value(name)?.split(separator: ":").map(String.init) ?? [] }
+        CUDALibraryPaths.cublas = directories("NNTRAIN_CUBLAS_DIR")
+        CUDALibraryPaths.nvrtc = directories("NNTRAIN_NVRTC_DIR")
     }
 
     // MARK: - Open MPI's allreduce algorithm

@@ -9,6 +9,8 @@ import NNCUDA
 import NNConformance
 
 final class CUDAConformanceTests: XCTestCase {
+    override func setUp() { libraryPathsFromTheEnvironment }
+
     func cuda() throws -> CUDAAccelerator {
         try requireCUDADevice()
         return try CUDAAccelerator(deviceOrdinal: 0)

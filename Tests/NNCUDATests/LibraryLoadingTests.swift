@@ -6,13 +6,15 @@ import NNCUDA
 import NNCore
 
 final class LibraryLoadingTests: XCTestCase {
+    override func setUp() { libraryPathsFromTheEnvironment }
+
     func testMissingLibraryGivesOneLineNamingItAndTheSearchedPlaces() {
         XCTAssertThrowsError(try DynamicLibrary.open(["libnntrain-missing.so.7", "libnntrain-missing.so"],
                                                      firstDirectories: ["/nonexistent/nntrain-libs"],
                                                      advice: "install it or use --device cpu")) { error in
             guard let error = error as? UserError else { return XCTFail("not a UserError: \(error)") }
             let message = error.message
-            XCTAssertTrue(message.hasPrefix("--device cuda: libnntrain-missing.so.7 or libnntrain-missing.so not found (searched "), message)
+            XCTAssertTrue(message.hasPrefix("libnntrain-missing.so.7 or libnntrain-missing.so not found (searched "), message)
             for place in ["/nonexistent/nntrain-libs", "LD_LIBRARY_PATH", "ld.so.cache", "/usr/local/cuda/lib64",
                           "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/lib/x86_64-linux-gnu"] {
                 XCTAssertTrue(message.contains(place), "should name \(place): \(message)")
@@ -49,7 +51,8 @@ final class LibraryLoadingTests: XCTestCase {
         switch CUDAAccelerator.probe() {
         case .failure(let error):
             // This machine has no GPU (or no CUDA library): a one-line reason.
-            XCTAssertTrue(error.message.hasPrefix("--device cuda"), error.message)
+            XCTAssertTrue(error.message.contains("libcuda") || error.message.contains("CUDA"), error.message)
+            XCTAssertTrue(error.message.hasSuffix("use --device cpu") || error.message.contains("--device cpu"), error.message)
             XCTAssertFalse(error.message.contains("\n"), error.message)
             XCTAssertThrowsError(try CUDAAccelerator(deviceOrdinal: 0)) { thrown in
                 XCTAssertEqual(thrown as? UserError, error, "init fails for the same reason the probe gives")
@@ -59,7 +62,7 @@ final class LibraryLoadingTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(info.computeCapability, 30)
             XCTAssertGreaterThan(info.totalMemory, 0)
             XCTAssertThrowsError(try CUDAAccelerator(deviceOrdinal: info.deviceCount)) { error in
-                XCTAssertTrue("\(error)".contains("--device cuda:\(info.deviceCount): only \(info.deviceCount) CUDA device"), "\(error)")
+                XCTAssertTrue("\(error)".contains("device \(info.deviceCount): only \(info.deviceCount) CUDA device"), "\(error)")
             }
         }
     }
