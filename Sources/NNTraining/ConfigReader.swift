@@ -127,8 +127,8 @@ private struct Parser {
     func path(_ node: Node, _ field: String) throws -> String {
         let text = try scalar(node, field, "a file path")
         guard !text.isEmpty else { throw fail(node, field, "is empty; give a file path") }
-        if text.hasPrefix("/") || baseDirectory == nil { return text }
-        return URL(fileURLWithPath: text, relativeTo: URL(fileURLWithPath: baseDirectory!, isDirectory: true))
+        guard let baseDirectory, !text.hasPrefix("/") else { return text }
+        return URL(fileURLWithPath: text, relativeTo: URL(fileURLWithPath: baseDirectory, isDirectory: true))
             .standardizedFileURL.path
     }
 
@@ -136,12 +136,16 @@ private struct Parser {
 
     func config(_ root: Node) throws -> RunConfig {
         let top = try mapping(root, "", allowed: ["data", "model", "loss", "task", "optimizer", "training"])
-        for key in ["data", "model", "loss"] where top[key] == nil {
-            throw fail(root, key, "missing; every config needs data, model and loss (see README.md)")
+        func required(_ key: String) throws -> Node {
+            guard let node = top[key] else {
+                throw fail(root, key, "missing; every config needs data, model and loss (see README.md)")
+            }
+            return node
         }
-        let data = try dataConfig(top["data"]!)
-        let model = try modelConfig(top["model"]!)
-        let loss: Loss = try choice(top["loss"]!, "loss", Loss.allCases.map(\.rawValue)) { Loss(name: $0) }
+        for key in ["data", "model", "loss"] { _ = try required(key) }
+        let data = try dataConfig(try required("data"))
+        let model = try modelConfig(try required("model"))
+        let loss: Loss = try choice(try required("loss"), "loss", Loss.allCases.map(\.rawValue)) { Loss(name: $0) }
         let optimizer = try top["optimizer"].map(optimizerConfig) ?? OptimizerConfig.defaults(.adam)
         let training = try trainingSection(top["training"])
 
@@ -190,21 +194,24 @@ private struct Parser {
         for (key, value) in map where key != "format" && !needed.contains(key) && !optional.contains(key) {
             throw fail(value, "\(field).\(key)", "not used by format \(format) (it takes \((needed + optional).joined(separator: ", ")))")
         }
-        for key in needed where map[key] == nil {
-            throw fail(node, "\(field).\(key)", "missing; format \(format) needs \(needed.joined(separator: " and "))")
+        func required(_ key: String) throws -> Node {
+            guard let value = map[key] else {
+                throw fail(node, "\(field).\(key)", "missing; format \(format) needs \(needed.joined(separator: " and "))")
+            }
+            return value
         }
-        func required(_ key: String) -> Node { map[key]! }
+        for key in needed { _ = try required(key) }
         let limit = try map["limit"].map { try int($0, "\(field).limit", minimum: 1) }
         switch format {
         case "csv":
-            return .csv(path: try path(required("path"), "\(field).path"),
-                        label: try scalar(required("label"), "\(field).label", "a column name"), limit: limit)
+            return .csv(path: try path(try required("path"), "\(field).path"),
+                        label: try scalar(try required("label"), "\(field).label", "a column name"), limit: limit)
         case "idx":
-            return .idx(images: try path(required("images"), "\(field).images"),
-                        labels: try path(required("labels"), "\(field).labels"), limit: limit)
+            return .idx(images: try path(try required("images"), "\(field).images"),
+                        labels: try path(try required("labels"), "\(field).labels"), limit: limit)
         default:
             return .synthetic(
-                name: try choice(required("name"), "\(field).name", SyntheticData.names) { SyntheticData.names.contains($0) ? $0 : nil },
+                name: try choice(try required("name"), "\(field).name", SyntheticData.names) { SyntheticData.names.contains($0) ? $0 : nil },
                 samples: try map["samples"].map { try int($0, "\(field).samples", minimum: 1) } ?? DataSource.defaultSyntheticSamples,
                 noise: try map["noise"].map { try number($0, "\(field).noise", 0...1, rule: "in [0, 1]") } ?? 0,
                 seed: try map["seed"].map { UInt64(try int($0, "\(field).seed", minimum: 0)) } ?? 0,
