@@ -55,7 +55,7 @@ void nn_adam_update(float *restrict w, const float *restrict g, float *restrict 
 #define NN_FORWARD(kind) NN_EACH (size_t i = 0; i < n; i++) y[i] = nn_activate_element(kind, x[i], slope)
 
 NN_CLONES
-void nn_activate(const float *x, float *y, size_t n, int kind, float slope) {
+void nn_activate_loop(const float *x, float *y, size_t n, int kind, float slope) {
     switch (kind) {
     case NN_STEP: NN_FORWARD(NN_STEP); break;
     case NN_SIGN: NN_FORWARD(NN_SIGN); break;
@@ -70,7 +70,7 @@ void nn_activate(const float *x, float *y, size_t n, int kind, float slope) {
 #define NN_BACKWARD(kind) NN_EACH (size_t i = 0; i < n; i++) d[i] = nn_activation_backward_element(kind, a[i], gradient[i], slope)
 
 NN_CLONES
-void nn_activation_backward(const float *a, const float *gradient, float *d, size_t n, int kind, float slope) {
+void nn_activation_backward_loop(const float *a, const float *gradient, float *d, size_t n, int kind, float slope) {
     switch (kind) {
     case NN_STEP: NN_BACKWARD(NN_STEP); break;
     case NN_SIGN: NN_BACKWARD(NN_SIGN); break;

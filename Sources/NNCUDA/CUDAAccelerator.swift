@@ -1,5 +1,6 @@
 // The CUDA backend: cuBLAS for matrix products, NVRTC-compiled kernels
-// (Kernels.swift) for everything else, all queued on one stream.
+// (kernels/nntrain.cu, see Kernels.swift) for everything else, all queued on
+// one stream.
 //
 // B = batch rows, O = outputs per row, K = classes, n = element count.
 // A tensor's device address is storage.address + 4·offset (CUdeviceptr).

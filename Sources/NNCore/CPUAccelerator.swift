@@ -123,7 +123,7 @@ public final class CPUAccelerator: Accelerator {
             let k = input.columns
             for r in 0..<input.rows { softmaxRow(x + r * k, y + r * k, k) }
         default:
-            nn_activate(x, y, n, activation.code, activation.slope)
+            nn_activate_loop(x, y, n, activation.code, activation.slope)
         }
     }
 
@@ -142,7 +142,7 @@ public final class CPUAccelerator: Accelerator {
                 for j in 0..<k { dr[j] = ar[j] * (gr[j] - dot) }
             }
         default:
-            nn_activation_backward(a, g, d, n, activation.code, activation.slope)
+            nn_activation_backward_loop(a, g, d, n, activation.code, activation.slope)
         }
     }
 

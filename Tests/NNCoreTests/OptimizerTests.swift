@@ -110,4 +110,36 @@ final class OptimizerTests: XCTestCase {
         let warm = LearningRateSchedule(initialRate: 0.1, decay: .constant, warmupSteps: 4)
         XCTAssertEqual((0..<6).map { warm.rate(completedSteps: $0) }, [0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
     }
+
+    /// The per-step constants the backends receive.
+    func testStepConstants() throws {
+        let plain = UpdateRule.sgd(momentum: 0.9, nesterov: false).constants(step: 1, learningRate: 0.1, weightDecay: 0.5)
+        XCTAssertEqual(plain, .sgd(learningRate: 0.1, momentum: 0.9, look: 1, direct: 0, keep: 1 - Float(0.1) * 0.5))
+        let nesterov = UpdateRule.sgd(momentum: 0.9, nesterov: true).constants(step: 1, learningRate: 0.1, weightDecay: 0)
+        XCTAssertEqual(nesterov, .sgd(learningRate: 0.1, momentum: 0.9, look: 0.9, direct: 0.1, keep: 1))
+
+        // Adam's α = η·√(1 − β₂ᵗ)/(1 − β₁ᵗ) changes with the step: at t = 1 it is η·√0.001/0.1 ≈ 3.16·η.
+        let adam = UpdateRule.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7)
+        guard case .adam(let first, let c1, let c2, _, _) = adam.constants(step: 1, learningRate: 0.01, weightDecay: 0),
+              case .adam(let late, _, _, _, _) = adam.constants(step: 100_000, learningRate: 0.01, weightDecay: 0) else {
+            return XCTFail("Adam gives Adam constants")
+        }
+        XCTAssertEqual(Double(first), 0.01 * 0.001.squareRoot() / 0.1, accuracy: 1e-5)
+        XCTAssertEqual(late, 0.01, accuracy: 1e-7, "the correction fades")
+        XCTAssertEqual(c1, 1 - 0.9)
+        XCTAssertEqual(c2, 1 - 0.999)
+
+        for rule: UpdateRule in [.sgd(momentum: 0, nesterov: false), .sgd(momentum: 0.5, nesterov: true),
+                                 .rmsprop(rho: 0.9, momentum: 0, epsilon: 1e-7), .rmsprop(rho: 0.9, momentum: 0.5, epsilon: 1e-7),
+                                 adam] {
+            XCTAssertEqual(rule.constants(step: 1, learningRate: 0.1, weightDecay: 0).slotCount, rule.slots.count, "\(rule)")
+        }
+    }
+
+    func testSquaredErrorGradientFactor() throws {
+        let mean = try Objective(loss: .meanSquaredError, outputActivation: .linear, outputs: 4, isClassifier: false, layerCount: 2)
+        XCTAssertEqual(mean.squaredErrorGradientFactor(gradientScale: 0.5), 2 * 0.5 / 4)
+        let perceptron = try Objective(loss: .meanSquaredError, outputActivation: .step, outputs: 1, isClassifier: true, layerCount: 1)
+        XCTAssertEqual(perceptron.squaredErrorGradientFactor(gradientScale: 0.5), 0.5)
+    }
 }

@@ -22,10 +22,10 @@ void nn_adam_update(float *w, const float *g, float *m, float *v, size_t n,
 
 /// y ← g(x) for an elementwise `kind` (an nn_activation_kind other than
 /// softmax); y may be x itself, but may not overlap it otherwise.
-void nn_activate(const float *x, float *y, size_t n, int kind, float slope);
+void nn_activate_loop(const float *x, float *y, size_t n, int kind, float slope);
 
 /// d ← g'(z)·gradient from the forward output a; d may be `gradient` itself,
 /// but may not overlap it otherwise.
-void nn_activation_backward(const float *a, const float *gradient, float *d, size_t n, int kind, float slope);
+void nn_activation_backward_loop(const float *a, const float *gradient, float *d, size_t n, int kind, float slope);
 
 #endif
