@@ -33,10 +33,10 @@ enum Launch {
         do {
             let trainer = try prepare(job, communicator: communicator, console: console)
             let observers = TrainingObservers([console])
-            if communicator.isCoordinator {
-                observers.append(MetricsLog(runDirectory: trainer.runDirectory, warn: console.warn))
+            if let runDirectory = trainer.runDirectory {
+                observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
             }
-            _ = try trainer.trainer.run(observers: observers, stop: stop)
+            _ = try trainer.run(observers: observers, stop: stop)
             return 0
         } catch let error as UserError {
             // Errors after start-up are collective decisions (every rank saw
@@ -54,8 +54,7 @@ enum Launch {
 
     /// Everything before the first step: device, configuration (from a
     /// checkpoint when resuming), agreement across ranks, data, trainer.
-    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws
-        -> (trainer: Trainer, runDirectory: String) {
+    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> Trainer {
         let threads = Environment.blasThreads(localRanks: communicator.localSize)
         let (accelerator, deviceNote) = try collectively(communicator) {
             try Devices.open(job.device, localRank: communicator.localRank, cpuThreads: threads.count, allowTF32: job.allowTF32)
@@ -98,11 +97,10 @@ enum Launch {
             }
         }
         let store = communicator.isCoordinator ? RunStore(directory: runDirectory, keep: job.keepCheckpoints) : nil
-        let trainer = try collectively(communicator) {
+        return try collectively(communicator) {
             try Trainer(config: config, data: data, accelerator: accelerator, communicator: communicator,
                         start: start, schedule: job.schedule, store: store)
         }
-        return (trainer, runDirectory)
     }
 
     /// The configuration a new run names: a file, or a preset (the default one without either).

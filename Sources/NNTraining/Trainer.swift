@@ -75,6 +75,8 @@ public final class Trainer {
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
     let store: RunStore?
+    /// Where rank 0's files go (nil on the other ranks).
+    public var runDirectory: String? { store?.directory }
     let sampler: ShardedSampler
     var batches: BatchAssembler
     /// Per-epoch running statistics (1 × Statistic.width), on the device.
