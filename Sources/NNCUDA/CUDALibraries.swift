@@ -107,6 +107,11 @@ public enum CUDALibraryPaths {
         set { lock.withLock { directories.nvrtc = newValue } }
     }
 
+    /// The directories of a colon-separated list (`/a/lib:/b/lib`); none for nil.
+    public static func directories(_ list: String?) -> [String] {
+        list?.split(separator: ":").map(String.init) ?? []
+    }
+
     private static let lock = NSLock()
     nonisolated(unsafe) private static var directories: (cublas: [String], nvrtc: [String]) = ([], [])
 }

@@ -48,9 +48,8 @@ enum Environment {
     /// Where cuBLAS and NVRTC are looked for first: `NNTRAIN_CUBLAS_DIR` and
     /// `NNTRAIN_NVRTC_DIR`, colon-separated lists of directories.
     static func applyCUDALibraryPaths() {
-        func directories(_ name: String) -> [String] { value(name)?.split(separator: ":").map(String.init) ?? [] }
-        CUDALibraryPaths.cublas = directories("NNTRAIN_CUBLAS_DIR")
-        CUDALibraryPaths.nvrtc = directories("NNTRAIN_NVRTC_DIR")
+        CUDALibraryPaths.cublas = CUDALibraryPaths.directories(value("NNTRAIN_CUBLAS_DIR"))
+        CUDALibraryPaths.nvrtc = CUDALibraryPaths.directories(value("NNTRAIN_NVRTC_DIR"))
     }
 
     // MARK: - Open MPI's allreduce algorithm

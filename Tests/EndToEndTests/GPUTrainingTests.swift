@@ -1,6 +1,6 @@
 // Training on a CUDA device: the same run as on the CPU, and checkpoints that
 // move between the two. Runs wherever a CUDA driver is usable (a real GPU,
-// or scripts/cuda-emulator/run on a machine without one).
+// or Tests/CUDAEmulator/run on a machine without one).
 
 import Foundation
 import XCTest
@@ -10,8 +10,12 @@ import NNTraining
 
 final class GPUTrainingTests: XCTestCase {
     /// Where a device must be present (NNTRAIN_REQUIRE_CUDA=1, set by
-    /// scripts/cuda-emulator/run), a missing one fails; elsewhere it skips.
+    /// Tests/CUDAEmulator/run), a missing one fails; elsewhere it skips. The
+    /// probe looks for NVRTC and cuBLAS where the run says, as nntrain does.
     override func setUpWithError() throws {
+        let environment = ProcessInfo.processInfo.environment
+        CUDALibraryPaths.nvrtc = CUDALibraryPaths.directories(environment["NNTRAIN_NVRTC_DIR"])
+        CUDALibraryPaths.cublas = CUDALibraryPaths.directories(environment["NNTRAIN_CUBLAS_DIR"])
         guard case .failure(let error) = CUDAAccelerator.probe() else { return }
         if ProcessInfo.processInfo.environment["NNTRAIN_REQUIRE_CUDA"] == "1" {
             throw UserError("NNTRAIN_REQUIRE_CUDA=1 but no CUDA device: \(error.message)")

@@ -5,9 +5,7 @@ import NNCUDA
 /// (`scripts/test` sets `NNTRAIN_NVRTC_DIR` to pip's copy), handed to the
 /// backend as the application hands them. Evaluated once, on first use.
 let libraryPathsFromTheEnvironment: Void = {
-    func directories(_ name: String) -> [String] {
-        ProcessInfo.processInfo.environment[name]?.split(separator: ":").map(String.init) ?? []
-    }
-    CUDALibraryPaths.nvrtc = directories("NNTRAIN_NVRTC_DIR")
-    CUDALibraryPaths.cublas = directories("NNTRAIN_CUBLAS_DIR")
+    let environment = ProcessInfo.processInfo.environment
+    CUDALibraryPaths.nvrtc = CUDALibraryPaths.directories(environment["NNTRAIN_NVRTC_DIR"])
+    CUDALibraryPaths.cublas = CUDALibraryPaths.directories(environment["NNTRAIN_CUBLAS_DIR"])
 }()
