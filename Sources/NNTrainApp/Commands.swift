@@ -272,8 +272,7 @@ struct Bench: ParsableCommand {
 /// Writes to standard output and flushes, so output keeps its order with
 /// standard error in a file.
 func output(_ text: String) {
-    fputs(text, stdout)
-    fflush(stdout)
+    Console.write(text, to: stdout)
 }
 
 // MARK: - Entry

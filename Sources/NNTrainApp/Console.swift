@@ -29,14 +29,14 @@ public final class Console: TrainingObserver {
     public func line(_ text: String) {
         guard enabled else { return }
         clearBar()
-        write(text + "\n", to: stdout)
+        Console.write(text + "\n", to: stdout)
     }
 
     /// Prints a warning on standard error.
     public func warn(_ text: String) {
         guard enabled else { return }
         clearBar()
-        write("nntrain: warning: " + text + "\n", to: stderr)
+        Console.write("nntrain: warning: " + text + "\n", to: stderr)
     }
 
     /// Prints an error on standard error, from any rank (the caller decides which).
@@ -92,11 +92,9 @@ public final class Console: TrainingObserver {
         barVisible = false
     }
 
-    private func write(_ text: String, to stream: UnsafeMutablePointer<FILE>?) { Console.write(text, to: stream) }
-
     /// Writes and flushes, so standard output and standard error interleave
     /// in the order they were written even when both go to one file.
-    private static func write(_ text: String, to stream: UnsafeMutablePointer<FILE>?) {
+    static func write(_ text: String, to stream: UnsafeMutablePointer<FILE>?) {
         fputs(text, stream)
         fflush(stream)
     }
