@@ -7,8 +7,8 @@ import NNCore
 import NNData
 
 enum CommandLineArguments {
-    /// The subcommands, which `nntrain WORD …` may start with.
-    static let subcommands = ["train", "evaluate", "predict", "selftest", "bench", "help"]
+    /// The subcommands, which `nntrain WORD …` may start with (and `help`).
+    static let subcommands = NNTrain.configuration.subcommands.map { $0._commandName } + ["help"]
 
     /// - In `train` (named, or the default command), `--resume` alone becomes
     ///   `--resume-latest`; `--resume PATH` stays as it is.

@@ -98,7 +98,6 @@ struct Train: ParsableCommand {
     var schedule: TrainingSchedule { TrainingSchedule(checkpointEvery: checkpointEvery) }
 
     func run() throws {
-        Environment.installTestHooks()
         let status = Launch.train(self)
         if status != 0 { throw ExitCode(status) }
     }
@@ -280,6 +279,8 @@ func output(_ text: String) {
 /// Runs the command line and exits: 0 on success, 2 with one line on
 /// standard error for anything the user can fix, the command's own status otherwise.
 public func runCommandLine(_ arguments: [String]) -> Never {
+    Environment.applyCUDALibraryPaths()
+    Environment.installTestHooks()
     do {
         let normalized = try CommandLineArguments.normalized(arguments)
         var command = try NNTrain.parseAsRoot(normalized)

@@ -27,7 +27,6 @@ enum Devices {
 
     private static func openUnflagged(_ choice: DeviceChoice, localRank: Int, cpuThreads: Int,
                                       allowTF32: Bool) throws -> (accelerator: any Accelerator, note: String) {
-        Environment.applyCUDALibraryPaths()
         switch choice {
         case .cpu:
             return (CPUAccelerator(threads: cpuThreads), "")

@@ -91,7 +91,7 @@ public struct Predictions: Sendable {
 }
 
 /// Passes over data without training.
-public enum Evaluation {
+enum Evaluation {
     /// Summed statistics of `model` over `range` of `dataset`, in chunks.
     static func statistics(model: Sequential, dataset: Dataset, range: Range<Int>, batches: inout BatchAssembler) -> [Double] {
         let stats = model.accelerator.tensor(rows: 1, columns: Statistic.width)

@@ -49,6 +49,7 @@ final class InProcessTrainingTests: XCTestCase {
 
         let comparison = try compareWorlds(fault: nil)
         XCTAssertEqual(comparison.problems, [])
+        print("world 3 against world 1: parameters differ by \(comparison.parameterDifference) (relative)")
         XCTAssertEqual(comparison.trainingSamples, 97)
         XCTAssertEqual(comparison.epochs, 4)
     }
@@ -77,9 +78,13 @@ final class InProcessTrainingTests: XCTestCase {
         XCTAssertEqual(checkpointSteps(directory).last, 16)
         XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/model.safetensors"))
         let (saved, path) = try Checkpoints.latestValid(in: directory) { XCTFail($0) }
-        XCTAssertEqual(saved.position, TrainingPosition(epoch: 1, stepInEpoch: 7, globalStep: 16, worldSize: 2,
-                                                        epochStatistics: saved.position?.epochStatistics ?? [],
-                                                        epochSamples: 84))
+        let position = try XCTUnwrap(saved.position)
+        XCTAssertEqual([position.epoch, position.stepInEpoch, position.globalStep, position.worldSize, position.epochSamples],
+                       [1, 7, 16, 2, 84])
+        // The running sums of the 7 steps taken: a positive, finite loss sum, at most 84 correct.
+        XCTAssertEqual(position.epochStatistics.count, Statistic.width)
+        XCTAssertTrue(position.epochStatistics[0].isFinite && position.epochStatistics[0] > 0, "\(position.epochStatistics)")
+        XCTAssertTrue((0...84).contains(position.epochStatistics[1]), "\(position.epochStatistics)")
         XCTAssertEqual(saved.optimizerSteps, 16)
         XCTAssertEqual(saved.parameters, stopped[0].parameters, "the checkpoint holds the parameters the ranks stopped with")
 
@@ -95,6 +100,7 @@ final class InProcessTrainingTests: XCTestCase {
         // Another world size adds in another order: close to world 1.
         let difference = relativeDifference(onThree[0].parameters, oneRank[0].parameters)
         XCTAssertLessThan(difference, Self.tolerance, "resumed on 3 ranks vs uninterrupted on 1")
+        print("stopped on 2 ranks, resumed on 3, against uninterrupted on 1: parameters differ by \(difference) (relative)")
         XCTAssertEqual(Set(onThree.map { $0.result?.parameterChecksum }).count, 1, "replicas of the resumed run")
         // The same world size repeats the same operations: exactly world 2.
         XCTAssertEqual(onTwo[0].parameters, twoRanks[0].parameters, "resumed on 2 ranks vs uninterrupted on 2")
