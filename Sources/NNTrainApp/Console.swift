@@ -61,7 +61,7 @@ public final class Console: TrainingObserver {
             drawBar(progress)
         case .epochEnded(let record):
             line(Console.epochLine(record))
-        case .checkpointSaved:
+        case .checkpointSaved, .parametersSampled:
             break
         case .stopped(let point):
             line("")

@@ -62,12 +62,7 @@ public struct LoadedModel {
         }
         var classes: [Int]?
         if objective.isClassifier {
-            let cut: Float = { if case .threshold(let c) = objective.accuracy { return c }; return 0.5 }()
-            classes = (0..<scaled.count).map { r in
-                let row = outputs[r * width..<(r + 1) * width]
-                if width == 1 { return row[row.startIndex] >= cut ? 1 : 0 }
-                return (row.indices.max { row[$0] < row[$1] } ?? row.startIndex) - row.startIndex
-            }
+            classes = (0..<scaled.count).map { Evaluation.predictedClass(outputs[$0 * width..<($0 + 1) * width], objective) }
         }
         return Predictions(outputs: outputs, width: width, classes: classes, classNames: snapshot.classNames)
     }
@@ -92,6 +87,42 @@ public struct Predictions: Sendable {
 
 /// Passes over data without training.
 enum Evaluation {
+    /// The class one output row stands for: the unit over the threshold for
+    /// a single output, else the largest output.
+    static func predictedClass(_ row: ArraySlice<Float>, _ objective: Objective) -> Int {
+        if row.count == 1 {
+            let cut: Float = { if case .threshold(let c) = objective.accuracy { return c }; return 0.5 }()
+            return row[row.startIndex] >= cut ? 1 : 0
+        }
+        return (row.indices.max { row[$0] < row[$1] } ?? row.startIndex) - row.startIndex
+    }
+
+    /// Counts of (true class, predicted class) over `range` of `dataset`,
+    /// row-major (classes × classes), for a classifier with one label per sample.
+    static func confusionCounts(model: Sequential, dataset: Dataset, range: Range<Int>, classes: Int,
+                                batches: inout BatchAssembler) -> [Double] {
+        var counts = [Double](repeating: 0, count: classes * classes)
+        let width = model.objective.outputs, chunk = batches.rows
+        var indices = [Int32](repeating: 0, count: chunk)
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min(start + chunk, range.upperBound)
+            for i in start..<end { indices[i - start] = Int32(i) }
+            let (inputs, _) = indices.withUnsafeBufferPointer {
+                batches.load(dataset, indices: UnsafeBufferPointer(rebasing: $0[0..<(end - start)]))
+            }
+            let outputs = model.accelerator.values(model.predict(inputs))
+            for i in start..<end {
+                let truth = Int(dataset.labels[i * dataset.labelWidth])
+                let row = i - start
+                let predicted = predictedClass(outputs[row * width..<(row + 1) * width], model.objective)
+                if (0..<classes).contains(truth) && (0..<classes).contains(predicted) { counts[truth * classes + predicted] += 1 }
+            }
+            start = end
+        }
+        return counts
+    }
+
     /// Summed statistics of `model` over `range` of `dataset`, in chunks.
     static func statistics(model: Sequential, dataset: Dataset, range: Range<Int>, batches: inout BatchAssembler) -> [Double] {
         let stats = model.accelerator.tensor(rows: 1, columns: Statistic.width)

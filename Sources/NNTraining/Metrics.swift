@@ -35,10 +35,26 @@ public struct Metrics: Sendable, Equatable {
     }
 }
 
+/// One rank's time in an epoch, per step.
+public struct RankTiming: Sendable, Equatable {
+    /// Mean milliseconds per step outside the gradient allreduce (batch,
+    /// forward, backward, update).
+    public var stepMilliseconds: Double
+    /// Mean milliseconds per step inside the allreduce call, waiting for
+    /// slower ranks included.
+    public var waitMilliseconds: Double
+
+    /// The share of a step spent in the allreduce.
+    public var allreduceShare: Double { waitMilliseconds / max(stepMilliseconds + waitMilliseconds, 1e-12) }
+}
+
 /// One epoch's figures, as written to metrics.jsonl.
 public struct EpochRecord: Sendable {
     /// 1-based.
     public var epoch: Int
+    /// Optimizer steps taken since the run began, at the end of the epoch.
+    public var globalStep: Int
+    public var worldSize: Int
     public var training: Metrics
     public var validation: Metrics?
     /// Steps per epoch, and how many of them ran in this process (fewer when
@@ -53,27 +69,42 @@ public struct EpochRecord: Sendable {
     public var allreduceMilliseconds: Double?
     /// Mean time per step inside the allreduce call, waits for slower ranks included.
     public var allreduceWaitMilliseconds: Double?
+    /// Every rank's times, by rank (jobs of several ranks).
+    public var ranks: [RankTiming]?
 
-    /// Every figure with its metrics.jsonl name, in file order.
+    /// Every scalar figure with its metrics.jsonl name, in file order.
     public var fields: [(String, Double)] {
-        var fields: [(String, Double)] = [("epoch", Double(epoch))]
+        var fields: [(String, Double)] = [("epoch", Double(epoch)), ("global_step", Double(globalStep))]
         fields += training.named()
         fields += validation?.named(prefix: "val_") ?? []
-        fields += [("learning_rate", Double(learningRate)), ("seconds", seconds), ("samples_per_second", samplesPerSecond)]
+        fields += [("learning_rate", Double(learningRate)), ("seconds", seconds), ("samples_per_second", samplesPerSecond),
+                   ("world_size", Double(worldSize))]
         if let ms = allreduceMilliseconds { fields.append(("allreduce_ms", ms)) }
         if let ms = allreduceWaitMilliseconds { fields.append(("allreduce_call_ms_per_step", ms)) }
         return fields
+    }
+
+    /// The names of `fields` written as whole numbers.
+    public static let integerFields: Set<String> = ["epoch", "global_step", "world_size"]
+
+    /// Per-rank figures by metrics.jsonl name, each a list by rank.
+    public var rankFields: [(String, [Double])] {
+        guard let ranks else { return [] }
+        return [("rank_step_ms", ranks.map(\.stepMilliseconds)), ("rank_wait_ms", ranks.map(\.waitMilliseconds))]
     }
 }
 
 /// The one JSON form of figures, for metrics.jsonl and `evaluate --json`:
 /// `{"epoch": 3, "loss": 0.301, …}`, numbers as `%.6g`, non-finite values as
-/// `null`, and the fields named in `integers` as whole numbers.
-public func metricsJSON(_ fields: [(String, Double)], integers: Set<String> = []) -> String {
-    let members = fields.map { name, value in
-        let text = integers.contains(name) && value.isFinite ? String(Int(value))
-            : value.isFinite ? String(format: "%.6g", value) : "null"
-        return "\"\(name)\": \(text)"
+/// `null`, the fields named in `integers` as whole numbers, and `lists` last
+/// as arrays (`"rank_step_ms": [8.1, 8.4]`).
+public func metricsJSON(_ fields: [(String, Double)], integers: Set<String> = [], lists: [(String, [Double])] = []) -> String {
+    func number(_ value: Double, whole: Bool) -> String {
+        whole && value.isFinite ? String(Int(value)) : value.isFinite ? String(format: "%.6g", value) : "null"
     }
+    let members = fields.map { name, value in "\"\(name)\": \(number(value, whole: integers.contains(name)))" }
+        + lists.map { name, values in
+            "\"\(name)\": [" + values.map { number($0, whole: false) }.joined(separator: ", ") + "]"
+        }
     return "{" + members.joined(separator: ", ") + "}"
 }

@@ -30,7 +30,7 @@ public final class MetricsLog: TrainingObserver {
 
     /// `{"epoch": 3, "loss": 0.301, …}`; non-finite values are `null`.
     public func line(_ record: EpochRecord) -> String {
-        metricsJSON(record.fields, integers: ["epoch"]) + "\n"
+        metricsJSON(record.fields, integers: EpochRecord.integerFields, lists: record.rankFields) + "\n"
     }
 
     private func append(_ line: String) {

@@ -86,6 +86,8 @@ public final class Trainer {
     var position: TrainingPosition
     let resumedAt: TrainingPosition?
     var allreduceTimer = AllreduceTimer()
+    /// Every rank's host name, by rank.
+    let hosts: [String]
 
     /// Builds the model replica and agrees on its initial state with every
     /// rank: rank 0's `start` is broadcast (the others' is ignored).
@@ -123,6 +125,7 @@ public final class Trainer {
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
         resumedAt = start.checkpoint?.position
+        hosts = Trainer.gatherHostNames(communicator)
         establishInitialState(start)
     }
 
@@ -146,7 +149,7 @@ public final class Trainer {
                 let step = position.stepInEpoch
                 let global = sampler.globalBatch(step: step)
                 let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
-                try trainStep(order: order, global: global, local: local)
+                try allreduceTimer.timeStep { try trainStep(order: order, global: global, local: local) }
                 position.stepInEpoch += 1
                 position.globalStep += 1
                 position.epochSamples += global.count
@@ -171,14 +174,20 @@ public final class Trainer {
             try ensureFinite()
             let seconds = Date().timeIntervalSince(start)
             let stepsRun = steps - startStep
-            let record = EpochRecord(epoch: position.epoch + 1, training: reduceEpochMetrics(), validation: data.validation.map(evaluate),
+            let several = communicator.size > 1
+            let record = EpochRecord(epoch: position.epoch + 1, globalStep: position.globalStep, worldSize: communicator.size,
+                                     training: reduceEpochMetrics(), validation: data.validation.map(evaluate),
                                      steps: steps, stepsRun: stepsRun, seconds: seconds,
                                      samplesPerSecond: Double(position.epochSamples - startSamples) / max(seconds, 1e-9),
                                      learningRate: optimizer.currentRate,
-                                     allreduceMilliseconds: communicator.size > 1 ? allreduceTimer.sampledMilliseconds : nil,
-                                     allreduceWaitMilliseconds: communicator.size > 1 ? allreduceTimer.milliseconds(perStep: stepsRun) : nil)
+                                     allreduceMilliseconds: several ? allreduceTimer.sampledMilliseconds : nil,
+                                     allreduceWaitMilliseconds: several ? allreduceTimer.milliseconds(perStep: stepsRun) : nil,
+                                     ranks: several ? gatherRankTimings(steps: stepsRun) : nil)
             history.append(record)
             observers.observe(.epochEnded(record))
+            if observers.wantsParameterSample(epoch: record.epoch, of: config.training.epochs) {
+                observers.observe(.parametersSampled(parameterSample()))
+            }
 
             position.epoch += 1
             position.stepInEpoch = 0
@@ -188,8 +197,9 @@ public final class Trainer {
         }
 
         let checksum = try verifyReplicas()
-        let result = RunResult(history: history, test: data.test.map(evaluate), parameterChecksum: checksum,
-                               worldSize: communicator.size)
+        let result = RunResult(history: history, test: data.test.map(evaluate),
+                               confusion: objective.isClassifier ? data.test.map(confusionMatrix) : nil,
+                               parameterChecksum: checksum, worldSize: communicator.size)
         observers.observe(.finished(result))
         let modelPath = try rank0Writes { store in try store.saveModel(snapshot()) }
         if let modelPath { observers.observe(.modelSaved(path: modelPath)) }

@@ -57,7 +57,18 @@ extension Trainer {
         RunStart(config: config, trainingSamples: data.training.count, validationSamples: data.validation?.count,
                  testSamples: data.test?.count, featureCount: data.featureCount, parameterCount: model.parameterCount,
                  accelerator: accelerator.name, communicator: communicator.name, gradientReduction: reducer.name,
-                 worldSize: communicator.size, resumedAt: resumedAt, runDirectory: store?.directory ?? "")
+                 worldSize: communicator.size, resumedAt: resumedAt, runDirectory: store?.directory ?? "", hosts: hosts)
+    }
+
+    /// Every rank's host name, by rank (each rank broadcasts its own in turn).
+    static func gatherHostNames(_ communicator: any Communicator) -> [String] {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let mine = gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "unknown"
+        guard communicator.size > 1 else { return [mine] }
+        return (0..<communicator.size).map { root in
+            let bytes = communicator.broadcast(bytes: root == communicator.rank ? Array(mine.utf8) : [], root: root)
+            return String(decoding: bytes, as: UTF8.self)
+        }
     }
 
     // MARK: - Metrics
@@ -79,6 +90,44 @@ extension Trainer {
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         return makeMetrics(sums, samples: position.epochSamples)
+    }
+
+    /// Every rank's mean step and allreduce times over the `steps` steps of
+    /// this epoch, by rank (one small allreduce).
+    func gatherRankTimings(steps: Int) -> [RankTiming] {
+        let size = communicator.size
+        var times = [Double](repeating: 0, count: 2 * size)
+        let wait = allreduceTimer.milliseconds(perStep: steps)
+        times[2 * communicator.rank] = allreduceTimer.stepMilliseconds(perStep: steps) - wait
+        times[2 * communicator.rank + 1] = wait
+        times.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        return (0..<size).map { RankTiming(stepMilliseconds: max(0, times[2 * $0]), waitMilliseconds: times[2 * $0 + 1]) }
+    }
+
+    /// The test set's (true, predicted) counts, each rank counting its shard.
+    func confusionMatrix(_ dataset: Dataset) -> ConfusionMatrix {
+        let shard = ShardedSampler.shard(count: dataset.count, rank: communicator.rank, worldSize: communicator.size)
+        let classes = objective.outputs == 1 ? 2 : objective.outputs
+        var counts = Evaluation.confusionCounts(model: model, dataset: dataset, range: shard, classes: classes, batches: &batches)
+        counts.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        let names = data.classNames ?? (0..<classes).map(String.init)
+        return ConfusionMatrix(classes: names, counts: (0..<classes).map { t in (0..<classes).map { Int(counts[t * classes + $0]) } })
+    }
+
+    /// The parameters and the last step's gradients of every dense layer, on the host.
+    func parameterSample() -> ParameterSample {
+        let parameters = accelerator.values(model.parameters), gradients = accelerator.values(model.gradients)
+        var layers: [LayerSample] = []
+        var index = 0
+        while index + 1 < model.entries.count {
+            let weight = model.entries[index], bias = model.entries[index + 1]
+            let w = weight.offset..<weight.offset + weight.count, b = bias.offset..<bias.offset + bias.count
+            layers.append(LayerSample(name: String(weight.name.dropLast(".weight".count)), weightShape: weight.shape,
+                                      weight: Array(parameters[w]), bias: Array(parameters[b]),
+                                      weightGradient: Array(gradients[w]), biasGradient: Array(gradients[b])))
+            index += 2
+        }
+        return ParameterSample(epoch: position.epoch, globalStep: position.globalStep, layers: layers)
     }
 
     /// Loss and metrics on a dataset, each rank evaluating its shard.
@@ -112,7 +161,17 @@ extension Trainer {
 struct AllreduceTimer {
     /// Every this many steps the ranks line up first.
     static let sampleInterval = 16
-    private var total: UInt64 = 0, sampled: UInt64 = 0, samples = 0
+    private var total: UInt64 = 0, sampled: UInt64 = 0, samples = 0, steps: UInt64 = 0
+
+    /// Times a whole step (the allreduce inside it included).
+    mutating func timeStep(_ body: () throws -> Void) rethrows {
+        let started = DispatchTime.now().uptimeNanoseconds
+        try body()
+        steps += DispatchTime.now().uptimeNanoseconds - started
+    }
+
+    /// Milliseconds per whole step, over `count` steps.
+    func stepMilliseconds(perStep count: Int) -> Double { Double(steps) / 1e6 / Double(max(count, 1)) }
 
     /// Times `body`, after a barrier when `lineUpFirst`.
     mutating func time(lineUpFirst: Bool, _ communicator: any Communicator, _ body: () -> Void) {

@@ -5,8 +5,9 @@
 //
 // Order of one run: `started`, then per epoch `epochStarted`, any number of
 // `batchEnded` (only when an observer asks for them), `checkpointSaved` (every
-// N steps when asked), `epochEnded`, `checkpointSaved`; finally `stopped`
-// (a stop request, after its checkpoint), or `finished` and `modelSaved`.
+// N steps when asked), `epochEnded`, `parametersSampled` (only when an
+// observer asks for that epoch), `checkpointSaved`; finally `stopped` (a stop
+// request, after its checkpoint), or `finished` and `modelSaved`.
 
 /// One thing that happened in a run.
 public enum TrainingEvent: Sendable {
@@ -18,6 +19,9 @@ public enum TrainingEvent: Sendable {
     case batchEnded(BatchProgress)
     /// An epoch ended, with its figures.
     case epochEnded(EpochRecord)
+    /// The parameters and the last step's gradients at the end of an epoch;
+    /// sent only when an observer `wantsParameterSample` for it.
+    case parametersSampled(ParameterSample)
     /// Rank 0 wrote a checkpoint (every rank learns it together).
     case checkpointSaved(path: String, globalStep: Int)
     /// A stop request was honoured at a step boundary, after a checkpoint.
@@ -43,6 +47,8 @@ public struct RunStart: Sendable {
     public var resumedAt: TrainingPosition?
     /// The run directory (rank 0; empty elsewhere).
     public var runDirectory: String
+    /// The host name of every rank, by rank.
+    public var hosts: [String]
 }
 
 /// The running figures after one step (this rank's share of the epoch so far).
@@ -69,9 +75,40 @@ public struct RunResult: Sendable {
     public var history: [EpochRecord]
     /// Metrics on the test split, when there is one.
     public var test: Metrics?
+    /// The test set's confusion matrix (classifiers with a test set).
+    public var confusion: ConfusionMatrix?
     /// CRC-32C of the final parameters, identical on every rank.
     public var parameterChecksum: UInt32
     public var worldSize: Int
+}
+
+/// Counts of (true class, predicted class) pairs over a labelled set.
+public struct ConfusionMatrix: Sendable, Equatable {
+    /// Class names by index (their numbers when the labels had no names).
+    public var classes: [String]
+    /// `counts[t][p]`: samples of true class t predicted as p.
+    public var counts: [[Int]]
+
+    /// Samples counted.
+    public var total: Int { counts.reduce(0) { $0 + $1.reduce(0, +) } }
+}
+
+/// One layer's values at a sampling point, host copies in layout order.
+public struct LayerSample: Sendable {
+    /// `layers.{i}` as in model files.
+    public var name: String
+    /// `[out, in]`.
+    public var weightShape: [Int]
+    public var weight: [Float], bias: [Float]
+    /// The last step's gradients (after the allreduce), same shapes.
+    public var weightGradient: [Float], biasGradient: [Float]
+}
+
+/// The parameters of every dense layer after an epoch.
+public struct ParameterSample: Sendable {
+    /// 1-based epoch just ended, and the global step after it.
+    public var epoch: Int, globalStep: Int
+    public var layers: [LayerSample]
 }
 
 /// Receives a run's events. The trainer calls it on every rank; a job gives
@@ -81,6 +118,9 @@ public protocol TrainingObserver: AnyObject {
     /// Building one reads the running metrics back from the accelerator, so
     /// the trainer asks first.
     func wantsBatchProgress(step: Int, of steps: Int) -> Bool
+    /// Whether a `parametersSampled` event is wanted after epoch `epoch` of
+    /// `epochs` (copying the parameters to the host costs a little).
+    func wantsParameterSample(epoch: Int, of epochs: Int) -> Bool
     /// Handles one event. Observers cannot stop a run; one that fails to
     /// record something says so its own way.
     func observe(_ event: TrainingEvent)
@@ -89,6 +129,8 @@ public protocol TrainingObserver: AnyObject {
 extension TrainingObserver {
     /// No batch events unless asked.
     public func wantsBatchProgress(step: Int, of steps: Int) -> Bool { false }
+    /// No parameter samples unless asked.
+    public func wantsParameterSample(epoch: Int, of epochs: Int) -> Bool { false }
 }
 
 /// Several observers as one, called in order.
@@ -103,6 +145,10 @@ public final class TrainingObservers: TrainingObserver {
 
     public func wantsBatchProgress(step: Int, of steps: Int) -> Bool {
         members.contains { $0.wantsBatchProgress(step: step, of: steps) }
+    }
+
+    public func wantsParameterSample(epoch: Int, of epochs: Int) -> Bool {
+        members.contains { $0.wantsParameterSample(epoch: epoch, of: epochs) }
     }
 
     public func observe(_ event: TrainingEvent) {

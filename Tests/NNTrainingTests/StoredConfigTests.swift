@@ -40,22 +40,31 @@ final class StoredConfigTests: XCTestCase {
     }
 }
 
-/// metrics.jsonl is read by people's scripts: its lines keep their form.
+/// metrics.jsonl is read by people's scripts: its lines keep their form;
+/// new figures are only added.
 final class MetricsLogFormatTests: XCTestCase {
-    func testAnEpochLineReadsAsBefore() {
+    func testAnEpochLineKeepsEveryFieldOfTheEarlierForm() throws {
         // Written by the release before the events, for the spiral preset's first epoch.
         let before = #"{"epoch": 1, "loss": 0.700668, "accuracy": 0.55875, "val_loss": 0.70106, "val_accuracy": 0.535, "learning_rate": 0.01, "seconds": 0.001472, "samples_per_second": 543480}"#
         let training = Metrics(statistics: [0.700668 * 800, 0.55875 * 800, 0, 0], samples: 800, isClassifier: true, accuracyUnits: 1, outputs: 1)
         let validation = Metrics(statistics: [0.70106 * 200, 0.535 * 200, 0, 0], samples: 200, isClassifier: true, accuracyUnits: 1, outputs: 1)
-        let record = EpochRecord(epoch: 1, training: training, validation: validation, steps: 25, stepsRun: 25, seconds: 0.001472,
-                                 samplesPerSecond: 543480, learningRate: 0.01)
+        let record = EpochRecord(epoch: 1, globalStep: 25, worldSize: 1, training: training, validation: validation,
+                                 steps: 25, stepsRun: 25, seconds: 0.001472, samplesPerSecond: 543480, learningRate: 0.01)
         let log = MetricsLog(runDirectory: "/nonexistent", warn: { _ in })
-        XCTAssertEqual(log.line(record), before + "\n")
+        let line = log.line(record)
+        XCTAssertEqual(line, #"{"epoch": 1, "global_step": 25, "loss": 0.700668, "accuracy": 0.55875, "val_loss": 0.70106, "val_accuracy": 0.535, "learning_rate": 0.01, "seconds": 0.001472, "samples_per_second": 543480, "world_size": 1}"# + "\n")
+        let old = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(before.utf8)) as? [String: Any])
+        let new = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for (key, value) in old {
+            XCTAssertEqual(new[key] as? Double, value as? Double, key)
+        }
 
         var multiRank = record
+        multiRank.worldSize = 2
         multiRank.allreduceMilliseconds = 0.088
         multiRank.allreduceWaitMilliseconds = .infinity
-        XCTAssertTrue(log.line(multiRank).hasSuffix(#", "allreduce_ms": 0.088, "allreduce_call_ms_per_step": null}"# + "\n"),
+        multiRank.ranks = [RankTiming(stepMilliseconds: 8.5, waitMilliseconds: 1.25), RankTiming(stepMilliseconds: 12, waitMilliseconds: 0.5)]
+        XCTAssertTrue(log.line(multiRank).hasSuffix(#""world_size": 2, "allreduce_ms": 0.088, "allreduce_call_ms_per_step": null, "rank_step_ms": [8.5, 12], "rank_wait_ms": [1.25, 0.5]}"# + "\n"),
                       log.line(multiRank))
     }
 }
