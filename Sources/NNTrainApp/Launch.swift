@@ -30,11 +30,14 @@ enum Launch {
         let console = Console(enabled: communicator.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         let stop = SignalStop()
+        var record: RunRecord?
         do {
-            let trainer = try prepare(job, communicator: communicator, console: console)
+            let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
             let observers = TrainingObservers([console])
             if let runDirectory = trainer.runDirectory {
                 observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
+                record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)
+                observers.append(record!)
             }
             _ = try trainer.run(observers: observers, stop: stop)
             return 0
@@ -42,24 +45,29 @@ enum Launch {
             // Errors after start-up are collective decisions (every rank saw
             // the same values), so every rank stops here; rank 0 says why.
             if communicator.isCoordinator { Console.error(error.message) }
+            record?.ended(error: error.message)
             return 2
         } catch let failure as CollectiveFailure {
             if let message = failure.message { Console.error(message) }
+            record?.ended(error: failure.message ?? "another rank failed")
             return 2
         } catch {
             Console.error("\(error)")
+            record?.ended(error: "\(error)")
             return 1
         }
     }
 
     /// Everything before the first step: device, configuration (from a
     /// checkpoint when resuming), agreement across ranks, data, trainer.
-    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> Trainer {
+    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> (Trainer, JobFacts) {
         let threads = Environment.blasThreads(localRanks: communicator.localSize)
         let (accelerator, deviceNote) = try collectively(communicator) {
             try Devices.open(job.device, localRank: communicator.localRank, cpuThreads: threads.count, allowTF32: job.allowTF32)
         }
         console.computeNote = threads.reason + (deviceNote.isEmpty ? "" : "; " + deviceNote)
+        let facts = JobFacts(device: job.device.rawValue + (deviceNote.isEmpty ? "" : " (\(deviceNote))"),
+                             blasThreads: accelerator.isHostMemory ? threads.count : nil)
 
         var runDirectory = ""
         var checkpoint: ModelSnapshot?
@@ -97,10 +105,11 @@ enum Launch {
             }
         }
         let store = communicator.isCoordinator ? RunStore(directory: runDirectory, keep: job.keepCheckpoints) : nil
-        return try collectively(communicator) {
+        let trainer = try collectively(communicator) {
             try Trainer(config: config, data: data, accelerator: accelerator, communicator: communicator,
                         start: start, schedule: job.schedule, store: store)
         }
+        return (trainer, facts)
     }
 
     /// The configuration a new run names: a file, or a preset (the default one without either).

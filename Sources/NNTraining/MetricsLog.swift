@@ -1,17 +1,19 @@
-// metrics.jsonl: one JSON object per epoch, appended as each epoch ends.
+// metrics.jsonl: one JSON object per epoch, appended as each epoch ends;
+// metrics.csv: the same figures as a table, rewritten from it each epoch.
 
 import Foundation
 import SafeTensors
 
-/// Writes `RUN/metrics.jsonl` from epoch events (rank 0).
+/// Writes `RUN/metrics.jsonl` and `RUN/metrics.csv` from epoch events (rank 0).
 public final class MetricsLog: TrainingObserver {
-    /// The file written.
-    public let path: String
+    /// The files written.
+    public let path: String, csvPath: String
     private let warn: (String) -> Void
 
     /// A log at `RUN/metrics.jsonl`; `warn` hears of lines that could not be written.
     public init(runDirectory: String, warn: @escaping (String) -> Void) {
         path = runDirectory + "/metrics.jsonl"
+        csvPath = runDirectory + "/metrics.csv"
         self.warn = warn
     }
 
@@ -23,6 +25,7 @@ public final class MetricsLog: TrainingObserver {
             if let position = start.resumedAt { keepEpochs(through: position.epoch) }
         case .epochEnded(let record):
             append(line(record))
+            writeTable()
         default:
             break
         }
@@ -47,12 +50,73 @@ public final class MetricsLog: TrainingObserver {
         try? handle.close()
     }
 
+    /// metrics.csv from every line of metrics.jsonl: one column per figure,
+    /// per-rank lists spread over `rank{r}_step_ms`, `rank{r}_wait_ms`
+    /// columns; a figure an epoch lacks is an empty cell.
+    private func writeTable() {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let rows = text.split(separator: "\n").compactMap { line -> [String: Any]? in
+            try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }
+        do {
+            try userFacing { try AtomicFile.write(Array(MetricsLog.table(rows).utf8), to: csvPath) }
+        } catch {
+            warn("\(error)")
+        }
+    }
+
+    /// The figures in the order an epoch line gives them.
+    static let columnOrder = ["epoch", "global_step", "loss", "accuracy", "mse", "mae", "val_loss", "val_accuracy", "val_mse",
+                              "val_mae", "learning_rate", "seconds", "samples_per_second", "world_size", "allreduce_ms",
+                              "allreduce_call_ms_per_step"]
+
+    /// CSV text of metrics.jsonl's objects.
+    static func table(_ rows: [[String: Any]]) -> String {
+        var flat: [[String: String]] = []
+        var present = Set<String>()
+        for row in rows {
+            var cells: [String: String] = [:]
+            for (key, value) in row {
+                if let list = value as? [Any] {
+                    let suffix = key.hasPrefix("rank_") ? String(key.dropFirst("rank_".count)) : key
+                    for (r, item) in list.enumerated() { cells["rank\(r)_" + suffix] = cell(item) }
+                } else {
+                    cells[key] = cell(value)
+                }
+            }
+            present.formUnion(cells.keys)
+            flat.append(cells)
+        }
+        let known = columnOrder.filter(present.contains)
+        let rankColumns = present.subtracting(known).sorted { a, b in
+            let (ra, rb) = (rankNumber(a), rankNumber(b))
+            return ra != rb ? ra < rb : a < b
+        }
+        let columns = known + rankColumns
+        var text = columns.joined(separator: ",") + "\n"
+        for cells in flat { text += columns.map { cells[$0] ?? "" }.joined(separator: ",") + "\n" }
+        return text
+    }
+
+    private static func cell(_ value: Any) -> String {
+        if value is NSNull { return "" }
+        if let number = value as? NSNumber { return number.stringValue }
+        return "\(value)"
+    }
+
+    /// The rank of a `rank{r}_…` column (other columns sort after, by name).
+    private static func rankNumber(_ column: String) -> Int {
+        guard column.hasPrefix("rank"), let end = column.firstIndex(of: "_"),
+              let r = Int(column[column.index(column.startIndex, offsetBy: 4)..<end]) else { return Int.max }
+        return r
+    }
+
     private func keepEpochs(through epoch: Int) {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in
             guard let data = line.data(using: .utf8),
                   let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let number = object["epoch"] as? Int else { return false }
+                        let number = object["epoch"] as? Int else { return false }
             return number <= epoch
         }
         do {

@@ -127,7 +127,7 @@ extension Trainer {
                                       weightGradient: Array(gradients[w]), biasGradient: Array(gradients[b])))
             index += 2
         }
-        return ParameterSample(epoch: position.epoch, globalStep: position.globalStep, layers: layers)
+        return ParameterSample(epoch: position.epoch + 1, globalStep: position.globalStep, layers: layers)
     }
 
     /// Loss and metrics on a dataset, each rank evaluating its shard.

@@ -1,0 +1,229 @@
+// The record a run leaves beside its checkpoints, for people and scripts:
+// run.json (what ran, where, and how it ended), results.json (the final test
+// figures and confusion matrix) and histograms.jsonl (per-layer histograms of
+// weights and gradient magnitudes at a few epochs). An observer on rank 0.
+
+import Foundation
+import SafeTensors
+
+/// Facts about a job that only the launcher knows.
+public struct JobFacts: Sendable {
+    /// The device asked for, and what was found ("auto (auto: no GPU)").
+    public var device: String
+    /// OpenBLAS threads per rank (nil on a GPU).
+    public var blasThreads: Int?
+
+    /// Facts for run.json.
+    public init(device: String, blasThreads: Int?) {
+        self.device = device
+        self.blasThreads = blasThreads
+    }
+}
+
+/// How a run ended, as run.json's `exit_reason` names it.
+public enum ExitReason: String, Sendable {
+    case running, finished, stopped, error
+    /// Finished before its last epoch because the monitored metric stopped improving.
+    case earlyStopped = "early_stopped"
+}
+
+/// Which epochs' parameters are sampled for histograms: the first, the last
+/// and three evenly spaced between them.
+public enum ParameterSampling {
+    /// Whether epoch `epoch` (1-based) of `epochs` is sampled.
+    public static func wants(epoch: Int, of epochs: Int) -> Bool {
+        guard epochs > 5 else { return true }
+        return (0...4).contains { epoch == 1 + ($0 * (epochs - 1) + 2) / 4 }
+    }
+}
+
+/// Writes run.json, results.json and histograms.jsonl (rank 0).
+public final class RunRecord: TrainingObserver {
+    public let directory: String
+    private let facts: JobFacts
+    private let warn: (String) -> Void
+    private var run: [String: Any] = [:]
+    private var warned = false
+
+    /// A record in `runDirectory`; `warn` hears once of a file that could not be written.
+    public init(runDirectory: String, facts: JobFacts, warn: @escaping (String) -> Void) {
+        directory = runDirectory
+        self.facts = facts
+        self.warn = warn
+    }
+
+    public func wantsParameterSample(epoch: Int, of epochs: Int) -> Bool {
+        ParameterSampling.wants(epoch: epoch, of: epochs)
+    }
+
+    public func observe(_ event: TrainingEvent) {
+        switch event {
+        case .started(let start):
+            begin(start)
+        case .parametersSampled(let sample):
+            append(histogramLine(sample), to: "histograms.jsonl")
+        case .finished(let result):
+            write(results(result), to: "results.json")
+        case .modelSaved:
+            end(.finished)
+        case .stopped:
+            end(.stopped)
+        default:
+            break
+        }
+    }
+
+    /// Marks the run as ended by an error, with its message.
+    public func ended(error message: String) {
+        guard !run.isEmpty else { return }
+        run["message"] = message
+        end(.error)
+    }
+
+    // MARK: - run.json
+
+    private func begin(_ start: RunStart) {
+        if let position = start.resumedAt { keepLines(of: "histograms.jsonl", throughEpoch: position.epoch) }
+        let config = try? JSONSerialization.jsonObject(with: Data(start.config.canonicalJSON.utf8))
+        run = [
+            "nntrain_version": NNTrainVersion.string, "config": config ?? NSNull(),
+            "world_size": start.worldSize, "hosts": start.hosts,
+            "device": facts.device, "blas_threads": facts.blasThreads ?? NSNull(),
+            "accelerator": start.accelerator, "communicator": start.communicator,
+            "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
+            "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),
+            "test_samples": start.testSamples ?? NSNull(),
+            "start_time": Self.timestamp(), "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
+        ]
+        if let position = start.resumedAt { run["resumed_at_global_step"] = position.globalStep }
+        write(run, to: "run.json")
+    }
+
+    private func end(_ reason: ExitReason) {
+        guard !run.isEmpty else { return }
+        if reason == .finished, run["early_stopped"] as? Bool == true {
+            run["exit_reason"] = ExitReason.earlyStopped.rawValue
+        } else {
+            run["exit_reason"] = reason.rawValue
+        }
+        run["end_time"] = Self.timestamp()
+        write(run, to: "run.json")
+    }
+
+    // MARK: - results.json
+
+    private func results(_ result: RunResult) -> [String: Any] {
+        var object: [String: Any] = [
+            "parameter_checksum": String(format: "%08x", result.parameterChecksum),
+            "epochs_run": result.history.last?.epoch ?? 0,
+            "world_size": result.worldSize,
+        ]
+        if let test = result.test {
+            var metrics: [String: Any] = ["samples": test.samples]
+            for (name, value) in test.named() { metrics[name] = value.isFinite ? value : NSNull() }
+            object["test"] = metrics
+        } else {
+            object["test"] = NSNull()
+        }
+        if let confusion = result.confusion {
+            object["confusion_matrix"] = ["classes": confusion.classes, "counts": confusion.counts]
+        } else {
+            object["confusion_matrix"] = NSNull()
+        }
+        return object
+    }
+
+    // MARK: - histograms.jsonl
+
+    /// Bucket count of every histogram.
+    public static let buckets = 30
+
+    private func histogramLine(_ sample: ParameterSample) -> String {
+        let layers = sample.layers.map { layer -> [String: Any] in
+            let magnitudes = (layer.weightGradient + layer.biasGradient).map { abs($0) }
+            let nonzero = magnitudes.filter { $0 > 0 && $0.isFinite }.map { Double(log10($0)) }
+            return [
+                "name": layer.name,
+                "weight": Self.histogram(layer.weight.map(Double.init)).json,
+                "gradient_magnitude": Self.histogram(nonzero).json.merging(["zeros": magnitudes.count - nonzero.count]) { a, _ in a },
+            ]
+        }
+        let object: [String: Any] = ["epoch": sample.epoch, "global_step": sample.globalStep, "layers": layers]
+        return Self.json(object, pretty: false) + "\n"
+    }
+
+    /// Equal-width buckets over the finite values' range.
+    public static func histogram(_ values: [Double]) -> Histogram {
+        let finite = values.filter(\.isFinite)
+        guard let low = finite.min(), let high = finite.max() else { return Histogram(edges: [], counts: []) }
+        let (a, b) = low < high ? (low, high) : (low - 0.5, high + 0.5)
+        let width = (b - a) / Double(buckets)
+        var counts = [Int](repeating: 0, count: buckets)
+        for v in finite { counts[min(buckets - 1, Int((v - a) / width))] += 1 }
+        return Histogram(edges: (0...buckets).map { a + Double($0) * width }, counts: counts)
+    }
+
+    /// Bucket edges (one more than counts) and counts.
+    public struct Histogram: Sendable, Equatable {
+        public var edges: [Double], counts: [Int]
+        var json: [String: Any] { ["edges": edges, "counts": counts] }
+    }
+
+    // MARK: - Files
+
+    private func write(_ object: [String: Any], to name: String) {
+        do {
+            try userFacing { try AtomicFile.write(Array((Self.json(object, pretty: true) + "\n").utf8), to: directory + "/" + name) }
+        } catch {
+            warnOnce("\(error)")
+        }
+    }
+
+    private func append(_ line: String, to name: String) {
+        let path = directory + "/" + name
+        guard let handle = FileHandle(forWritingAtPath: path) ?? {
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
+            return FileHandle(forWritingAtPath: path)
+        }() else {
+            return warnOnce("\(path): cannot write")
+        }
+        handle.seekToEndOfFile()
+        handle.write(Data(line.utf8))
+        try? handle.close()
+    }
+
+    private func keepLines(of name: String, throughEpoch epoch: Int) {
+        let path = directory + "/" + name
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { JSONLines.epoch(of: $0).map { $0 <= epoch } ?? false }
+        try? AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: path)
+    }
+
+    private func warnOnce(_ message: String) {
+        guard !warned else { return }
+        warned = true
+        warn(message)
+    }
+
+    static func json(_ object: Any, pretty: Bool) -> String {
+        var options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
+        if pretty { options.insert(.prettyPrinted) }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: options)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func timestamp() -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date())
+    }
+}
+
+/// Reading back the JSON-lines files a run appends to.
+enum JSONLines {
+    /// The `epoch` member of one line, if it has one.
+    static func epoch(of line: Substring) -> Int? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+        return object["epoch"] as? Int
+    }
+}
