@@ -44,6 +44,21 @@ struct Train: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Override training.seed.")
     var seed: UInt64?
 
+    @Flag(name: .customLong("early-stopping"), help: "Stop when val_loss stops improving (training.early_stopping; Keras' defaults).")
+    var earlyStopping = false
+
+    @Option(name: .long, help: "The figure early stopping watches, e.g. val_loss, val_accuracy (turns it on).")
+    var monitor: String?
+
+    @Option(name: .long, parsing: .unconditional, help: "Epochs without improvement before early stopping (turns it on).")
+    var patience: Int?
+
+    @Option(name: .customLong("min-delta"), parsing: .unconditional, help: "Smallest change that counts as an improvement (turns early stopping on).")
+    var minDelta: Double?
+
+    @Flag(name: .customLong("restore-best-weights"), help: "At an early stop, keep the best epoch's weights (turns early stopping on).")
+    var restoreBestWeights = false
+
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
     var runDir: String?
 
@@ -84,6 +99,10 @@ struct Train: ParsableCommand {
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every: must be 0 or more (got \(checkpointEvery))") }
         if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
         if resumeLatest && resumeFrom != nil { throw ValidationError("give --resume once") }
+        if let patience, patience < 0 { throw ValidationError("--patience: must be 0 or more (got \(patience))") }
+        if let minDelta, !(minDelta >= 0) || !minDelta.isFinite {
+            throw ValidationError("--min-delta: must be a non-negative number (got \(minDelta))")
+        }
         if resume != nil && initFrom != nil {
             throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
         }
@@ -91,7 +110,13 @@ struct Train: ParsableCommand {
 
     /// The flags that override the configuration.
     var overrides: ConfigOverrides {
-        ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed)
+        var overrides = ConfigOverrides(epochs: epochs, batchSize: batchSize, learningRate: learningRate, seed: seed)
+        overrides.earlyStopping = earlyStopping
+        overrides.monitor = monitor
+        overrides.patience = patience
+        overrides.minDelta = minDelta
+        overrides.restoreBestWeights = restoreBestWeights ? true : nil
+        return overrides
     }
 
     /// When the loop checkpoints.

@@ -80,6 +80,9 @@ enum Launch {
             if checkpoint != nil && !changes.isEmpty {
                 console.line("overriding the checkpoint's configuration: " + changes.joined(separator: ", "))
             }
+            if let monitor = config.training.earlyStopping?.monitor, let problem = config.monitorProblem(monitor) {
+                throw UserError((job.monitor != nil ? "--monitor: " : "training.early_stopping.monitor: ") + problem)
+            }
             return config
         }
         try agree(on: config, communicator)

@@ -183,14 +183,17 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var seed: UInt64
     /// Reshuffle the training set every epoch (from seed and epoch).
     public var shuffle: Bool
+    /// Stop when a metric stops improving (nil: train every epoch).
+    public var earlyStopping: EarlyStoppingConfig?
 
     enum CodingKeys: String, CodingKey {
         case epochs, seed, shuffle
         case batchSize = "batch_size"
+        case earlyStopping = "early_stopping"
     }
 
     /// What a config's `training` section leaves out: one epoch, batch 32, seed 1, shuffled.
-    public static let defaults = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true)
+    public static let defaults = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true, earlyStopping: nil)
 }
 
 // MARK: - Canonical form
@@ -223,6 +226,18 @@ extension RunConfig {
 
     /// The output layer's activation.
     public var outputActivation: Activation { model.denseLayers.last?.activation ?? .linear }
+
+    /// Why early stopping cannot watch `monitor` in this run (nil: it can).
+    public func monitorProblem(_ monitor: String) -> String? {
+        let hasValidation = data.validationSplit > 0
+        let available = EarlyStoppingConfig.monitorable(task: task, validation: hasValidation)
+        if available.contains(monitor) { return nil }
+        if monitor.hasPrefix("val_"), !hasValidation,
+           EarlyStoppingConfig.monitorable(task: task, validation: true).contains(monitor) {
+            return "'\(monitor)' needs a validation set; set data.validation_split (e.g. 0.1), or monitor \(available.joined(separator: " or "))"
+        }
+        return "'\(monitor)' is not a figure of this run; choose one of \(available.joined(separator: ", "))"
+    }
 
     /// Loss and output layer together; validated when the config was read.
     public func objective() throws -> Objective {

@@ -10,6 +10,10 @@ public struct ConfigOverrides: Sendable, Equatable {
     public var learningRate: Float?
     /// `training.seed`.
     public var seed: UInt64?
+    /// Turn early stopping on (with the config's settings, or Keras' defaults).
+    public var earlyStopping = false
+    /// `training.early_stopping.*`; any of them turns early stopping on.
+    public var monitor: String?, patience: Int?, minDelta: Double?, restoreBestWeights: Bool?
 
     /// Overrides of the given settings.
     public init(epochs: Int? = nil, batchSize: Int? = nil, learningRate: Float? = nil, seed: UInt64? = nil) {
@@ -33,6 +37,16 @@ public struct ConfigOverrides: Sendable, Equatable {
         set(batchSize, "batch_size", \.training.batchSize)
         set(learningRate, "learning_rate", \.optimizer.learningRate)
         set(seed, "seed", \.training.seed)
+        if earlyStopping || monitor != nil || patience != nil || minDelta != nil || restoreBestWeights != nil {
+            if result.training.earlyStopping == nil {
+                result.training.earlyStopping = EarlyStoppingConfig()
+                changes.append("early_stopping on")
+            }
+            set(monitor, "early_stopping.monitor", \.training.earlyStopping!.monitor)
+            set(patience, "early_stopping.patience", \.training.earlyStopping!.patience)
+            set(minDelta, "early_stopping.min_delta", \.training.earlyStopping!.minDelta)
+            set(restoreBestWeights, "early_stopping.restore_best_weights", \.training.earlyStopping!.restoreBestWeights)
+        }
         return (result, changes)
     }
 }

@@ -162,6 +162,10 @@ private struct Parser {
         } catch let error as UserError {
             throw fail(top["loss"], "loss", error.message)
         }
+        if let stopping = config.training.earlyStopping, let problem = config.monitorProblem(stopping.monitor) {
+            let node = top["training"]?.mapping?["early_stopping"]
+            throw fail(node?.mapping?["monitor"] ?? node, "training.early_stopping.monitor", problem)
+        }
         return config
     }
 
@@ -317,11 +321,27 @@ private struct Parser {
     func trainingSection(_ node: Node?) throws -> TrainingSection {
         var section = TrainingSection.defaults
         guard let node else { return section }
-        let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle"])
+        let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle", "early_stopping"])
         if let n = map["epochs"] { section.epochs = try int(n, "training.epochs", minimum: 1) }
         if let n = map["batch_size"] { section.batchSize = try int(n, "training.batch_size", minimum: 1) }
         if let n = map["seed"] { section.seed = UInt64(try int(n, "training.seed", minimum: 0)) }
         if let n = map["shuffle"] { section.shuffle = try bool(n, "training.shuffle") }
+        if let n = map["early_stopping"] { section.earlyStopping = try earlyStopping(n) }
         return section
+    }
+
+    func earlyStopping(_ node: Node) throws -> EarlyStoppingConfig {
+        let f = "training.early_stopping"
+        let map = try mapping(node, f, allowed: ["monitor", "patience", "min_delta", "mode", "restore_best_weights", "start_from_epoch"])
+        var config = EarlyStoppingConfig()
+        if let n = map["monitor"] { config.monitor = try scalar(n, "\(f).monitor", "a metric name") }
+        if let n = map["patience"] { config.patience = try int(n, "\(f).patience", minimum: 0) }
+        if let n = map["min_delta"] { config.minDelta = try number(n, "\(f).min_delta", 0...1e30, rule: "a non-negative number") }
+        if let n = map["mode"] {
+            config.mode = try choice(n, "\(f).mode", EarlyStoppingConfig.Mode.allCases.map(\.rawValue)) { .init(rawValue: $0) }
+        }
+        if let n = map["restore_best_weights"] { config.restoreBestWeights = try bool(n, "\(f).restore_best_weights") }
+        if let n = map["start_from_epoch"] { config.startFromEpoch = try int(n, "\(f).start_from_epoch", minimum: 0) }
+        return config
     }
 }

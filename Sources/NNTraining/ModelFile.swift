@@ -24,6 +24,13 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
     /// The epoch's running statistics so far (loss sum, correct, …) and samples, for the progress line.
     public var epochStatistics: [Double]
     public var epochSamples: Int
+    /// Early stopping's standing, when the run uses it.
+    public var earlyStopping: EarlyStoppingState?
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, stepInEpoch, globalStep, worldSize, epochStatistics, epochSamples
+        case earlyStopping = "early_stopping"
+    }
 
     /// A position, as the trainer records it.
     public init(epoch: Int, stepInEpoch: Int, globalStep: Int, worldSize: Int, epochStatistics: [Double], epochSamples: Int) {

@@ -62,6 +62,8 @@ public final class RunRecord: TrainingObserver {
             begin(start)
         case .parametersSampled(let sample):
             append(histogramLine(sample), to: "histograms.jsonl")
+        case .earlyStopped:
+            run["early_stopped"] = true
         case .finished(let result):
             write(results(result), to: "results.json")
         case .modelSaved:
@@ -107,6 +109,7 @@ public final class RunRecord: TrainingObserver {
             run["exit_reason"] = reason.rawValue
         }
         run["end_time"] = Self.timestamp()
+        run["early_stopped"] = nil
         write(run, to: "run.json")
     }
 
@@ -124,6 +127,12 @@ public final class RunRecord: TrainingObserver {
             object["test"] = metrics
         } else {
             object["test"] = NSNull()
+        }
+        if let stop = result.earlyStop {
+            object["early_stopping"] = ["monitor": stop.monitor, "best": stop.best, "best_epoch": stop.bestEpoch,
+                                        "stopped_epoch": stop.stoppedEpoch, "restored_best_weights": stop.restoredBestWeights]
+        } else {
+            object["early_stopping"] = NSNull()
         }
         if let confusion = result.confusion {
             object["confusion_matrix"] = ["classes": confusion.classes, "counts": confusion.counts]

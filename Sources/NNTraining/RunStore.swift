@@ -49,6 +49,16 @@ public final class RunStore {
         return path
     }
 
+    /// `RUN/best.safetensors`: the best epoch's model under early stopping.
+    public var bestModelPath: String { directory + "/best.safetensors" }
+
+    /// Writes the best epoch's model (a final-model file) and returns its path.
+    @discardableResult
+    public func saveBest(_ snapshot: ModelSnapshot) throws -> String {
+        try ModelFile.write(snapshot, to: bestModelPath)
+        return bestModelPath
+    }
+
     /// Writes the final model as `model.safetensors` and returns its path.
     public func saveModel(_ snapshot: ModelSnapshot) throws -> String {
         let path = directory + "/model.safetensors"

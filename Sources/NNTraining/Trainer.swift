@@ -86,6 +86,8 @@ public final class Trainer {
     var position: TrainingPosition
     let resumedAt: TrainingPosition?
     var allreduceTimer = AllreduceTimer()
+    /// Early stopping's rule and standing (nil when the config has none).
+    var earlyStopping: EarlyStopping?
     /// Every rank's host name, by rank.
     let hosts: [String]
 
@@ -125,6 +127,8 @@ public final class Trainer {
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
         resumedAt = start.checkpoint?.position
+        let savedStopping = start.checkpoint?.position?.earlyStopping ?? EarlyStoppingState()
+        earlyStopping = config.training.earlyStopping.map { EarlyStopping($0, state: savedStopping) }
         hosts = Trainer.gatherHostNames(communicator)
         establishInitialState(start)
     }
@@ -138,7 +142,7 @@ public final class Trainer {
         observers.observe(.started(summary))
         var history: [EpochRecord] = []
         let steps = sampler.stepsPerEpoch
-        while position.epoch < config.training.epochs {
+        while position.epoch < config.training.epochs && earlyStopping?.state.stoppedEpoch == nil {
             observers.observe(.epochStarted(epoch: position.epoch + 1, epochs: config.training.epochs))
             let order = sampler.order(epoch: position.epoch)
             let start = Date()
@@ -149,7 +153,9 @@ public final class Trainer {
                 let step = position.stepInEpoch
                 let global = sampler.globalBatch(step: step)
                 let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
-                try allreduceTimer.timeStep { try trainStep(order: order, global: global, local: local) }
+                let stepStarted = DispatchTime.now().uptimeNanoseconds
+                try trainStep(order: order, global: global, local: local)
+                allreduceTimer.addStep(nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStarted)
                 position.stepInEpoch += 1
                 position.globalStep += 1
                 position.epochSamples += global.count
@@ -188,6 +194,9 @@ public final class Trainer {
             if observers.wantsParameterSample(epoch: record.epoch, of: config.training.epochs) {
                 observers.observe(.parametersSampled(parameterSample()))
             }
+            if earlyStopping?.update(record) == .improved {
+                _ = try rank0Writes { store in try store.saveBest(snapshot()) }
+            }
 
             position.epoch += 1
             position.stepInEpoch = 0
@@ -196,9 +205,11 @@ public final class Trainer {
             try checkpoint(observers)
         }
 
+        let earlyStop = try finishEarlyStopping()
+        if let earlyStop { observers.observe(.earlyStopped(earlyStop)) }
         let checksum = try verifyReplicas()
         let result = RunResult(history: history, test: data.test.map(evaluate),
-                               confusion: objective.isClassifier ? data.test.map(confusionMatrix) : nil,
+                               confusion: objective.isClassifier ? data.test.map(confusionMatrix) : nil, earlyStop: earlyStop,
                                parameterChecksum: checksum, worldSize: communicator.size)
         observers.observe(.finished(result))
         let modelPath = try rank0Writes { store in try store.saveModel(snapshot()) }
@@ -280,6 +291,22 @@ public final class Trainer {
         failed.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         if failed[0] > 0 { throw CollectiveFailure(message: failure?.message) }
         return result
+    }
+
+    /// When early stopping ended the run: goes back to the best epoch's
+    /// parameters if asked (rank 0 reads best.safetensors and every rank
+    /// takes them), and says how it ended.
+    private func finishEarlyStopping() throws -> EarlyStop? {
+        guard let stopping = earlyStopping, stopping.state.stoppedEpoch != nil else { return nil }
+        let restore = stopping.config.restoreBestWeights && stopping.state.bestEpoch > 0
+        if restore {
+            let layout = model.entries
+            var best = try rank0Writes { store in try ModelFile.readWeights(path: store.bestModelPath, layout: layout) }
+                ?? [Float](repeating: 0, count: model.parameterCount)
+            communicator.broadcast(&best)
+            best.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
+        }
+        return stopping.outcome(restored: restore)
     }
 
     /// Checks that every rank ends with bit-identical parameters; returns their CRC-32C.

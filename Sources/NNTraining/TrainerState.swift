@@ -146,6 +146,7 @@ extension Trainer {
         let includeState = epochStatistics != nil
         var saved = position
         saved.epochStatistics = epochStatistics ?? []
+        saved.earlyStopping = earlyStopping?.state
         var snapshot = ModelSnapshot(config: config, inputSize: data.featureCount, scaler: data.scaler, classNames: data.classNames,
                                      parameters: accelerator.values(model.parameters),
                                      optimizerState: includeState ? accelerator.values(optimizer.state) : [],
@@ -163,12 +164,8 @@ struct AllreduceTimer {
     static let sampleInterval = 16
     private var total: UInt64 = 0, sampled: UInt64 = 0, samples = 0, steps: UInt64 = 0
 
-    /// Times a whole step (the allreduce inside it included).
-    mutating func timeStep(_ body: () throws -> Void) rethrows {
-        let started = DispatchTime.now().uptimeNanoseconds
-        try body()
-        steps += DispatchTime.now().uptimeNanoseconds - started
-    }
+    /// Counts the time of a whole step (the allreduce inside it included).
+    mutating func addStep(nanoseconds: UInt64) { steps += nanoseconds }
 
     /// Milliseconds per whole step, over `count` steps.
     func stepMilliseconds(perStep count: Int) -> Double { Double(steps) / 1e6 / Double(max(count, 1)) }

@@ -7,7 +7,8 @@
 // `batchEnded` (only when an observer asks for them), `checkpointSaved` (every
 // N steps when asked), `epochEnded`, `parametersSampled` (only when an
 // observer asks for that epoch), `checkpointSaved`; finally `stopped` (a stop
-// request, after its checkpoint), or `finished` and `modelSaved`.
+// request, after its checkpoint), or `earlyStopped` (when it ends the run),
+// `finished` and `modelSaved`.
 
 /// One thing that happened in a run.
 public enum TrainingEvent: Sendable {
@@ -19,6 +20,8 @@ public enum TrainingEvent: Sendable {
     case batchEnded(BatchProgress)
     /// An epoch ended, with its figures.
     case epochEnded(EpochRecord)
+    /// Early stopping ends the run after this epoch (before `finished`).
+    case earlyStopped(EarlyStop)
     /// The parameters and the last step's gradients at the end of an epoch;
     /// sent only when an observer `wantsParameterSample` for it.
     case parametersSampled(ParameterSample)
@@ -77,6 +80,8 @@ public struct RunResult: Sendable {
     public var test: Metrics?
     /// The test set's confusion matrix (classifiers with a test set).
     public var confusion: ConfusionMatrix?
+    /// How early stopping ended the run, when it did.
+    public var earlyStop: EarlyStop?
     /// CRC-32C of the final parameters, identical on every rank.
     public var parameterChecksum: UInt32
     public var worldSize: Int

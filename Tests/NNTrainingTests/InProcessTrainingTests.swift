@@ -300,12 +300,14 @@ final class InProcessTrainingTests: XCTestCase {
     /// Trains `yaml` on `ranks` threads, each rank with its own data,
     /// accelerator and trainer, rank 0 with a store in a fresh directory.
     /// `stop` sets the stop request of one rank after it has taken that many
-    /// steps; `resumeFrom` is a checkpoint every rank reads, as the app does.
+    /// steps; `resumeFrom` is a checkpoint every rank reads, as the app does;
+    /// `directory` is rank 0's run directory (default: a fresh one).
     /// A rank's training error is returned as its `error`: the world fails
     /// only when a rank is left waiting, and then this throws.
     func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
-               keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil) throws -> [RankRun] {
-        let directory = temporaryDirectory()
+               keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil,
+               directory: String? = nil) throws -> [RankRun] {
+        let directory = directory ?? temporaryDirectory()
         return try withDeadline(30) {
             try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
                 let config = try ConfigReader.parse(yaml, file: "test")
