@@ -13,7 +13,9 @@
 // of its sides, so such a point is a certificate that no perceptron can
 // classify every sample. The test below decides whether the second system
 // (F + 2 equations, one unknown per sample) has a solution, with a Phase-I
-// simplex method.
+// simplex method. When it has none, the method's final duals certify that,
+// and they spell out a separating hyperplane. Either answer is checked
+// against the original values before it is given.
 //
 // N = samples, F = features.
 
@@ -40,9 +42,10 @@ public enum LinearSeparability {
     ///
     /// - Returns: nil when the problem is larger than `maximumEntries`, when
     ///   a feature is not finite, or when the floating-point solution could
-    ///   not be confirmed (the simplex
-    ///   method ran past its pivot limit, or the certificate it found does
-    ///   not check out); a verdict it gives is always confirmed.
+    ///   not be confirmed (the simplex method ran past its pivot limit, or
+    ///   the certificate it found does not check out). Either verdict is
+    ///   checked on the original values: `notSeparable` by its common point,
+    ///   `separable` by the hyperplane that the simplex method's duals describe.
     public static func test(features: [Float], featureCount: Int, positive: [Bool]) -> Verdict? {
         let n = positive.count, f = featureCount
         precondition(f >= 0 && features.count == n * f, "features must hold positive.count rows of featureCount values")
@@ -73,8 +76,8 @@ public enum LinearSeparability {
         switch problem.solve() {
         case nil:
             return nil
-        case .infeasible?:
-            return .separable
+        case .infeasible(let certificate)?:
+            return separated(by: certificate, features: features, featureCount: f, positive: positive, scale: scale)
         case .feasible(let weights)?:
             return confirmed(weights, features: features, featureCount: f, positive: positive, scale: scale)
         }
@@ -87,6 +90,25 @@ public enum LinearSeparability {
         guard width > 0 else { return nil }
         let positive = (0..<dataset.count).map { dataset.labels[$0 * width] > 0 }
         return test(features: dataset.features, featureCount: dataset.featureCount, positive: positive)
+    }
+
+    /// Turns the certificate y of "no point in both hulls" into the
+    /// hyperplane it describes and returns `.separable` only if that
+    /// hyperplane splits the original samples. From yᵀA ≤ 0 column by column,
+    /// w_j = −y_j / scale_j has w·x ≥ y_F on every positive sample and
+    /// w·x ≤ −y_(F+1) on every negative one, and yᵀb = y_F + y_(F+1) > 0.
+    private static func separated(by y: [Double], features: [Float], featureCount f: Int, positive: [Bool],
+                                  scale: [Double]) -> Verdict? {
+        let w = (0..<f).map { -y[$0] / scale[$0] }
+        var lowestPositive = Double.infinity, highestNegative = -Double.infinity
+        for i in positive.indices {
+            var z = 0.0
+            for j in 0..<f { z += w[j] * Double(features[i * f + j]) }
+            if positive[i] { lowestPositive = min(lowestPositive, z) } else { highestNegative = max(highestNegative, z) }
+        }
+        // Each w_j·x_j is at most |y_j| in magnitude; the gap must stand out from their rounding.
+        let size = y.prefix(f).reduce(0) { $0 + abs($1) }
+        return lowestPositive - highestNegative > 1e-12 * max(size, 1) ? .separable : nil
     }
 
     /// Recomputes both convex combinations from the original values and
@@ -120,7 +142,9 @@ struct FeasibilityProblem {
     enum Solution: Equatable {
         /// A solution x ≥ 0, one value per column.
         case feasible([Double])
-        case infeasible
+        /// No solution; Farkas' certificate y (one value per row) has
+        /// yᵀA ≤ 0 in every column and yᵀb > 0: the phase-I duals.
+        case infeasible(certificate: [Double])
     }
 
     let rows: Int, columns: Int
@@ -169,7 +193,10 @@ struct FeasibilityProblem {
         let tolerance = Self.tolerance
         for _ in 0..<(100 * rows + 1000) {
             guard let entering = (0..<(columns + rows)).first(where: { cost[$0] < -tolerance }) else {
-                guard -cost[rhs] <= 1e-9 * Double(max(rows, 1)) else { return .infeasible }
+                guard -cost[rhs] <= 1e-9 * Double(max(rows, 1)) else {
+                    // An artificial column's reduced cost is 1 − y_r.
+                    return .infeasible(certificate: (0..<rows).map { 1 - cost[columns + $0] })
+                }
                 var solution = [Double](repeating: 0, count: columns)
                 for r in 0..<rows where basis[r] < columns { solution[basis[r]] = max(0, tableau[r * width + rhs]) }
                 return .feasible(solution)

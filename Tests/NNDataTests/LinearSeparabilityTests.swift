@@ -1,6 +1,6 @@
 import Foundation
 import NNCore
-import NNData
+@testable import NNData
 import XCTest
 
 final class LinearSeparabilityTests: XCTestCase {
@@ -133,5 +133,32 @@ final class LinearSeparabilityTests: XCTestCase {
         let features = [Float](repeating: 0, count: 2 * n)
         XCTAssertNil(LinearSeparability.test(features: features, featureCount: 2, positive: (0..<n).map { $0 % 2 == 0 }))
         XCTAssertNil(LinearSeparability.test(features: [0, .nan, 1, 1], featureCount: 2, positive: [true, false]))
+    }
+}
+
+final class FeasibilityProblemTests: XCTestCase {
+    func testAFeasibleSystemGetsANonnegativeSolution() throws {
+        // x0 + x1 + x2 = 2, x0 − x2 = 0.5.
+        var problem = FeasibilityProblem(rows: 2, columns: 3)
+        (problem[0, 0], problem[0, 1], problem[0, 2]) = (1, 1, 1)
+        (problem[1, 0], problem[1, 2]) = (1, -1)
+        problem.right = [2, 0.5]
+        guard case .feasible(let x)? = problem.solve() else { return XCTFail("feasible") }
+        XCTAssert(x.allSatisfy { $0 >= 0 }, "\(x)")
+        XCTAssertEqual(x[0] + x[1] + x[2], 2, accuracy: 1e-12)
+        XCTAssertEqual(x[0] - x[2], 0.5, accuracy: 1e-12)
+    }
+
+    func testAnInfeasibleSystemGetsFarkasCertificate() throws {
+        // x0 + x1 = 1 and x0 + 2 x1 = 3 need x1 = 2, x0 = −1.
+        var problem = FeasibilityProblem(rows: 2, columns: 2)
+        (problem[0, 0], problem[0, 1]) = (1, 1)
+        (problem[1, 0], problem[1, 1]) = (1, 2)
+        problem.right = [1, 3]
+        guard case .infeasible(let y)? = problem.solve() else { return XCTFail("infeasible") }
+        for column in 0..<2 {
+            XCTAssertLessThanOrEqual(y[0] * problem[0, column] + y[1] * problem[1, column], 1e-12, "yᵀA ≤ 0, column \(column)")
+        }
+        XCTAssertGreaterThan(y[0] * 1 + y[1] * 3, 0, "yᵀb > 0")
     }
 }
