@@ -19,7 +19,7 @@ struct NNTrain: ParsableCommand {
             Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
             """,
         version: NNTrainVersion.string,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Selftest.self, Bench.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Inspect.self, Selftest.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 

@@ -34,6 +34,10 @@ enum Launch {
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
             let observers = TrainingObservers([console])
+            if communicator.isCoordinator,
+               let note = PerceptronNote(objective: trainer.objective, training: trainer.data.training, say: console.line) {
+                observers.append(note)
+            }
             if let runDirectory = trainer.runDirectory {
                 observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
                 record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)

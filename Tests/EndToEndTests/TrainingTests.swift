@@ -42,6 +42,59 @@ final class TrainingTests: XCTestCase {
         let evaluation = try nntrain(["evaluate", "--model", dir + "/p/model.safetensors", "--json"])
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(evaluation.stdout.utf8)) as? [String: Any])
         XCTAssertGreaterThan(try XCTUnwrap(json["accuracy"] as? Double), 0.95, evaluation.stdout)
+        XCTAssertFalse(outcome.stdout.contains("perceptron"), "two separable clouds need no note: \(outcome.stdout)")
+    }
+
+    /// A one-unit perceptron on a logic gate's truth table.
+    func perceptronConfig(gate: String, activation: String = "step", epochs: Int, in dir: String) -> String {
+        write("""
+            data:
+              train: {format: synthetic, name: \(gate), samples: 4}
+            model:
+              layers:
+                - dense: {units: 1, activation: \(activation)}
+            loss: mse
+            optimizer: {name: sgd, learning_rate: 0.1}
+            training: {epochs: \(epochs), batch_size: 1, seed: 7}
+            """, "\(gate)-\(activation).yaml", in: dir)
+    }
+
+    func occurrences(of text: String, in output: String) -> Int { output.components(separatedBy: text).count - 1 }
+
+    func testAPerceptronOnXORIsToldOnceThatTheDataIsNotLinearlySeparable() throws {
+        let dir = temporaryDirectory(self)
+        for activation in ["step", "sign"] {
+            let config = perceptronConfig(gate: "xor_gate", activation: activation, epochs: 6, in: dir)
+            let outcome = try nntrain(["train", "--config", config, "--run-dir", dir + "/xor-" + activation])
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertEqual(occurrences(of: "not linearly separable", in: outcome.stdout), 1, outcome.stdout)
+            let note = try XCTUnwrap(outcome.stdout.split(separator: "\n").first { $0.contains("not linearly separable") })
+            XCTAssertTrue(note.hasPrefix("the perceptron still misclassifies "), String(note))
+            XCTAssertTrue(note.contains(" of 4 training samples"), String(note))
+            XCTAssertTrue(note.contains("no line puts each class on its own side"), String(note))
+            XCTAssertTrue(note.contains("add a hidden layer"), String(note))
+            // Right after the first epoch's line.
+            let lines = outcome.stdout.split(separator: "\n").map(String.init)
+            let index = try XCTUnwrap(lines.firstIndex(of: String(note)))
+            XCTAssertEqual(lines[index - 2], "Epoch 1/6", outcome.stdout)
+            XCTAssertFalse(outcome.stdout.contains("more epochs"), outcome.stdout)
+        }
+    }
+
+    func testAPerceptronOnANDIsNotToldItCannotLearnIt() throws {
+        let dir = temporaryDirectory(self)
+        let config = perceptronConfig(gate: "and_gate", epochs: 30, in: dir)
+        let learned = try nntrain(["train", "--config", config, "--run-dir", dir + "/and"])
+        XCTAssertEqual(learned.status, 0, learned.stderr)
+        XCTAssertFalse(learned.stdout.contains("linearly separable"), learned.stdout)
+        XCTAssertFalse(learned.stdout.contains("the perceptron"), "it learned AND: \(learned.stdout)")
+        XCTAssertTrue(learned.stdout.contains("accuracy: 1.0000"), learned.stdout)
+
+        // Stopped before it converges: one line at the end, that more epochs may help.
+        let short = try nntrain(["train", "--config", config, "--run-dir", dir + "/and-short", "--epochs", "2"])
+        XCTAssertEqual(short.status, 0, short.stderr)
+        XCTAssertFalse(short.stdout.contains("not linearly separable"), short.stdout)
+        XCTAssertEqual(occurrences(of: "more epochs may get there", in: short.stdout), 1, short.stdout)
     }
 
     /// Three classes named in a CSV, a validation split, a test file, scaling

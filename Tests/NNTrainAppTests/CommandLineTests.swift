@@ -74,4 +74,19 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(Console.describe(adam),
                        "adam, learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-07, schedule cosine (over the run, alpha 0.0)")
     }
+
+    func testInspectTakesTheFileAsItsArgument() throws {
+        XCTAssertNoThrow(try CommandLineArguments.normalized(["inspect", "run/model.safetensors"]))
+        let command = try Inspect.parse(["run/model.safetensors", "--json"])
+        XCTAssertEqual(command.model, "run/model.safetensors")
+        XCTAssertTrue(command.json)
+        XCTAssertFalse(try Inspect.parse(["m.safetensors"]).json)
+        XCTAssertThrowsError(try Inspect.parse([]), "the file is required")
+    }
+
+    func testTheReportsTablesAlignTheirColumns() {
+        let lines = Table(header: ["Name", "Count"], rightAligned: [1], rows: [["a", "1"], ["longer", "123"]]).lines
+        XCTAssertEqual(lines, ["______________", "Name     Count", "==============", "a            1",
+                               "longer     123", "=============="])
+    }
 }
