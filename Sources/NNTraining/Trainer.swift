@@ -149,7 +149,11 @@ public final class Trainer {
                 let step = position.stepInEpoch
                 let global = sampler.globalBatch(step: step)
                 let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
-                try allreduceTimer.timeStep { try trainStep(order: order, global: global, local: local) }
+                // Timed from outside: the step itself times its allreduce
+                // with the same timer, and Swift forbids overlapping writes.
+                let stepStarted = AllreduceTimer.now
+                try trainStep(order: order, global: global, local: local)
+                allreduceTimer.stepEnded(startedAt: stepStarted)
                 position.stepInEpoch += 1
                 position.globalStep += 1
                 position.epochSamples += global.count

@@ -163,10 +163,11 @@ struct AllreduceTimer {
     static let sampleInterval = 16
     private var total: UInt64 = 0, sampled: UInt64 = 0, samples = 0, steps: UInt64 = 0
 
-    /// Times a whole step (the allreduce inside it included).
-    mutating func timeStep(_ body: () throws -> Void) rethrows {
-        let started = DispatchTime.now().uptimeNanoseconds
-        try body()
+    /// Uptime in nanoseconds, for `stepEnded(startedAt:)`.
+    static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// Counts a whole step (the allreduce inside it included) that began at `started` (`now`).
+    mutating func stepEnded(startedAt started: UInt64) {
         steps += DispatchTime.now().uptimeNanoseconds - started
     }
 
