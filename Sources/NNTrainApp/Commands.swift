@@ -80,6 +80,12 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("keep-checkpoints"), parsing: .unconditional, help: "How many checkpoints to keep.")
     var keepCheckpoints: Int = 3
 
+    @Flag(name: .customLong("no-tensorboard"), help: "Write no TensorBoard event files (RUN/tensorboard/).")
+    var noTensorBoard = false
+
+    /// Whether rank 0 writes RUN/tensorboard/.
+    var tensorBoard: Bool { !noTensorBoard }
+
     @Option(name: .customLong("init-from"), help: "Start from the weights in this safetensors file (layers.{i}.weight/bias).")
     var initFrom: String?
 

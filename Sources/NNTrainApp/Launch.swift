@@ -42,6 +42,7 @@ enum Launch {
                 observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
                 record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)
                 observers.append(record!)
+                if job.tensorBoard { observers.append(TensorBoardLog(runDirectory: runDirectory, warn: console.warn)) }
             }
             _ = try trainer.run(observers: observers, stop: stop)
             return 0

@@ -48,6 +48,8 @@ final class CommandLineTests: XCTestCase {
         XCTAssertEqual(job.overrides, ConfigOverrides(epochs: 4, batchSize: 2, learningRate: 0.5, seed: 9))
         XCTAssertEqual(job.schedule.checkpointEvery, 7)
         XCTAssertEqual(job.keepCheckpoints, 2)
+        XCTAssertTrue(job.tensorBoard, "TensorBoard files are written unless turned off")
+        XCTAssertFalse(try Train.parse(["--no-tensorboard"]).tensorBoard)
     }
 
     func testWritePauseParsing() {
