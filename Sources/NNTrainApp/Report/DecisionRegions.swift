@@ -125,13 +125,14 @@ enum DecisionRegions {
         frame.yDomain = box.y
         var s = "<svg id=\"decision-regions\" class=\"chart square\" viewBox=\"0 0 440 440\" role=\"img\" aria-label=\"decision regions\">"
         s += "<image x=\"\(px(frame.left))\" y=\"\(px(frame.top))\" width=\"\(px(frame.plotWidth))\" height=\"\(px(frame.plotHeight))\" preserveAspectRatio=\"none\" href=\"data:image/png;base64,\(Data(png).base64EncodedString())\"/>"
-        s += frame.axes(xLabel: axisNames[0], yLabel: axisNames[1])
+        s += frame.axes(xLabel: axisNames[0], yLabel: axisNames[1], grid: false)
         s += "<g class=\"points\">"
+        let radius = points.count < 50 ? 7.0 : 3.2
         let stride = max(1, (points.count + maxPoints - 1) / maxPoints)
         let colors = classColors(max(classes, 2))
         for i in Swift.stride(from: 0, to: points.count, by: stride) {
             let fill = pointColor(points, i, classes: classes, colors: colors, valueRange: valueRange)
-            s += "<circle cx=\"\(px(frame.x(Double(points.features[2 * i]))))\" cy=\"\(px(frame.y(Double(points.features[2 * i + 1]))))\" r=\"3.2\" fill=\"\(fill)\"/>"
+            s += "<circle cx=\"\(px(frame.x(Double(points.features[2 * i]))))\" cy=\"\(px(frame.y(Double(points.features[2 * i + 1]))))\" r=\"\(px(radius))\" fill=\"\(fill)\"/>"
         }
         return s + "</g></svg>"
     }
@@ -151,7 +152,14 @@ enum DecisionRegions {
     }
 
     static func hex(_ c: RGB) -> String {
-        String(format: "#%02X%02X%02X", Int(c.r.rounded()), Int(c.g.rounded()), Int(c.b.rounded()))
+        let digits = Array("0123456789ABCDEF")
+        var s = "#"
+        for v in [c.r, c.g, c.b] {
+            let byte = Int(min(max(v.rounded(), 0), 255))
+            s.append(digits[byte >> 4])
+            s.append(digits[byte & 15])
+        }
+        return s
     }
 
     static func legend(names: [String], valueRange: (Double, Double)?) -> String {
@@ -179,7 +187,7 @@ extension DecisionRegions {
               let bias = snapshot.layout.first(where: { $0.name == "layers.0.bias" }), weight.shape.count == 2 else { return "" }
         let units = weight.shape[0], activation = model.snapshot.config.model.denseLayers.first?.activation.name ?? "?"
         let p = snapshot.parameters
-        var s = "<h3>First-layer units</h3><p class=\"note\">Each of the first layer's \(units) units (\(escapeHTML(activation))) splits the plane along the line w·s(x) + b = 0, s being the model's feature scaling; the networks' regions above are built from these half-planes. Colour: tanh(w·s(x) + b).\(units > maxUnits ? " The first \(maxUnits) are shown." : "")</p>"
+        var s = "<h3>First-layer units</h3><p class=\"note\">Each of the first layer's \(units) units (\(escapeHTML(activation))) splits the plane along the line w·s(x) + b = 0, s being the model's feature scaling; the network's regions above are built from these half-planes. Colour: tanh(w·s(x) + b).\(units > maxUnits ? " The first \(maxUnits) are shown." : "")</p>"
         s += "<div id=\"unit-regions\" class=\"multiples\">"
         for j in 0..<min(units, maxUnits) {
             let w = (Double(p[weight.offset + 2 * j]), Double(p[weight.offset + 2 * j + 1]))

@@ -137,7 +137,7 @@ extension ReportPage {
         let t = config.training
         return [("data", dataText + " (scaling: \(data.scale.rawValue))"), ("model", layerSummary(config)),
                 ("loss", "\(config.loss.rawValue) (\(config.task.rawValue))"), ("optimizer", optimizer),
-                ("training", "\(t.epochs) epochs, batch \(t.batchSize), seed \(t.seed)")]
+                ("training", "\(t.epochs) epoch\(t.epochs == 1 ? "" : "s"), batch \(t.batchSize), seed \(t.seed)")]
     }
 
     /// `dense 32 tanh → dropout 0.1 → dense 1 sigmoid`.

@@ -18,6 +18,8 @@ final class ReportWriter {
     private var accelerator: (any Accelerator)?
     /// The training points, loaded once per data source.
     private var points: (source: DataSource, data: Dataset)?
+    /// metrics.jsonl and histograms.jsonl as decoded so far.
+    private let lines = JSONLinesCache()
 
     /// A writer for `directory`; `accelerator` is made on first use, for decision regions.
     init(directory: String, accelerator: @escaping () -> any Accelerator) {
@@ -29,7 +31,7 @@ final class ReportWriter {
     /// whether the page reloads itself; nil takes it from run.json.
     @discardableResult
     func write(live: Bool?) throws -> Int {
-        let records = try RunRecords.read(directory)
+        let records = try RunRecords.read(directory, lines: lines)
         let page = ReportPage(records: records, live: live ?? (records.info?.exitReason == "running"), regions: regions(records))
         let bytes = Array(page.html().utf8)
         do {
@@ -88,15 +90,20 @@ final class ReportWriter {
 }
 
 /// Rewrites RUN/report.html after every epoch of a run (rank 0), and once
-/// more when it ends. A failure is one warning; training goes on.
+/// more when it ends. Refreshes take at most `budget` of the time since the
+/// run started: with epochs shorter than a refresh's 50-fold (tiny synthetic
+/// sets) some epochs are skipped. A failure is one warning; training goes on.
 final class ReportRefresher: TrainingObserver {
+    /// The share of training time refreshes may take.
+    static let budget = 0.02
     let writer: ReportWriter
     private let warn: (String) -> Void
     private var warned = false
     /// An epoch ended; its checkpoint, written next, makes the model file current.
     private var epochEnded = false
-    /// Seconds the last refresh took.
-    private(set) var lastSeconds = 0.0
+    private var started = Date()
+    /// Seconds the last refresh took, and all of them.
+    private(set) var lastSeconds = 0.0, spentSeconds = 0.0
 
     init(runDirectory: String, accelerator: @escaping () -> any Accelerator, warn: @escaping (String) -> Void) {
         writer = ReportWriter(directory: runDirectory, accelerator: accelerator)
@@ -107,11 +114,12 @@ final class ReportRefresher: TrainingObserver {
         switch event {
         case .started(let start):
             writer.featureCount = start.featureCount
+            started = Date()
         case .epochEnded:
             epochEnded = true
         case .checkpointSaved where epochEnded:
             epochEnded = false
-            refresh(live: true)
+            if spentSeconds + lastSeconds <= Self.budget * Date().timeIntervalSince(started) { refresh(live: true) }
         case .modelSaved, .stopped:
             refresh(live: false)
         default:
@@ -126,7 +134,10 @@ final class ReportRefresher: TrainingObserver {
 
     private func refresh(live: Bool) {
         let start = Date()
-        defer { lastSeconds = Date().timeIntervalSince(start) }
+        defer {
+            lastSeconds = Date().timeIntervalSince(start)
+            spentSeconds += lastSeconds
+        }
         do {
             try writer.write(live: live)
         } catch {

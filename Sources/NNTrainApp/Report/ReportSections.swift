@@ -44,7 +44,9 @@ extension ReportPage {
         if let now = last.valLoss, last.epoch > best.epoch {
             let rise = (now - best.loss) / max(abs(best.loss), 1e-12) * 100
             text += " By epoch \(last.epoch) it is \(formatNumber(now)) (\(String(format: "%+.1f", rise))%)"
-            text += rise > 5 ? ": the model fits the training data better than new data from there on (overfitting)." : "."
+            // A rise over a few epochs, not one noisy epoch, is overfitting.
+            text += rise > 5 && last.epoch - best.epoch >= 3
+                ? ": from there on the model fits its training data better than new data (overfitting)." : "."
         }
         if let stopping = records.results?.earlyStopping, let stopped = stopping.stoppedEpoch {
             text += " Early stopping (monitoring \(stopping.monitor ?? "val_loss")) stopped at epoch \(stopped)"
@@ -53,14 +55,31 @@ extension ReportPage {
         return Self.note(text)
     }
 
-    /// The learning rate at the end of each epoch, over optimizer steps.
+    /// The learning rate at the end of each epoch over optimizer steps, and
+    /// the whole run's planned schedule when the steps per epoch are known.
     func learningRateSection() -> String {
         let points = records.epochs.compactMap { e in e.learningRate.map { (Double(e.globalStep ?? e.epoch), $0) } }
         guard !points.isEmpty else { return "" }
         let xLabel = records.epochs.first?.globalStep != nil ? "optimizer step" : "epoch"
-        let chart = LineChart(id: "learning-rate-curve", title: "learning rate at the end of each epoch", xLabel: xLabel,
-                              yLabel: "learning rate", series: [Series(name: "learning rate", color: Palette.purple, points: points)])
+        var series = [Series(name: "at each epoch's end", color: Palette.purple, points: points)]
+        if let planned = plannedSchedule() { series.insert(planned, at: 0) }
+        let chart = LineChart(id: "learning-rate-curve", title: "learning rate", xLabel: xLabel, yLabel: "learning rate",
+                              series: series, yFromZero: true)
         return Self.section("learning-rate", "Learning rate", "<div class=\"charts\">\(chart.svg())</div>")
+    }
+
+    /// The configured schedule over every step of the run, from the steps the first epoch took.
+    private func plannedSchedule() -> Series? {
+        guard let config = records.config, let first = records.epochs.first, first.epoch == 1,
+              let steps = first.globalStep, steps > 0, config.training.epochs >= records.epochs.count else { return nil }
+        let total = steps * config.training.epochs
+        let schedule = config.optimizer.learningRateSchedule(totalSteps: total)
+        let samples = min(total, 200)
+        let points = (0...samples).map { i -> (x: Double, y: Double) in
+            let step = total * i / samples
+            return (Double(step), Double(schedule.rate(completedSteps: step)))
+        }
+        return Series(name: "schedule", color: Palette.grey, points: points, dashed: true)
     }
 
     /// Samples per second per epoch; with several ranks, each rank's share of time waiting in the allreduce.

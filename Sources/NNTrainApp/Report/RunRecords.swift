@@ -100,19 +100,19 @@ struct RunRecords {
     /// Whether the run's output is a class.
     var isClassifier: Bool { config.map { $0.task == .classification } ?? (epochs.last?.accuracy != nil) }
 
-    /// Reads `directory`; only a missing metrics.jsonl is an error.
-    static func read(_ directory: String) throws -> RunRecords {
-        let metricsPath = directory + "/metrics.jsonl"
-        guard let metrics = FileManager.default.contents(atPath: metricsPath) else {
+    /// Reads `directory`; only a missing metrics.jsonl is an error. `lines`
+    /// keeps the JSON-lines files decoded so far, for a writer that reads them again.
+    static func read(_ directory: String, lines: JSONLinesCache = JSONLinesCache()) throws -> RunRecords {
+        guard let epochs: [EpochLine] = lines.read(directory + "/metrics.jsonl") else {
             let what = FileManager.default.fileExists(atPath: directory) ? "has no metrics.jsonl" : "does not exist"
             throw UserError("\(directory): not a run directory (it \(what)); give a directory that nntrain train wrote (--run-dir, or runs/NAME)")
         }
-        var records = RunRecords(directory: directory, epochs: jsonLines(metrics))
+        var records = RunRecords(directory: directory, epochs: epochs)
         records.config = records.decode("config.json", as: RunConfig.self, snakeCase: false)
         records.info = records.decode("run.json", as: RunInfo.self)
         records.results = records.decode("results.json", as: RunResults.self)
-        if let data = FileManager.default.contents(atPath: directory + "/histograms.jsonl") {
-            records.histograms = jsonLines(data)
+        if let histograms: [HistogramLine] = lines.read(directory + "/histograms.jsonl") {
+            records.histograms = histograms
         } else {
             records.notes.append("histograms.jsonl is missing (a run of an older nntrain), so the weight and gradient histograms are left out.")
         }
@@ -159,5 +159,39 @@ struct RunRecords {
             "unexpected value at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
         default: "not valid JSON"
         }
+    }
+}
+
+/// JSON-lines files decoded so far. The files grow by appended lines, so a
+/// second read decodes only the new ones; a file replaced (another inode) or
+/// shortened (a resumed run drops lines) is decoded again from the start.
+final class JSONLinesCache {
+    private struct Entry {
+        var inode: UInt64
+        /// Bytes up to and including the last complete line decoded.
+        var consumed: UInt64
+        var lines: [Any]
+    }
+    private var entries: [String: Entry] = [:]
+
+    /// Every line of `path` that decodes as `T`, or nil when there is no file.
+    func read<T: Decodable>(_ path: String) -> [T]? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        let inode = (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0
+        let size = (attributes[.size] as? NSNumber)?.uint64Value ?? 0
+        var entry = entries[path].flatMap { $0.inode == inode && $0.consumed <= size && $0.lines is [T] ? $0 : nil }
+            ?? Entry(inode: inode, consumed: 0, lines: [T]())
+        try? handle.seek(toOffset: entry.consumed)
+        let data = (try? handle.readToEnd()) ?? Data()
+        // Only complete lines: the last may be being written.
+        if let end = data.lastIndex(of: UInt8(ascii: "\n")) {
+            let complete = data[data.startIndex...end]
+            entry.lines += RunRecords.jsonLines(Data(complete)) as [T]
+            entry.consumed += UInt64(complete.count)
+        }
+        entries[path] = entry
+        return entry.lines as? [T]
     }
 }

@@ -30,10 +30,15 @@ func escapeHTML(_ text: String) -> String {
 
 /// A number for a label: up to 4 significant digits, no trailing noise.
 func formatNumber(_ value: Double) -> String {
-    if value == 0 { return "0" }
+    if value == 0 || !value.isFinite { return value == 0 ? "0" : String(value) }
     let magnitude = abs(value)
     if magnitude >= 1e5 || magnitude < 1e-3 { return String(format: "%.3g", value) }
-    return String(format: "%.4g", value)
+    // k / 10ⁿ for an integer k is the double nearest that decimal, whose
+    // shortest form is the decimal itself (and faster than String(format:)).
+    let digits = 3 - Int(floor(log10(magnitude)))
+    let rounded = digits > 0 ? (value * pow(10, Double(digits))).rounded() / pow(10, Double(digits)) : value.rounded()
+    let text = String(rounded)
+    return text.hasSuffix(".0") ? String(text.dropLast(2)) : text
 }
 
 /// A tick label: thousands as `k`, millions as `M`.
@@ -44,8 +49,16 @@ func formatTick(_ value: Double) -> String {
     return formatNumber(value)
 }
 
-/// A coordinate with two decimals.
-func px(_ value: Double) -> String { String(format: "%.2f", value) }
+/// A coordinate with at most two decimals (built by hand: `String(format:)`
+/// is slow, and a page has thousands of coordinates).
+func px(_ value: Double) -> String {
+    guard value.isFinite, abs(value) < 1e12 else { return "0" }
+    let hundredths = Int((value * 100).rounded())
+    let whole = String(abs(hundredths) / 100), fraction = abs(hundredths) % 100
+    let sign = hundredths < 0 ? "-" : ""
+    if fraction == 0 { return sign + whole }
+    return sign + whole + (fraction % 10 == 0 ? "." + String(fraction / 10) : (fraction < 10 ? ".0" : ".") + String(fraction))
+}
 
 /// Round tick values covering [low, high], about `count` of them.
 func niceTicks(_ low: Double, _ high: Double, count: Int = 5) -> [Double] {
@@ -94,7 +107,7 @@ struct Marker {
 /// The frame of a chart: size, margins, and the mapping from data to pixels.
 struct ChartFrame {
     var width = 560.0, height = 280.0
-    var left = 62.0, right = 16.0, top = 30.0, bottom = 44.0
+    var left = 72.0, right = 16.0, top = 30.0, bottom = 44.0
     var xDomain: (Double, Double) = (0, 1), yDomain: (Double, Double) = (0, 1)
 
     var plotWidth: Double { width - left - right }
@@ -104,10 +117,14 @@ struct ChartFrame {
 
     /// Axes with ticks, grid lines and labels.
     func axes(xLabel: String, yLabel: String, xTicks: [Double]? = nil, yTicks: [Double]? = nil,
-              xFormat: (Double) -> String = formatTick) -> String {
+              xFormat: (Double) -> String = formatTick, grid: Bool = true) -> String {
         var s = "<g class=\"axes\">"
         for t in yTicks ?? niceTicks(yDomain.0, yDomain.1) where t >= yDomain.0 && t <= yDomain.1 {
-            s += "<line class=\"grid\" x1=\"\(px(left))\" x2=\"\(px(left + plotWidth))\" y1=\"\(px(y(t)))\" y2=\"\(px(y(t)))\"/>"
+            if !grid {
+                s += "<line class=\"tick-mark\" x1=\"\(px(left - 5))\" x2=\"\(px(left))\" y1=\"\(px(y(t)))\" y2=\"\(px(y(t)))\"/>"
+            } else {
+                s += "<line class=\"grid\" x1=\"\(px(left))\" x2=\"\(px(left + plotWidth))\" y1=\"\(px(y(t)))\" y2=\"\(px(y(t)))\"/>"
+            }
             s += "<text class=\"tick\" x=\"\(px(left - 6))\" y=\"\(px(y(t) + 4))\" text-anchor=\"end\">\(formatTick(t))</text>"
         }
         for t in xTicks ?? niceTicks(xDomain.0, xDomain.1, count: 6) where t >= xDomain.0 && t <= xDomain.1 {
@@ -131,13 +148,17 @@ struct LineChart {
     var frame = ChartFrame()
     /// Integer ticks only on the x axis (epochs).
     var integerX = false
+    /// The y axis starts at zero.
+    var yFromZero = false
 
     func svg() -> String {
         var frame = frame
+        let hasLegend = series.count > 1 || !markers.isEmpty
+        if hasLegend { frame.top += 16; frame.height += 16 }
         let points = series.flatMap(\.points)
         let xs = points.map(\.x) + markers.map(\.x), ys = points.map(\.y)
         frame.xDomain = domain(xs, pad: 0.02)
-        frame.yDomain = domain(ys, pad: 0.08)
+        frame.yDomain = domain(ys, pad: 0.08, includeZero: yFromZero)
         var xTicks = niceTicks(frame.xDomain.0, frame.xDomain.1, count: 6)
         if integerX { xTicks = xTicks.filter { $0 == $0.rounded() } }
         var s = "<svg id=\"\(id)\" class=\"chart\" viewBox=\"0 0 \(px(frame.width)) \(px(frame.height))\" role=\"img\" aria-label=\"\(escapeHTML(title))\">"
@@ -145,7 +166,7 @@ struct LineChart {
         s += frame.axes(xLabel: xLabel, yLabel: yLabel, xTicks: xTicks)
         for marker in markers { s += markerSVG(marker, frame) }
         for line in series where !line.points.isEmpty { s += seriesSVG(line, frame) }
-        if series.count > 1 || !markers.isEmpty { s += legend(frame) }
+        if hasLegend { s += legend(frame) }
         return s + "</svg>"
     }
 
@@ -174,7 +195,7 @@ struct LineChart {
         entries += markers.map { ($0.label, $0.color, true) }
         var s = "<g class=\"legend\">"
         var x = frame.left + frame.plotWidth
-        let y = frame.top - 8
+        let y = frame.top - 9
         for (name, color, dashed) in entries.reversed() {
             x -= 6.2 * Double(name.count)
             s += "<text class=\"legend-text\" x=\"\(px(x))\" y=\"\(px(y))\">\(escapeHTML(name))</text>"
