@@ -163,8 +163,9 @@ extension ReportPage {
         let shared = domain(buckets.flatMap { [$0.edges.first!, $0.edges.last!] }, pad: 0.02)
         return items.compactMap { epoch, b in
             guard let b, b.edges.count >= 2 else { return nil }
-            return Histogram(id: "\(id)-e\(epoch)", title: "\(label), epoch \(epoch)", xLabel: label, edges: b.edges,
-                             counts: b.counts, color: color, xDomain: shared, note: b.zeros.map { $0 > 0 ? "zeros: \($0)" : "" }).svg()
+            let zeros = b.zeros.map { $0 > 0 ? " (\($0) zero)" : "" } ?? ""
+            return Histogram(id: "\(id)-e\(epoch)", title: "\(label), epoch \(epoch)\(zeros)", xLabel: label, edges: b.edges,
+                             counts: b.counts, color: color, xDomain: shared).svg()
         }.joined()
     }
 }

@@ -216,21 +216,17 @@ struct Histogram {
     var color: String
     /// Shared x range, so one layer's histograms compare across epochs.
     var xDomain: (Double, Double)?
-    var note: String?
 
     func svg() -> String {
-        var frame = ChartFrame(width: 250, height: 150, left: 40, right: 8, top: 22, bottom: 34)
+        var frame = ChartFrame(width: 250, height: 160, left: 40, right: 8, top: 22, bottom: 42)
         frame.xDomain = xDomain ?? domain(edges, pad: 0)
         frame.yDomain = (0, Double(max(counts.max() ?? 1, 1)) * 1.08)
-        var s = "<svg id=\"\(id)\" class=\"histogram\" viewBox=\"0 0 250 150\" role=\"img\" aria-label=\"\(escapeHTML(title))\">"
+        var s = "<svg id=\"\(id)\" class=\"histogram\" viewBox=\"0 0 250 160\" role=\"img\" aria-label=\"\(escapeHTML(title))\">"
         s += "<text class=\"chart-title small\" x=\"\(px(frame.left))\" y=\"14\">\(escapeHTML(title))</text>"
         s += frame.axes(xLabel: xLabel, yLabel: "count", yTicks: niceTicks(frame.yDomain.0, frame.yDomain.1, count: 3))
         for (i, count) in counts.enumerated() where i + 1 < edges.count && count > 0 {
             let x0 = frame.x(edges[i]), x1 = frame.x(edges[i + 1])
             s += "<rect x=\"\(px(x0))\" y=\"\(px(frame.y(Double(count))))\" width=\"\(px(max(x1 - x0 - 0.5, 0.5)))\" height=\"\(px(frame.y(0) - frame.y(Double(count))))\" fill=\"\(color)\"><title>[\(formatNumber(edges[i])), \(formatNumber(edges[i + 1]))): \(count)</title></rect>"
-        }
-        if let note {
-            s += "<text class=\"tick\" x=\"\(px(frame.left + frame.plotWidth - 4))\" y=\"\(px(frame.top + 12))\" text-anchor=\"end\">\(escapeHTML(note))</text>"
         }
         return s + "</svg>"
     }
