@@ -171,6 +171,10 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(page.components(separatedBy: "class=\"unit\"").count - 1, 32, "one map per first-layer unit")
         XCTAssertFalse(page.contains("http-equiv=\"refresh\""), "the finished run's page reloads")
         XCTAssertTrue(page.contains("the final model"))
+        // The run's own record: its facts, the test set's confusion matrix, the sampled histograms.
+        XCTAssertTrue(page.contains("status-finished"), "run.json's exit reason")
+        XCTAssertTrue(page.contains("id=\"confusion-matrix\""))
+        XCTAssertTrue(page.contains("id=\"histograms\""))
         XCTAssertTrue(try report(directory + "/run").contains("id=\"decision-regions\""))
 
         let quiet = try nntrain(["train", "--preset", "xor", "--epochs", "2", "--run-dir", "quiet", "--no-report"], in: directory)
