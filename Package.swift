@@ -43,7 +43,7 @@ let package = Package(
 
         // MARK: The application: command line, launch wiring, console, selftest, bench
         .target(name: "NNTrainApp", dependencies: [
-            "NNTraining", "NNCore", "NNData", "NNDistributed", "NNCUDA", "NNConformance", "SafeTensors",
+            "NNTraining", "NNCore", "NNData", "NNDistributed", "NNCUDA", "NNConformance", "SafeTensors", "CZlib",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "nntrain", dependencies: ["NNTrainApp"]),

@@ -19,7 +19,7 @@ struct NNTrain: ParsableCommand {
             Under mpirun every rank runs the same command; rank 0 prints and writes the run directory.
             """,
         version: NNTrainVersion.string,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Inspect.self, Selftest.self, Bench.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Inspect.self, ReportCommand.self, Selftest.self, Bench.self],
         defaultSubcommand: Train.self)
 }
 
@@ -94,6 +94,9 @@ struct Train: ParsableCommand {
 
     @Flag(name: .customLong("allow-tf32"), help: "Let cuBLAS use TF32 tensor cores for GEMMs.")
     var allowTF32 = false
+
+    @Flag(name: .customLong("no-report"), help: "Do not write RUN/report.html after every epoch.")
+    var noReport = false
 
     func validate() throws {
         if config != nil && preset != nil { throw ValidationError("give either --config or --preset, not both") }
@@ -188,6 +191,22 @@ struct Predict: ParsableCommand {
         } else {
             NNTrainApp.output(text)
         }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write RUN_DIR/report.html: curves, learning rate, histograms, confusion matrix, decision regions, throughput.",
+        discussion: "One self-contained page (no scripts, nothing fetched); while the run is in progress it reloads itself.")
+
+    @Argument(help: ArgumentHelp("A run directory written by nntrain train.", valueName: "RUN_DIR"))
+    var runDirectory: String
+
+    func run() throws {
+        let writer = ReportWriter(directory: runDirectory, accelerator: Inference.accelerator)
+        let bytes = try writer.write(live: nil)
+        output("\(writer.path) (\(bytes / 1024) KiB)\n")
     }
 }
 

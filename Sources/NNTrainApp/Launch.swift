@@ -31,6 +31,7 @@ enum Launch {
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         let stop = SignalStop()
         var record: RunRecord?
+        var report: ReportRefresher?
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
             let observers = TrainingObservers([console])
@@ -43,6 +44,13 @@ enum Launch {
                 record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)
                 observers.append(record!)
                 if job.tensorBoard { observers.append(TensorBoardLog(runDirectory: runDirectory, warn: console.warn)) }
+                if !job.noReport {
+                    // The same BLAS threads as training: a CPU backend sets them process-wide.
+                    let threads = Environment.blasThreads(localRanks: communicator.localSize).count
+                    report = ReportRefresher(runDirectory: runDirectory, accelerator: { CPUAccelerator(threads: threads) },
+                                             warn: console.warn)
+                    observers.append(report!)
+                }
             }
             _ = try trainer.run(observers: observers, stop: stop)
             return 0
@@ -51,14 +59,17 @@ enum Launch {
             // the same values), so every rank stops here; rank 0 says why.
             if communicator.isCoordinator { Console.error(error.message) }
             record?.ended(error: error.message)
+            report?.runFailed()
             return 2
         } catch let failure as CollectiveFailure {
             if let message = failure.message { Console.error(message) }
             record?.ended(error: failure.message ?? "another rank failed")
+            report?.runFailed()
             return 2
         } catch {
             Console.error("\(error)")
             record?.ended(error: "\(error)")
+            report?.runFailed()
             return 1
         }
     }
