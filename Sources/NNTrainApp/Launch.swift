@@ -30,46 +30,25 @@ enum Launch {
         let console = Console(enabled: communicator.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         let stop = SignalStop()
-        var record: RunRecord?
-        var report: ReportRefresher?
+        var views: RunViews?
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
-            let observers = TrainingObservers([console])
-            if communicator.isCoordinator,
-               let note = PerceptronNote(objective: trainer.objective, training: trainer.data.training, say: console.line) {
-                observers.append(note)
-            }
-            if let runDirectory = trainer.runDirectory {
-                observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
-                record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)
-                observers.append(record!)
-                if job.tensorBoard { observers.append(TensorBoardLog(runDirectory: runDirectory, warn: console.warn)) }
-                if !job.noReport {
-                    // The same BLAS threads as training: a CPU backend sets them process-wide.
-                    let threads = Environment.blasThreads(localRanks: communicator.localSize).count
-                    report = ReportRefresher(runDirectory: runDirectory, accelerator: { CPUAccelerator(threads: threads) },
-                                             warn: console.warn)
-                    observers.append(report!)
-                }
-            }
-            _ = try trainer.run(observers: observers, stop: stop)
+            views = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
+            _ = try trainer.run(observers: views!.observers, stop: stop)
             return 0
         } catch let error as UserError {
             // Errors after start-up are collective decisions (every rank saw
             // the same values), so every rank stops here; rank 0 says why.
             if communicator.isCoordinator { Console.error(error.message) }
-            record?.ended(error: error.message)
-            report?.runFailed()
+            views?.failed(error.message)
             return 2
         } catch let failure as CollectiveFailure {
             if let message = failure.message { Console.error(message) }
-            record?.ended(error: failure.message ?? "another rank failed")
-            report?.runFailed()
+            views?.failed(failure.message ?? "another rank failed")
             return 2
         } catch {
             Console.error("\(error)")
-            record?.ended(error: "\(error)")
-            report?.runFailed()
+            views?.failed("\(error)")
             return 1
         }
     }
@@ -178,6 +157,43 @@ enum Launch {
             throw UserError("\(path): cannot read the file; check that it exists and is readable")
         }
         return [UInt8](data)
+    }
+}
+
+/// What a run shows and leaves behind besides checkpoints: the console on
+/// every rank (silent but on rank 0), and on rank 0 the metrics log, the run
+/// record, TensorBoard files, the report and the perceptron's note.
+final class RunViews {
+    let observers: TrainingObservers
+    private var record: RunRecord?
+    private var report: ReportRefresher?
+
+    init(job: Train, trainer: Trainer, facts: JobFacts, console: Console, communicator: any Communicator) {
+        observers = TrainingObservers([console])
+        if communicator.isCoordinator,
+           let note = PerceptronNote(objective: trainer.objective, training: trainer.data.training, say: console.line) {
+            observers.append(note)
+        }
+        guard let runDirectory = trainer.runDirectory else { return }
+        observers.append(MetricsLog(runDirectory: runDirectory, warn: console.warn))
+        let record = RunRecord(runDirectory: runDirectory, facts: facts, warn: console.warn)
+        observers.append(record)
+        self.record = record
+        if job.tensorBoard { observers.append(TensorBoardLog(runDirectory: runDirectory, warn: console.warn)) }
+        if !job.noReport {
+            // The same BLAS threads as training: a CPU backend sets them process-wide.
+            let threads = Environment.blasThreads(localRanks: communicator.localSize).count
+            let report = ReportRefresher(runDirectory: runDirectory, accelerator: { CPUAccelerator(threads: threads) },
+                                         warn: console.warn)
+            observers.append(report)
+            self.report = report
+        }
+    }
+
+    /// The run ended with an error: run.json says so, and the last report stops reloading.
+    func failed(_ message: String) {
+        record?.ended(error: message)
+        report?.runFailed()
     }
 }
 

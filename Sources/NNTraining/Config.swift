@@ -28,10 +28,13 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// Fraction of the training set (its last samples, as in Keras) held out for validation.
     public var validationSplit: Double
     public var scale: ScaleMethod
+    /// Names of the classes 0, 1, … for labels that are numbers (IDX files).
+    public var classNames: [String]?
 
     enum CodingKeys: String, CodingKey {
         case train, test, scale
         case validationSplit = "validation_split"
+        case classNames = "class_names"
     }
 }
 

@@ -162,6 +162,13 @@ private struct Parser {
         } catch let error as UserError {
             throw fail(top["loss"], "loss", error.message)
         }
+        if let names = config.data.classNames, config.task == .classification {
+            let classes = config.outputUnits == 1 ? 2 : config.outputUnits
+            guard names.count == classes else {
+                throw fail(top["data"]?.mapping?["class_names"], "data.class_names",
+                           "\(names.count) names for the \(classes) classes of the output layer; give one name per class")
+            }
+        }
         if let stopping = config.training.earlyStopping, let problem = config.monitorProblem(stopping.monitor) {
             let node = top["training"]?.mapping?["early_stopping"]
             throw fail(node?.mapping?["monitor"] ?? node, "training.early_stopping.monitor", problem)
@@ -170,7 +177,7 @@ private struct Parser {
     }
 
     func dataConfig(_ node: Node) throws -> DataConfig {
-        let map = try mapping(node, "data", allowed: ["train", "test", "validation_split", "scale"])
+        let map = try mapping(node, "data", allowed: ["train", "test", "validation_split", "scale", "class_names"])
         guard let train = map["train"] else { throw fail(node, "data.train", "missing; say where the training data is") }
         return DataConfig(
             train: try source(train, "data.train"),
@@ -180,7 +187,19 @@ private struct Parser {
             } ?? 0,
             scale: try map["scale"].map {
                 try choice($0, "data.scale", ["none", "minmax", "standardize"]) { ScaleMethod(rawValue: $0) }
-            } ?? .none)
+            } ?? .none,
+            classNames: try map["class_names"].map(classNames))
+    }
+
+    func classNames(_ node: Node) throws -> [String] {
+        guard let items = node.sequence, !items.isEmpty else {
+            throw fail(node, "data.class_names", "expected a list of names, one per class: [cat, dog]")
+        }
+        let names = try items.map { try scalar($0, "data.class_names", "a name") }
+        if let repeated = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+            throw fail(node, "data.class_names", "'\(repeated)' is given twice; every class needs its own name")
+        }
+        return names
     }
 
     func source(_ node: Node, _ field: String) throws -> DataSource {

@@ -21,6 +21,7 @@ public enum Presets {
               test: {format: idx, images: \(fashionMNISTDirectory)/t10k-images-idx3-ubyte.gz, labels: \(fashionMNISTDirectory)/t10k-labels-idx1-ubyte.gz}
               validation_split: 0.1
               scale: standardize
+              class_names: [T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot]
             model:
               layers:
                 - dense: {units: 256, activation: relu}

@@ -43,7 +43,10 @@ public enum DataLoading {
                                classNames fixedClassNames: [String]? = nil) throws -> PreparedData {
         var training = try load(config.data.train, task: config.task, classNames: fixedClassNames)
         try check(training, objective: objective)
-        let classNames = training.classNames ?? fixedClassNames
+        if training.classNames != nil, let named = config.data.classNames, fixedClassNames == nil {
+            throw UserError("data.class_names: \(config.data.train.summary) already names its classes by its labels; remove class_names (\(named.joined(separator: ", ")))")
+        }
+        let classNames = training.classNames ?? fixedClassNames ?? config.data.classNames
         var validation = config.data.validationSplit > 0
             ? training.splitOffValidation(fraction: config.data.validationSplit) : nil
         if training.count == 0 {

@@ -92,6 +92,17 @@ final class ConfigReaderTests: XCTestCase {
         XCTAssertTrue(message("data: [1, 2\n").contains("c.yaml"))
     }
 
+    func testClassNamesNameEveryClassOnce() throws {
+        let named = issueExample.replacingOccurrences(of: "scale: standardize", with: "scale: standardize\n  class_names: [setosa, versicolor, virginica]")
+        XCTAssertEqual(try parse(named).data.classNames, ["setosa", "versicolor", "virginica"])
+        XCTAssertEqual(message(named.replacingOccurrences(of: ", virginica]", with: "]")),
+                       "c.yaml:6: data.class_names: 2 names for the 3 classes of the output layer; give one name per class")
+        XCTAssertEqual(message(named.replacingOccurrences(of: "virginica]", with: "setosa]")),
+                       "c.yaml:6: data.class_names: 'setosa' is given twice; every class needs its own name")
+        XCTAssertEqual(message(named.replacingOccurrences(of: "[setosa, versicolor, virginica]", with: "setosa")),
+                       "c.yaml:6: data.class_names: expected a list of names, one per class: [cat, dog]")
+    }
+
     func testLossMustFitTheOutputLayer() {
         XCTAssertTrue(message(issueExample.replacingOccurrences(of: "units: 3, activation: softmax", with: "units: 3, activation: sigmoid"))
             .contains("needs a softmax output layer"))
