@@ -237,7 +237,30 @@ struct Selftest: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measurements for the benchmark scripts (scripts/bench-cpu, scripts/bench-distributed).",
-        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self])
+        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self, ReportRefresh.self])
+
+    struct ReportRefresh: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "report",
+            abstract: "Time of writing a run's report.html as training refreshes it: the first write, then the mean of the next ones.")
+
+        @Argument(help: "A run directory.")
+        var runDirectory: String
+
+        @Option(name: .long, help: "Writes after the first.")
+        var repetitions: Int = 20
+
+        func run() throws {
+            let writer = ReportWriter(directory: runDirectory, accelerator: { CPUAccelerator(threads: 1) })
+            var start = DispatchTime.now().uptimeNanoseconds
+            let bytes = try writer.write(live: true)
+            let first = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+            start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<max(1, repetitions) { try writer.write(live: true) }
+            let mean = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(max(1, repetitions))
+            output(String(format: "{\"first_ms\": %.2f, \"refresh_ms\": %.3f, \"bytes\": %d}\n", first, mean, bytes))
+        }
+    }
 
     struct CheckpointIO: ParsableCommand {
         static let configuration = CommandConfiguration(

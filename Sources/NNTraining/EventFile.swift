@@ -297,25 +297,8 @@ public final class EventFile {
     /// Appends the events as records in one write.
     public func write(_ events: [TensorBoardEvent]) throws {
         let bytes = events.flatMap { TFRecord.frame($0.encoded()) }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                posixWrite(descriptor, buffer.baseAddress! + done, buffer.count - done)
-            }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw UserError("\(path): cannot write (\(String(cString: strerror(errno))))") }
-            done += n
+        if let code = bytes.withUnsafeBytes({ AtomicFile.writeAll(descriptor, $0) }) {
+            throw UserError("\(path): cannot write (\(String(cString: strerror(code))))")
         }
     }
-}
-
-/// The POSIX `write`, named apart from the `write` method above.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    #if canImport(Glibc)
-    return Glibc.write(fd, buffer, count)
-    #elseif canImport(Musl)
-    return Musl.write(fd, buffer, count)
-    #else
-    return Darwin.write(fd, buffer, count)
-    #endif
 }

@@ -99,8 +99,9 @@ public enum AtomicFile {
 
     // MARK: - Helpers
 
-    /// Writes every byte, retrying partial writes and EINTR; returns errno on failure.
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
+    /// Writes every byte to an open descriptor, retrying partial writes and
+    /// EINTR; returns errno on failure (nil: all written).
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
         guard var pointer = bytes.baseAddress else { return nil }
         var remaining = bytes.count
         while remaining > 0 {

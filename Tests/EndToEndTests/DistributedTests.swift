@@ -2,6 +2,7 @@
 
 import Foundation
 import XCTest
+import SafeTensors
 import NNTraining
 
 final class DistributedTests: XCTestCase {
@@ -72,6 +73,31 @@ final class DistributedTests: XCTestCase {
             XCTAssertEqual(lines.count, 1, outcome.stderr)
             XCTAssertTrue(lines.first?.contains("step 3 (epoch 1)") == true && lines.first?.contains("NaN or infinite") == true,
                           outcome.stderr)
+        }
+    }
+
+    func testEarlyStoppingStopsEveryRankAtOneEpochWithTheBestWeights() throws {
+        let dir = temporaryDirectory(self)
+        let arguments = ["train", "--preset", "spiral", "--epochs", "300", "--patience", "4", "--restore-best-weights",
+                         "--no-report", "--no-tensorboard"]
+        let one = try nntrain(arguments + ["--run-dir", dir + "/r1"], timeout: 120)
+        let two = try mpirun(2, arguments + ["--run-dir", dir + "/r2"], timeout: 120)
+        for (name, outcome) in [("1 process", one), ("2 ranks", two)] {
+            XCTAssertEqual(outcome.status, 0, "\(name): \(outcome.stderr)")
+            let stops = outcome.stdout.split(separator: "\n").filter { $0.contains("early stopping") }
+            XCTAssertEqual(stops.count, 1, "\(name): rank 0 alone says it, once\n\(outcome.stdout)")
+        }
+        XCTAssertTrue(two.stdout.contains("identical on all 2 ranks"), two.stdout)
+        for run in ["r1", "r2"] {
+            let results = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(run)/results.json"))) as? [String: Any])
+            let stop = try XCTUnwrap(results["early_stopping"] as? [String: Any], run)
+            let stopped = try XCTUnwrap(stop["stopped_epoch"] as? Int), best = try XCTUnwrap(stop["best_epoch"] as? Int)
+            XCTAssertEqual(stopped - best, 4, run)
+            XCTAssertEqual(metricsLines("\(dir)/\(run)").count, stopped, run)
+            let best0 = try SafeTensors.read(path: "\(dir)/\(run)/best.safetensors").tensors.sorted { $0.name < $1.name }.flatMap(\.values)
+            XCTAssertEqual(try modelParameters("\(dir)/\(run)"), best0, "\(run): the final model is the best epoch's")
+            let record = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(run)/run.json"))) as? [String: Any])
+            XCTAssertEqual(record["exit_reason"] as? String, "early_stopped", run)
         }
     }
 
