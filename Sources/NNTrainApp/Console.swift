@@ -66,6 +66,7 @@ public final class Console: TrainingObserver {
         case .earlyStopped(let stop):
             line("Epoch \(stop.stoppedEpoch): early stopping: \(stop.monitor) has not improved on \(String(format: "%.4f", stop.best)) (epoch \(stop.bestEpoch)) for \(stop.stoppedEpoch - stop.bestEpoch) epoch(s)")
             if stop.restoredBestWeights { line("restoring the weights of epoch \(stop.bestEpoch) (best.safetensors)") }
+            if let problem = stop.restoreProblem { warn("\(problem); keeping the weights of epoch \(stop.stoppedEpoch)") }
         case .stopped(let point):
             line("")
             let launcher = point.worldSize > 1 ? "mpirun -n \(point.worldSize) " : ""

@@ -46,7 +46,9 @@ enum ModelReport {
             ("loss", "\(config.loss.rawValue) (\(config.task.rawValue))"),
             ("optimizer", Console.describe(config.optimizer)),
             ("training", "epochs \(config.training.epochs), batch_size \(config.training.batchSize), seed \(config.training.seed), shuffle \(config.training.shuffle ? "on" : "off")"),
-        ])
+        ] + (config.training.earlyStopping.map { e in
+            [("early stopping", "monitor \(e.monitor) (\(e.maximizes ? "max" : "min")), patience \(e.patience), min_delta \(e.minDelta), restore_best_weights \(e.restoreBestWeights)")]
+        } ?? []))
         if let position = snapshot.position {
             lines.append("")
             lines.append("Position")
@@ -58,7 +60,7 @@ enum ModelReport {
                 ("world size", "\(position.worldSize)"),
                 ("optimizer steps", "\(snapshot.optimizerSteps)"),
                 ("optimizer state", slots.isEmpty ? "none" : slots.joined(separator: ", ") + " (\(slots.count) × \(summary.parameterCount) values)"),
-            ])
+            ] + (position.earlyStopping.map { [("early stopping", earlyStoppingLine($0))] } ?? []))
         }
         lines.append("")
         lines.append("Inputs and outputs")
@@ -223,4 +225,14 @@ struct Table {
         return [String(repeating: "_", count: total), format(header), String(repeating: "=", count: total)]
             + rows.map(format) + [String(repeating: "=", count: total)]
     }
+}
+
+/// Where a checkpoint's early stopping stands.
+private func earlyStoppingLine(_ state: EarlyStoppingState) -> String {
+    var text = "nothing watched yet"
+    if let best = state.best {
+        text = "best \(String(format: "%.4f", best)) at epoch \(state.bestEpoch), \(state.wait) epoch(s) since"
+    }
+    if let stopped = state.stoppedEpoch { text += "; stopped at epoch \(stopped)" }
+    return text
 }

@@ -76,14 +76,21 @@ enum Launch {
                 console.line("overriding the checkpoint's configuration: " + changes.joined(separator: ", "))
             }
             if let monitor = config.training.earlyStopping?.monitor, let problem = config.monitorProblem(monitor) {
-                throw UserError((job.monitor != nil ? "--monitor: " : "training.early_stopping.monitor: ") + problem)
+                // Name what the user wrote: the flag, or the config's key.
+                let flag = job.monitor != nil ? "--monitor"
+                    : base.training.earlyStopping == nil ? "--early-stopping (it watches \(monitor))" : "training.early_stopping.monitor"
+                throw UserError("\(flag): " + problem)
             }
             return config
         }
         try agree(on: config, communicator)
 
-        if communicator.isCoordinator && job.resume == nil {
-            runDirectory = job.runDir ?? RunDirectories.fresh(name: RunDirectories.name(config: job.config, preset: job.preset))
+        if job.resume == nil {
+            try collectively(communicator) {
+                guard communicator.isCoordinator else { return }
+                if let given = job.runDir { try RunDirectories.checkUnused(given) }
+                runDirectory = job.runDir ?? RunDirectories.fresh(name: RunDirectories.name(config: job.config, preset: job.preset))
+            }
         }
         let objective = try config.objective()
         let data = try collectively(communicator) {
@@ -214,6 +221,17 @@ enum RunDirectories {
             n += 1
         }
         return candidate
+    }
+
+    /// A new run's `--run-dir` must not hold an earlier run: its metrics,
+    /// checkpoints and records would mix with the new ones.
+    static func checkUnused(_ directory: String) throws {
+        let traces = ["metrics.jsonl", "run.json", "model.safetensors"].filter {
+            FileManager.default.fileExists(atPath: directory + "/" + $0)
+        } + (Checkpoints.list(directory).isEmpty ? [] : ["checkpoints/"])
+        guard traces.isEmpty else {
+            throw UserError("--run-dir: \(directory) holds an earlier run (\(traces.joined(separator: ", "))); continue it with --resume, or give a new directory")
+        }
     }
 
     /// The checkpoint file and run directory to resume.

@@ -162,6 +162,9 @@ private struct Parser {
         } catch let error as UserError {
             throw fail(top["loss"], "loss", error.message)
         }
+        if config.data.classNames != nil, config.task == .regression {
+            throw fail(top["data"]?.mapping?["class_names"], "data.class_names", "a regression has no classes to name; remove class_names")
+        }
         if let names = config.data.classNames, config.task == .classification {
             let classes = config.outputUnits == 1 ? 2 : config.outputUnits
             guard names.count == classes else {

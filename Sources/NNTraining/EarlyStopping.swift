@@ -61,14 +61,27 @@ public struct EarlyStoppingState: Codable, Equatable, Sendable {
     public var wait: Int = 0
     /// 1-based epoch at which the run stopped (nil: it did not).
     public var stoppedEpoch: Int?
+    /// The figure watched and whether larger is better: a resume that
+    /// watches another figure starts afresh.
+    public var monitor: String?, maximizes: Bool?
+    /// CRC-32C of the best epoch's parameters, so a restore can tell
+    /// best.safetensors is that epoch's and not another run's.
+    public var bestChecksum: UInt32?
 
     /// The state before the first epoch.
     public init() {}
 
+    /// The state before the first epoch of a run watching as `config` says.
+    public init(watching config: EarlyStoppingConfig) {
+        monitor = config.monitor
+        maximizes = config.maximizes
+    }
+
     enum CodingKeys: String, CodingKey {
-        case best, wait
+        case best, wait, monitor, maximizes
         case bestEpoch = "best_epoch"
         case stoppedEpoch = "stopped_epoch"
+        case bestChecksum = "best_checksum"
     }
 }
 
@@ -91,6 +104,8 @@ public struct EarlyStop: Sendable, Hashable {
     public var bestEpoch: Int, stoppedEpoch: Int
     /// Whether the final model holds the best epoch's parameters.
     public var restoredBestWeights: Bool
+    /// Why they were asked for but not restored (the last epoch's are kept).
+    public var restoreProblem: String?
 }
 
 /// The rule applied to each epoch's figures.
@@ -98,11 +113,24 @@ public struct EarlyStopping: Sendable {
     public let config: EarlyStoppingConfig
     public private(set) var state: EarlyStoppingState
 
-    /// Watching as `config` says, continuing from `state` (a checkpoint's).
-    public init(_ config: EarlyStoppingConfig, state: EarlyStoppingState = EarlyStoppingState()) {
+    /// Watching as `config` says, continuing from `state` (a checkpoint's)
+    /// when it watched the same figure the same way.
+    public init(_ config: EarlyStoppingConfig, state: EarlyStoppingState? = nil) {
         self.config = config
-        self.state = state
+        if let state, state.monitor == config.monitor, state.maximizes == config.maximizes {
+            self.state = state
+        } else {
+            self.state = EarlyStoppingState(watching: config)
+        }
     }
+
+    /// Whether a checkpoint's `state` is continued (not started afresh because it watched something else).
+    public static func continues(_ state: EarlyStoppingState, under config: EarlyStoppingConfig) -> Bool {
+        state.monitor == config.monitor && state.maximizes == config.maximizes
+    }
+
+    /// Records the checksum of the parameters of the best epoch.
+    public mutating func noteBest(checksum: UInt32) { state.bestChecksum = checksum }
 
     /// Takes the figures of epoch `record.epoch` and decides.
     public mutating func update(_ record: EpochRecord) -> EarlyStoppingDecision {
@@ -127,10 +155,11 @@ public struct EarlyStopping: Sendable {
         return config.maximizes ? value - delta > best : value + delta < best
     }
 
-    /// The outcome once stopped (nil while training goes on).
-    public func outcome(restored: Bool) -> EarlyStop? {
+    /// The outcome once stopped (nil while training goes on); `problem`
+    /// says why the best weights were asked for but not restored.
+    public func outcome(restored: Bool, problem: String? = nil) -> EarlyStop? {
         guard let stopped = state.stoppedEpoch, let best = state.best else { return nil }
         return EarlyStop(monitor: config.monitor, best: best, bestEpoch: state.bestEpoch, stoppedEpoch: stopped,
-                         restoredBestWeights: restored)
+                         restoredBestWeights: restored, restoreProblem: problem)
     }
 }

@@ -113,7 +113,10 @@ enum Evaluation {
             }
             let outputs = model.accelerator.values(model.predict(inputs))
             for i in start..<end {
-                let truth = Int(dataset.labels[i * dataset.labelWidth])
+                let labels = dataset.labels[i * dataset.labelWidth..<(i + 1) * dataset.labelWidth]
+                // One label per sample is the class; a one-hot row's class is its largest entry.
+                let truth = labels.count == 1 ? Int(labels[labels.startIndex])
+                    : (labels.indices.max { labels[$0] < labels[$1] } ?? labels.startIndex) - labels.startIndex
                 let row = i - start
                 let predicted = predictedClass(outputs[row * width..<(row + 1) * width], model.objective)
                 if (0..<classes).contains(truth) && (0..<classes).contains(predicted) { counts[truth * classes + predicted] += 1 }

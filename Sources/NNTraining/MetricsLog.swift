@@ -9,6 +9,9 @@ public final class MetricsLog: TrainingObserver {
     /// The files written.
     public let path: String, csvPath: String
     private let warn: (String) -> Void
+    private var file: JSONLinesFile { JSONLinesFile(path: path) }
+    /// The lines of metrics.jsonl, decoded.
+    private var rows: [[String: Any]] = []
 
     /// A log at `RUN/metrics.jsonl`; `warn` hears of lines that could not be written.
     public init(runDirectory: String, warn: @escaping (String) -> Void) {
@@ -22,9 +25,23 @@ public final class MetricsLog: TrainingObserver {
         case .started(let start):
             // On resume, drop the lines of epochs the checkpoint had not
             // finished: they are written again.
-            if let position = start.resumedAt { keepEpochs(through: position.epoch) }
+            if let position = start.resumedAt {
+                do {
+                    try file.keepEpochs(through: position.epoch)
+                } catch {
+                    warn("\(error)")
+                }
+            }
+            rows = file.lines().compactMap(Self.object)
+            writeTable()
         case .epochEnded(let record):
-            append(line(record))
+            let text = line(record)
+            do {
+                try file.append(text)
+            } catch {
+                warn("\(error)")
+            }
+            if let row = Self.object(text.dropLast()) { rows.append(row) }
             writeTable()
         default:
             break
@@ -36,28 +53,15 @@ public final class MetricsLog: TrainingObserver {
         metricsJSON(record.fields, integers: EpochRecord.integerFields, lists: record.rankFields) + "\n"
     }
 
-    private func append(_ line: String) {
-        guard let handle = FileHandle(forWritingAtPath: path) ?? {
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() else {
-            warn("\(path): cannot write metrics")
-            return
-        }
-        handle.seekToEndOfFile()
-        handle.write(Data(line.utf8))
-        try? handle.synchronize()
-        try? handle.close()
+    private static func object(_ line: Substring) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
 
-    /// metrics.csv from every line of metrics.jsonl: one column per figure,
+    /// metrics.csv from the lines of metrics.jsonl: one column per figure,
     /// per-rank lists spread over `rank{r}_step_ms`, `rank{r}_wait_ms`
     /// columns; a figure an epoch lacks is an empty cell.
     private func writeTable() {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
-        let rows = text.split(separator: "\n").compactMap { line -> [String: Any]? in
-            try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        }
+        guard !rows.isEmpty else { return }
         do {
             try userFacing { try AtomicFile.write(Array(MetricsLog.table(rows).utf8), to: csvPath) }
         } catch {
@@ -109,20 +113,5 @@ public final class MetricsLog: TrainingObserver {
         guard column.hasPrefix("rank"), let end = column.firstIndex(of: "_"),
               let r = Int(column[column.index(column.startIndex, offsetBy: 4)..<end]) else { return Int.max }
         return r
-    }
-
-    private func keepEpochs(through epoch: Int) {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard let data = line.data(using: .utf8),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                        let number = object["epoch"] as? Int else { return false }
-            return number <= epoch
-        }
-        do {
-            try userFacing { try AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: path) }
-        } catch {
-            warn("\(error)")
-        }
     }
 }

@@ -4,6 +4,7 @@
 // weights and gradient magnitudes at a few epochs). An observer on rank 0.
 
 import Foundation
+import NNCore
 import SafeTensors
 
 /// Facts about a job that only the launcher knows.
@@ -85,7 +86,17 @@ public final class RunRecord: TrainingObserver {
     // MARK: - run.json
 
     private func begin(_ start: RunStart) {
-        if let position = start.resumedAt { keepLines(of: "histograms.jsonl", throughEpoch: position.epoch) }
+        var firstStart = Self.timestamp()
+        if let position = start.resumedAt {
+            keepLines(of: "histograms.jsonl", throughEpoch: position.epoch)
+            // The earlier finish's results no longer hold once training goes on.
+            try? FileManager.default.removeItem(atPath: directory + "/results.json")
+            if let data = FileManager.default.contents(atPath: directory + "/run.json"),
+               let earlier = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let time = earlier["start_time"] as? String {
+                firstStart = time
+            }
+        }
         let config = try? JSONSerialization.jsonObject(with: Data(start.config.canonicalJSON.utf8))
         run = [
             "nntrain_version": NNTrainVersion.string, "config": config ?? NSNull(),
@@ -95,9 +106,12 @@ public final class RunRecord: TrainingObserver {
             "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
             "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),
             "test_samples": start.testSamples ?? NSNull(),
-            "start_time": Self.timestamp(), "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
+            "start_time": firstStart, "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
         ]
-        if let position = start.resumedAt { run["resumed_at_global_step"] = position.globalStep }
+        if let position = start.resumedAt {
+            run["resumed_at_global_step"] = position.globalStep
+            run["resumed_time"] = Self.timestamp()
+        }
         write(run, to: "run.json")
     }
 
@@ -118,7 +132,7 @@ public final class RunRecord: TrainingObserver {
     private func results(_ result: RunResult) -> [String: Any] {
         var object: [String: Any] = [
             "parameter_checksum": String(format: "%08x", result.parameterChecksum),
-            "epochs_run": result.history.last?.epoch ?? 0,
+            "epochs_run": result.epochsCompleted,
             "world_size": result.worldSize,
         ]
         if let test = result.test {
@@ -189,23 +203,19 @@ public final class RunRecord: TrainingObserver {
     }
 
     private func append(_ line: String, to name: String) {
-        let path = directory + "/" + name
-        guard let handle = FileHandle(forWritingAtPath: path) ?? {
-            _ = FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() else {
-            return warnOnce("\(path): cannot write")
+        do {
+            try JSONLinesFile(path: directory + "/" + name).append(line)
+        } catch {
+            warnOnce("\(error)")
         }
-        handle.seekToEndOfFile()
-        handle.write(Data(line.utf8))
-        try? handle.close()
     }
 
     private func keepLines(of name: String, throughEpoch epoch: Int) {
-        let path = directory + "/" + name
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { JSONLines.epoch(of: $0).map { $0 <= epoch } ?? false }
-        try? AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: path)
+        do {
+            try JSONLinesFile(path: directory + "/" + name).keepEpochs(through: epoch)
+        } catch {
+            warnOnce("\(error)")
+        }
     }
 
     private func warnOnce(_ message: String) {
@@ -228,8 +238,41 @@ public final class RunRecord: TrainingObserver {
     }
 }
 
-/// Reading back the JSON-lines files a run appends to.
-enum JSONLines {
+/// A JSON-lines file a run appends to: one object per line, each with an `epoch`.
+struct JSONLinesFile {
+    let path: String
+
+    /// Appends `line` (ending in a newline); a failed write (a full disk) throws.
+    func append(_ line: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw UserError("\(path): cannot create the file; check that the run directory is writable")
+            }
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(line.utf8))
+        } catch {
+            throw UserError("\(path): cannot write (\(error.localizedDescription))")
+        }
+    }
+
+    /// The lines, without their newlines (none when the file is absent).
+    func lines() -> [Substring] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n")
+    }
+
+    /// Drops the lines of epochs after `epoch` (and lines that are not
+    /// objects with an epoch): on resume, those epochs are written again.
+    func keepEpochs(through epoch: Int) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let kept = lines().filter { Self.epoch(of: $0).map { $0 <= epoch } ?? false }
+        try userFacing { try AtomicFile.write(Array(kept.map { $0 + "\n" }.joined().utf8), to: path) }
+    }
+
     /// The `epoch` member of one line, if it has one.
     static func epoch(of line: Substring) -> Int? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }

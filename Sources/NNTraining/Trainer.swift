@@ -88,6 +88,9 @@ public final class Trainer {
     var allreduceTimer = AllreduceTimer()
     /// Early stopping's rule and standing (nil when the config has none).
     var earlyStopping: EarlyStopping?
+    /// The best epoch's parameters, kept on every rank when early stopping
+    /// may restore them and this process trained that epoch.
+    var bestParameters: [Float]?
     /// Every rank's host name, by rank.
     let hosts: [String]
 
@@ -127,7 +130,7 @@ public final class Trainer {
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
         resumedAt = start.checkpoint?.position
-        let savedStopping = start.checkpoint?.position?.earlyStopping ?? EarlyStoppingState()
+        let savedStopping = start.checkpoint?.position?.earlyStopping
         earlyStopping = config.training.earlyStopping.map { EarlyStopping($0, state: savedStopping) }
         hosts = Trainer.gatherHostNames(communicator)
         establishInitialState(start)
@@ -177,44 +180,60 @@ public final class Trainer {
                 }
             }
 
-            try ensureFinite()
-            let seconds = Date().timeIntervalSince(start)
-            let stepsRun = steps - startStep
-            let several = communicator.size > 1
-            let record = EpochRecord(epoch: position.epoch + 1, globalStep: position.globalStep, worldSize: communicator.size,
-                                     training: reduceEpochMetrics(), validation: data.validation.map(evaluate),
-                                     steps: steps, stepsRun: stepsRun, seconds: seconds,
-                                     samplesPerSecond: Double(position.epochSamples - startSamples) / max(seconds, 1e-9),
-                                     learningRate: optimizer.currentRate,
-                                     allreduceMilliseconds: several ? allreduceTimer.sampledMilliseconds : nil,
-                                     allreduceWaitMilliseconds: several ? allreduceTimer.milliseconds(perStep: stepsRun) : nil,
-                                     ranks: several ? gatherRankTimings(steps: stepsRun) : nil)
-            history.append(record)
-            observers.observe(.epochEnded(record))
-            if observers.wantsParameterSample(epoch: record.epoch, of: config.training.epochs) {
-                observers.observe(.parametersSampled(parameterSample()))
-            }
-            if earlyStopping?.update(record) == .improved {
-                _ = try rank0Writes { store in try store.saveBest(snapshot()) }
-            }
-
-            position.epoch += 1
-            position.stepInEpoch = 0
-            position.epochSamples = 0
-            accelerator.fill(statistics, with: 0)
-            try checkpoint(observers)
+            history.append(try endEpoch(started: start, startStep: startStep, startSamples: startSamples, observers: observers))
         }
 
         let earlyStop = try finishEarlyStopping()
         if let earlyStop { observers.observe(.earlyStopped(earlyStop)) }
         let checksum = try verifyReplicas()
-        let result = RunResult(history: history, test: data.test.map(evaluate),
+        let result = RunResult(history: history, epochsCompleted: position.epoch, test: data.test.map(evaluate),
                                confusion: objective.isClassifier ? data.test.map(confusionMatrix) : nil, earlyStop: earlyStop,
                                parameterChecksum: checksum, worldSize: communicator.size)
         observers.observe(.finished(result))
         let modelPath = try rank0Writes { store in try store.saveModel(snapshot()) }
         if let modelPath { observers.observe(.modelSaved(path: modelPath)) }
         return .finished(result, modelPath: modelPath)
+    }
+
+    /// Closes an epoch: its figures (reduced over the ranks), the views'
+    /// events, early stopping's decision, and the epoch-end checkpoint.
+    private func endEpoch(started: Date, startStep: Int, startSamples: Int, observers: any TrainingObserver) throws -> EpochRecord {
+        try ensureFinite()
+        let seconds = Date().timeIntervalSince(started)
+        let steps = sampler.stepsPerEpoch, stepsRun = steps - startStep
+        let several = communicator.size > 1
+        let record = EpochRecord(epoch: position.epoch + 1, globalStep: position.globalStep, worldSize: communicator.size,
+                                 training: reduceEpochMetrics(), validation: data.validation.map(evaluate),
+                                 steps: steps, stepsRun: stepsRun, seconds: seconds,
+                                 samplesPerSecond: Double(position.epochSamples - startSamples) / max(seconds, 1e-9),
+                                 learningRate: optimizer.currentRate,
+                                 allreduceMilliseconds: several ? allreduceTimer.sampledMilliseconds : nil,
+                                 allreduceWaitMilliseconds: several ? allreduceTimer.milliseconds(perStep: stepsRun) : nil,
+                                 ranks: several ? gatherRankTimings(steps: stepsRun) : nil)
+        observers.observe(.epochEnded(record))
+        let decision = earlyStopping?.update(record)
+        if decision == .improved { try keepBest() }
+        // An early stop makes this epoch the last one the views see.
+        let last = decision == .stop ? record.epoch : config.training.epochs
+        if observers.wantsParameterSample(epoch: record.epoch, of: last) {
+            observers.observe(.parametersSampled(parameterSample()))
+        }
+        position.epoch += 1
+        position.stepInEpoch = 0
+        position.epochSamples = 0
+        accelerator.fill(statistics, with: 0)
+        try checkpoint(observers)
+        return record
+    }
+
+    /// A new best epoch for early stopping: its checksum goes into the
+    /// state, its parameters into best.safetensors (rank 0) and, when they
+    /// may be restored, into every rank's memory.
+    private func keepBest() throws {
+        let parameters = accelerator.values(model.parameters)
+        earlyStopping?.noteBest(checksum: parameters.withUnsafeBytes { CRC32C.checksum($0) })
+        if earlyStopping?.config.restoreBestWeights == true { bestParameters = parameters }
+        _ = try rank0Writes { store in try store.saveBest(snapshot()) }
     }
 
     /// One optimizer step on this rank's slice `local` of the global batch.
@@ -294,19 +313,44 @@ public final class Trainer {
     }
 
     /// When early stopping ended the run: goes back to the best epoch's
-    /// parameters if asked (rank 0 reads best.safetensors and every rank
-    /// takes them), and says how it ended.
+    /// parameters if asked, and says how it ended. Every rank kept them when
+    /// this process trained the best epoch; after a resume rank 0 reads
+    /// best.safetensors and every rank takes them. A file that cannot be
+    /// read, or holds other weights, keeps the last epoch's parameters and
+    /// says why.
     private func finishEarlyStopping() throws -> EarlyStop? {
         guard let stopping = earlyStopping, stopping.state.stoppedEpoch != nil else { return nil }
-        let restore = stopping.config.restoreBestWeights && stopping.state.bestEpoch > 0
-        if restore {
-            let layout = model.entries
-            var best = try rank0Writes { store in try ModelFile.readWeights(path: store.bestModelPath, layout: layout) }
-                ?? [Float](repeating: 0, count: model.parameterCount)
-            communicator.broadcast(&best)
+        guard stopping.config.restoreBestWeights, stopping.state.bestEpoch > 0 else { return stopping.outcome(restored: false) }
+        if let best = bestParameters {
             best.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
+            return stopping.outcome(restored: true)
         }
-        return stopping.outcome(restored: restore)
+        var best = [Float](repeating: 0, count: model.parameterCount), found: [Float] = [0]
+        var problem = "rank 0 could not read best.safetensors"
+        if communicator.isCoordinator {
+            do {
+                best = try readBest(stopping.state)
+                found = [1]
+            } catch {
+                problem = (error as? UserError)?.message ?? "\(error)"
+            }
+        }
+        communicator.broadcast(&found)
+        guard found[0] == 1 else { return stopping.outcome(restored: false, problem: problem) }
+        communicator.broadcast(&best)
+        best.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
+        return stopping.outcome(restored: true)
+    }
+
+    /// The best epoch's parameters from best.safetensors, checked against the state's checksum (rank 0).
+    private func readBest(_ state: EarlyStoppingState) throws -> [Float] {
+        guard let store else { throw UserError("no run directory to read best.safetensors from") }
+        let weights = try ModelFile.readWeights(path: store.bestModelPath, layout: model.entries)
+        let checksum = weights.withUnsafeBytes { CRC32C.checksum($0) }
+        if let expected = state.bestChecksum, expected != checksum {
+            throw UserError("\(store.bestModelPath) does not hold epoch \(state.bestEpoch)'s weights (CRC-32C \(String(format: "%08x", checksum)), expected \(String(format: "%08x", expected)))")
+        }
+        return weights
     }
 
     /// Checks that every rank ends with bit-identical parameters; returns their CRC-32C.

@@ -75,7 +75,10 @@ public struct StopPoint: Sendable {
 
 /// What a completed run produced.
 public struct RunResult: Sendable {
+    /// The epochs this process ran (a resumed run's first may be partial).
     public var history: [EpochRecord]
+    /// Epochs completed since the run began, resumed parts included.
+    public var epochsCompleted: Int
     /// Metrics on the test split, when there is one.
     public var test: Metrics?
     /// The test set's confusion matrix (classifiers with a test set).

@@ -6,6 +6,7 @@
 import Foundation
 import XCTest
 import NNCore
+import NNDistributed
 @testable import NNTraining
 
 final class EarlyStoppingRuleTests: XCTestCase {
@@ -60,6 +61,22 @@ final class EarlyStoppingRuleTests: XCTestCase {
         XCTAssertEqual(state.bestEpoch, 3)
     }
 
+    func testAStateThatWatchedAnotherFigureStartsAfresh() {
+        var config = EarlyStoppingConfig()
+        config.patience = 2
+        var saved = EarlyStoppingState(watching: config)
+        saved.best = 0.69
+        saved.bestEpoch = 3
+        saved.wait = 1
+        XCTAssertEqual(EarlyStopping(config, state: saved).state, saved, "the same figure continues")
+        var accuracy = config
+        accuracy.monitor = "val_accuracy"
+        XCTAssertEqual(EarlyStopping(accuracy, state: saved).state, EarlyStoppingState(watching: accuracy))
+        var maximized = config
+        maximized.mode = .max
+        XCTAssertNil(EarlyStopping(maximized, state: saved).state.best, "another direction starts afresh")
+    }
+
     func testAMonitorTheRunDoesNotProduceIsRefusedWithTheChoices() throws {
         let yaml = InProcessTrainingTests.classifier.replacingOccurrences(
             of: "training: {epochs: 4, batch_size: 12, seed: 7}",
@@ -100,6 +117,37 @@ extension InProcessTrainingTests {
         XCTAssertNotEqual(latest.parameters, best.parameters, "the last epoch's parameters are not the best")
         XCTAssertEqual(latest.position?.earlyStopping?.stoppedEpoch, stop.stoppedEpoch)
         XCTAssertEqual(try ModelFile.read(path: runs[0].directory + "/model.safetensors").parameters, best.parameters)
+    }
+
+    func testEarlyStoppingRestoresTheBestWithoutARunDirectory() throws {
+        let config = try ConfigReader.parse(EarlyStoppingTests.config, file: "test")
+        let data = try DataLoading.prepare(config, objective: try config.objective(), includeTest: true)
+        let trainer = try Trainer(config: config, data: data, accelerator: CPUAccelerator(threads: 1),
+                                  communicator: LocalCommunicator(), store: nil)
+        guard case .finished(let result, _) = try trainer.run() else { return XCTFail("did not finish") }
+        let stop = try XCTUnwrap(result.earlyStop)
+        XCTAssertTrue(stop.restoredBestWeights)
+        XCTAssertNil(stop.restoreProblem)
+        // The parameters are the best epoch's: their validation loss is the best one.
+        let validation = try XCTUnwrap(data.validation)
+        XCTAssertEqual(trainer.evaluate(validation).loss, stop.best, accuracy: 1e-9 * max(1, abs(stop.best)))
+    }
+
+    func testAResumeWhoseBestFileIsGoneKeepsTheLastWeightsAndSaysWhy() throws {
+        let uninterrupted = try train(ranks: 2, yaml: EarlyStoppingTests.config)
+        let stop = try XCTUnwrap(uninterrupted[0].result?.earlyStop)
+        let steps = EarlyStoppingTests.stepsPerEpoch * (stop.bestEpoch + 1) + 3
+        let stopped = try train(ranks: 2, yaml: EarlyStoppingTests.config, stop: (rank: 0, afterSteps: steps))
+        let (_, path) = try Checkpoints.latestValid(in: stopped[0].directory) { XCTFail($0) }
+        try FileManager.default.removeItem(atPath: stopped[0].directory + "/best.safetensors")
+        let resumed = try train(ranks: 2, yaml: EarlyStoppingTests.config, resumeFrom: path, directory: stopped[0].directory)
+        XCTAssertEqual(resumed.compactMap(\.error), [])
+        let outcome = try XCTUnwrap(resumed[0].result?.earlyStop)
+        XCTAssertEqual(outcome.stoppedEpoch, stop.stoppedEpoch)
+        XCTAssertFalse(outcome.restoredBestWeights)
+        XCTAssertTrue(outcome.restoreProblem?.contains("best.safetensors") == true, outcome.restoreProblem ?? "no reason given")
+        XCTAssertEqual(resumed[0].parameters, resumed[1].parameters, "every rank keeps the same weights")
+        XCTAssertNotEqual(resumed[0].parameters, uninterrupted[0].parameters, "not the best epoch's")
     }
 
     func testEarlyStoppingResumedPartWayStopsWhereTheUninterruptedRunStops() throws {

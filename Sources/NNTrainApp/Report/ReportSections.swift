@@ -72,7 +72,8 @@ extension ReportPage {
     private func plannedSchedule() -> Series? {
         guard let config = records.config, let first = records.epochs.first, first.epoch == 1,
               let steps = first.globalStep, steps > 0, config.training.epochs >= records.epochs.count else { return nil }
-        let total = steps * config.training.epochs
+        let (total, overflow) = steps.multipliedReportingOverflow(by: config.training.epochs)
+        guard !overflow, total < 1 << 50 else { return nil }
         let schedule = config.optimizer.learningRateSchedule(totalSteps: total)
         let samples = min(total, 200)
         let points = (0...samples).map { i -> (x: Double, y: Double) in
@@ -179,9 +180,21 @@ extension ReportPage {
             let why = records.results == nil ? "it appears when the run finishes" : "the run has no test set"
             return Self.section("confusion", "Confusion matrix (test set)", Self.note("No confusion matrix: \(why)."))
         }
+        let k = matrix.classes.count
+        guard k >= 2, matrix.counts.count == k, matrix.counts.allSatisfy({ $0.count == k && $0.allSatisfy { $0 >= 0 } }) else {
+            return Self.section("confusion", "Confusion matrix (test set)",
+                                Self.note("results.json holds a confusion matrix that is not one count per pair of its \(k) classes; it is left out."))
+        }
+        guard k <= Self.largestConfusionMatrix else {
+            return Self.section("confusion", "Confusion matrix (test set)",
+                                Self.note("\(k) classes are too many to draw (at most \(Self.largestConfusionMatrix)); the counts are in results.json."))
+        }
         return Self.section("confusion", "Confusion matrix (test set)", Self.confusionSVG(matrix)
             + Self.note("Rows: the true class; columns: the predicted class. Shading: the share of the row; the right column is each class's recall."))
     }
+
+    /// Classes beyond which the matrix is not drawn (its cells would be specks).
+    static let largestConfusionMatrix = 60
 
     static func confusionSVG(_ matrix: RunResults.Confusion) -> String {
         let k = matrix.classes.count, cell = k <= 10 ? 44.0 : max(14, 440 / Double(k))

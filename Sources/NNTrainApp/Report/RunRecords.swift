@@ -17,6 +17,13 @@ struct EpochLine: Decodable {
     var allreduceMs, allreduceCallMsPerStep: Double?
     var rankStepMs, rankWaitMs: [Double?]?
 
+    /// Whether the counters are in the range a run writes (epoch and step
+    /// counts far below overflow), so arithmetic on them is safe.
+    var isPlausible: Bool {
+        (1...100_000_000).contains(epoch) && (globalStep.map { (0...1_000_000_000_000).contains($0) } ?? true)
+            && (worldSize.map { (1...1_000_000).contains($0) } ?? true)
+    }
+
     /// A training (`val == false`) or validation metric by its base name.
     func metric(_ name: String, validation: Bool) -> Double? {
         switch (name, validation) {
@@ -107,7 +114,9 @@ struct RunRecords {
             let what = FileManager.default.fileExists(atPath: directory) ? "has no metrics.jsonl" : "does not exist"
             throw UserError("\(directory): not a run directory (it \(what)); give a directory that nntrain train wrote (--run-dir, or runs/NAME)")
         }
-        var records = RunRecords(directory: directory, epochs: epochs)
+        // A damaged line may hold any number; keep those a run can write.
+        let plausible = epochs.filter(\.isPlausible)
+        var records = RunRecords(directory: directory, epochs: plausible)
         records.config = records.decode("config.json", as: RunConfig.self, snakeCase: false)
         records.info = records.decode("run.json", as: RunInfo.self)
         records.results = records.decode("results.json", as: RunResults.self)
