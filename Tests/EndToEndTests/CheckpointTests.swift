@@ -95,6 +95,28 @@ final class CheckpointTests: XCTestCase {
         assertSameMetrics(run, dir + "/reference")
     }
 
+    func testAStopInTheFirstEpochWarnsOfNothing() throws {
+        let dir = temporaryDirectory(self)
+        let config = write("""
+            data:
+              train: {format: synthetic, name: spiral, samples: 200000, seed: 3}
+            model:
+              layers:
+                - dense: {units: 64, activation: tanh}
+                - dense: {units: 1, activation: sigmoid}
+            loss: binary_crossentropy
+            training: {epochs: 2, batch_size: 8}
+            """, "long-epoch.yaml", in: dir)
+        let run = dir + "/stopped"
+        let stopped = try interrupt(nntrainBinary, ["train", "--config", config, "--run-dir", run], marker: run, signal: SIGINT) {
+            FileManager.default.fileExists(atPath: run + "/run.json")
+        }
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertTrue(stopped.stdout.contains("stopped by signal at epoch 1,"), stopped.stdout)
+        XCTAssertFalse((stopped.stdout + stopped.stderr).contains("warning"), "no metrics.jsonl yet is no reason for a report warning: \(stopped.stdout)\(stopped.stderr)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/metrics.jsonl"))
+    }
+
     func testSIGKILLAfterACheckpointThenResumeIsBitIdentical() throws {
         let dir = temporaryDirectory(self)
         let config = config(in: dir)

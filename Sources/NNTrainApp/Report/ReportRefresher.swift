@@ -133,6 +133,8 @@ final class ReportRefresher: TrainingObserver {
     }
 
     private func refresh(live: Bool) {
+        // A run stopped or failed before its first epoch ended has nothing to show yet.
+        guard FileManager.default.fileExists(atPath: writer.directory + "/metrics.jsonl") else { return }
         let start = Date()
         defer {
             lastSeconds = Date().timeIntervalSince(start)
