@@ -122,7 +122,7 @@ public final class Console: TrainingObserver {
         return [
             "data: \(config.data.train.summary): \(sizes) samples, \(start.featureCount) features",
             "model: " + shape.joined(separator: " → ") + " (\(start.parameterCount) parameters), loss \(config.loss.rawValue)",
-            "optimizer: \(describe(config.optimizer)); \(batch), \(config.training.epochs) epochs, seed \(config.training.seed)",
+            "optimizer: \(describe(config.optimizer)); \(batch), \(config.training.epochs) epoch\(config.training.epochs == 1 ? "" : "s"), seed \(config.training.seed)",
             "compute: \(start.accelerator) per rank\(computeNote.isEmpty ? "" : " (\(computeNote))"); \(start.communicator)" + (world > 1 ? "; gradients: \(start.gradientReduction)" : ""),
             "run directory: \(start.runDirectory)",
         ]
