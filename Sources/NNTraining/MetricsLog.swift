@@ -63,7 +63,8 @@ public final class MetricsLog: TrainingObserver {
     private func writeTable() {
         guard !rows.isEmpty else { return }
         do {
-            try userFacing { try AtomicFile.write(Array(MetricsLog.table(rows).utf8), to: csvPath) }
+            // Derived from metrics.jsonl each epoch: atomic, not durable.
+            try userFacing { try AtomicFile.write(Array(MetricsLog.table(rows).utf8), to: csvPath, durable: false) }
         } catch {
             warn("\(error)")
         }

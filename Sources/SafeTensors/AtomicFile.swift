@@ -30,12 +30,18 @@ public enum AtomicFile {
     /// temporary file, tells the pause's `announce` the path and sleeps, so a
     /// crash test can kill the process mid-write and check that the previous
     /// file survives intact.
-    public static func write(_ bytes: [UInt8], to path: String, pausingForTests: Bool = false) throws {
-        try bytes.withUnsafeBytes { try write($0, to: path, pausingForTests: pausingForTests) }
+    ///
+    /// `durable: false` leaves out both fsyncs: the replacement is still
+    /// atomic (a reader sees the old file or the new one), but a power loss
+    /// may lose it. For files rewritten often and derived from others, such
+    /// as a report page.
+    public static func write(_ bytes: [UInt8], to path: String, pausingForTests: Bool = false, durable: Bool = true) throws {
+        try bytes.withUnsafeBytes { try write($0, to: path, pausingForTests: pausingForTests, durable: durable) }
     }
 
     /// Replaces the file at `path` with `bytes`; see `write(_:to:pausingForTests:)` for the array form.
-    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, pausingForTests: Bool = false) throws {
+    public static func write(_ bytes: UnsafeRawBufferPointer, to path: String, pausingForTests: Bool = false,
+                             durable: Bool = true) throws {
         let (directory, name) = split(path)
         guard !name.isEmpty, name != ".", name != ".." else {
             throw FileError("\(path): not a file name (it names a directory); give a path ending in a file name")
@@ -65,7 +71,7 @@ public enum AtomicFile {
         }
         if let code = writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[half...])) { throw fail("write", code) }
 
-        while fsync(fd) != 0 {
+        while durable && fsync(fd) != 0 {
             let code = errno
             if code != EINTR { throw fail("fsync", code) }
         }
@@ -81,7 +87,7 @@ public enum AtomicFile {
             _ = unlink(temporary)
             throw FileError("\(path): cannot write (rename of '\(temporary)' failed): \(describe(code))")
         }
-        try syncDirectory(directory, path: path)
+        if durable { try syncDirectory(directory, path: path) }
     }
 
     // MARK: - Test hook

@@ -35,7 +35,8 @@ final class ReportWriter {
         let page = ReportPage(records: records, live: live ?? (records.info?.exitReason == "running"), regions: regions(records))
         let bytes = Array(page.html().utf8)
         do {
-            try AtomicFile.write(bytes, to: path)
+            // Atomic for a browser reading it, not durable: it is rebuilt from the run's files.
+            try AtomicFile.write(bytes, to: path, durable: false)
         } catch {
             throw UserError("\(path): cannot write the report (\(error)); check that the directory is writable")
         }
