@@ -104,4 +104,19 @@ extension Benchmarks {
         let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
         return (1000 * writing / Double(repetitions), 1000 * reading / Double(repetitions), size, 4 * (count + state.count))
     }
+
+    /// The time of writing a run's report.html as the refresher does after
+    /// each epoch: the first write (files read and decoded), then the mean
+    /// of `repetitions` more with the same writer.
+    static func reportRefresh(runDirectory: String, repetitions: Int) throws
+        -> (firstMilliseconds: Double, refreshMilliseconds: Double, bytes: Int) {
+        let writer = ReportWriter(directory: runDirectory, accelerator: { CPUAccelerator(threads: 1) })
+        var start = DispatchTime.now().uptimeNanoseconds
+        let bytes = try writer.write(live: true)
+        let first = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        let count = max(1, repetitions)
+        start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<count { try writer.write(live: true) }
+        return (first, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(count), bytes)
+    }
 }

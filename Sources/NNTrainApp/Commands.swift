@@ -251,14 +251,8 @@ struct Bench: ParsableCommand {
         var repetitions: Int = 20
 
         func run() throws {
-            let writer = ReportWriter(directory: runDirectory, accelerator: { CPUAccelerator(threads: 1) })
-            var start = DispatchTime.now().uptimeNanoseconds
-            let bytes = try writer.write(live: true)
-            let first = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-            start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<max(1, repetitions) { try writer.write(live: true) }
-            let mean = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(max(1, repetitions))
-            output(String(format: "{\"first_ms\": %.2f, \"refresh_ms\": %.3f, \"bytes\": %d}\n", first, mean, bytes))
+            let r = try Benchmarks.reportRefresh(runDirectory: runDirectory, repetitions: repetitions)
+            output(String(format: "{\"first_ms\": %.2f, \"refresh_ms\": %.3f, \"bytes\": %d}\n", r.firstMilliseconds, r.refreshMilliseconds, r.bytes))
         }
     }
 
