@@ -188,8 +188,9 @@ final class RunViews {
         self.record = record
         if job.tensorBoard { observers.append(TensorBoardLog(runDirectory: runDirectory, warn: console.warn)) }
         if !job.noReport {
-            // The same BLAS threads as training: a CPU backend sets them process-wide.
-            let threads = Environment.blasThreads(localRanks: communicator.localSize).count
+            // The same BLAS threads as training: a CPU backend sets them
+            // process-wide (a GPU run trains without them).
+            let threads = facts.blasThreads ?? 1
             let report = ReportRefresher(runDirectory: runDirectory, accelerator: { CPUAccelerator(threads: threads) },
                                          warn: console.warn)
             observers.append(report)

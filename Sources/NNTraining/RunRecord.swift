@@ -28,16 +28,6 @@ public enum ExitReason: String, Sendable {
     case earlyStopped = "early_stopped"
 }
 
-/// Which epochs' parameters are sampled for histograms: the first, the last
-/// and three evenly spaced between them.
-public enum ParameterSampling {
-    /// Whether epoch `epoch` (1-based) of `epochs` is sampled.
-    public static func wants(epoch: Int, of epochs: Int) -> Bool {
-        guard epochs > 5 else { return true }
-        return (0...4).contains { epoch == 1 + ($0 * (epochs - 1) + 2) / 4 }
-    }
-}
-
 /// Writes run.json, results.json and histograms.jsonl (rank 0).
 public final class RunRecord: TrainingObserver {
     public let directory: String
@@ -158,38 +148,27 @@ public final class RunRecord: TrainingObserver {
 
     // MARK: - histograms.jsonl
 
-    /// Bucket count of every histogram.
-    public static let buckets = 30
-
+    /// One line: per layer, the weights' histogram and that of log₁₀ of the
+    /// nonzero gradient magnitudes (zeros counted apart), bucketed as the
+    /// TensorBoard files bucket them.
     private func histogramLine(_ sample: ParameterSample) -> String {
         let layers = sample.layers.map { layer -> [String: Any] in
             let magnitudes = (layer.weightGradient + layer.biasGradient).map { abs($0) }
-            let nonzero = magnitudes.filter { $0 > 0 && $0.isFinite }.map { Double(log10($0)) }
+            let nonzero = magnitudes.filter { $0 > 0 && $0.isFinite }.map { log10($0) }
             return [
                 "name": layer.name,
-                "weight": Self.histogram(layer.weight.map(Double.init)).json,
-                "gradient_magnitude": Self.histogram(nonzero).json.merging(["zeros": magnitudes.count - nonzero.count]) { a, _ in a },
+                "weight": Self.json(Histogram(layer.weight)),
+                "gradient_magnitude": Self.json(Histogram(nonzero)).merging(["zeros": magnitudes.count - nonzero.count]) { a, _ in a },
             ]
         }
         let object: [String: Any] = ["epoch": sample.epoch, "global_step": sample.globalStep, "layers": layers]
         return Self.json(object, pretty: false) + "\n"
     }
 
-    /// Equal-width buckets over the finite values' range.
-    public static func histogram(_ values: [Double]) -> Histogram {
-        let finite = values.filter(\.isFinite)
-        guard let low = finite.min(), let high = finite.max() else { return Histogram(edges: [], counts: []) }
-        let (a, b) = low < high ? (low, high) : (low - 0.5, high + 0.5)
-        let width = (b - a) / Double(buckets)
-        var counts = [Int](repeating: 0, count: buckets)
-        for v in finite { counts[min(buckets - 1, Int((v - a) / width))] += 1 }
-        return Histogram(edges: (0...buckets).map { a + Double($0) * width }, counts: counts)
-    }
-
-    /// Bucket edges (one more than counts) and counts.
-    public struct Histogram: Sendable, Equatable {
-        public var edges: [Double], counts: [Int]
-        var json: [String: Any] { ["edges": edges, "counts": counts] }
+    /// `{"edges": […], "counts": […]}`: one more edge than counts, from the smallest value to the largest.
+    static func json(_ histogram: Histogram) -> [String: Any] {
+        let edges = histogram.buckets.isEmpty ? [] : [histogram.min] + histogram.bucketLimits
+        return ["edges": edges, "counts": histogram.buckets.map { Int($0) }]
     }
 
     // MARK: - Files

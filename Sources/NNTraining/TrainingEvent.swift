@@ -119,6 +119,16 @@ public struct ParameterSample: Sendable {
     public var layers: [LayerSample]
 }
 
+/// Which epochs' parameters are sampled for histograms: the first, the last
+/// and three evenly spaced between them.
+public enum ParameterSampling {
+    /// Whether epoch `epoch` (1-based) of `epochs` is sampled.
+    public static func wants(epoch: Int, of epochs: Int) -> Bool {
+        guard epochs > 5 else { return true }
+        return (0...4).contains { epoch == 1 + ($0 * (epochs - 1) + 2) / 4 }
+    }
+}
+
 /// Receives a run's events. The trainer calls it on every rank; a job gives
 /// the observers that write or show something to rank 0 only.
 public protocol TrainingObserver: AnyObject {

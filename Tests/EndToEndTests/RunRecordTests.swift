@@ -59,6 +59,20 @@ final class RunRecordTests: XCTestCase {
         let sampled = try String(contentsOfFile: run + "/histograms.jsonl", encoding: .utf8).split(separator: "\n")
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.compactMap { $0["epoch"] as? Int }
         XCTAssertEqual(sampled, [1, 2, 3, 4, 5], "five epochs: every one sampled, the re-trained one once")
+        // Each histogram counts every weight of its layer once, between edges from its smallest value to its largest.
+        let line = try XCTUnwrap(try String(contentsOfFile: run + "/histograms.jsonl", encoding: .utf8).split(separator: "\n").last)
+        let layers = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["layers"] as? [[String: Any]])
+        XCTAssertEqual(layers.compactMap { $0["name"] as? String }, ["layers.0", "layers.1", "layers.2"])
+        let model = try modelParameters(run)
+        let weights = [32 * 2, 32 * 32, 1 * 32]
+        XCTAssertEqual(weights.reduce(0, +) + 32 + 32 + 1, model.count)
+        for (layer, count) in zip(layers, weights) {
+            let histogram = try XCTUnwrap(layer["weight"] as? [String: Any])
+            let counts = try XCTUnwrap(histogram["counts"] as? [Int]), edges = try XCTUnwrap(histogram["edges"] as? [Double])
+            XCTAssertEqual(counts.reduce(0, +), count)
+            XCTAssertEqual(edges.count, counts.count + 1)
+            XCTAssertEqual(edges, edges.sorted())
+        }
     }
 
     func testANewRunRefusesADirectoryThatHoldsAnEarlierRun() throws {
