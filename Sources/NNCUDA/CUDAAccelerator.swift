@@ -468,22 +468,24 @@ public final class CUDAAccelerator: Accelerator {
     // MARK: - Optimizer
 
     public func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       skipIfFlagged flag: Tensor?) {
+                       guarded: UpdateGuard?) {
         precondition(parameters.count == gradients.count && state.count == step.slotCount)
         precondition(state.allSatisfy { $0.count == parameters.count })
-        let n = parameters.count, grid = blocks(n), skip = pointer(flag)
+        let n = parameters.count, grid = blocks(n)
         let w = pointer(parameters), g = pointer(gradients)
+        let guardArguments: [Argument] = [pointer(guarded?.record), .int32(Int32(bitPattern: FiniteGuard.word(guarded?.step ?? 0))),
+                                                .int32(guarded?.trial == true ? 0 : 1)]
         switch step {
         case .sgd(let lr, let momentum, let look, let direct, let keep):
             launch(.sgd, blocks: grid, [w, g, pointer(state.first), count(n), .float(lr), .float(momentum), .float(look),
-                                        .float(direct), .float(keep), skip])
+                                        .float(direct), .float(keep)] + guardArguments)
         case .rmsprop(let lr, let rho, let rest, let epsilon, let momentum, let keep):
             launch(.rmsprop, blocks: grid, [w, g, pointer(state[0]), pointer(state.count > 1 ? state[1] : nil), count(n),
                                             .float(lr), .float(rho), .float(rest), .float(epsilon), .float(momentum),
-                                            .float(keep), skip])
+                                            .float(keep)] + guardArguments)
         case .adam(let alpha, let c1, let c2, let epsilon, let keep):
             launch(.adam, blocks: grid, [w, g, pointer(state[0]), pointer(state[1]), count(n), .float(alpha), .float(c1),
-                                         .float(c2), .float(epsilon), .float(keep), skip])
+                                         .float(c2), .float(epsilon), .float(keep)] + guardArguments)
         }
     }
 

@@ -458,17 +458,34 @@ final class Suite {
                     let gradients = (1...3).map { _ in pair(uniform(rows, columns), rows, columns) }
                     var outputs = [Output(label: "parameters", pair: parameters)]
                     outputs += zip(rule.slots, state).map { Output(label: "state \($0.0)", pair: $0.1) }
-                    // Steps 1–3 apply; step 4 finds the guard record set and changes nothing.
-                    let clear = pair(FiniteGuard.values(step: 0, count: 0), 1, FiniteGuard.width)
-                    let flagged = pair(FiniteGuard.values(step: 3, count: 1), 1, FiniteGuard.width)
+                    // Steps 1–3 apply under a clear guard record; step 4 finds
+                    // it set by step 3's gradients and changes nothing.
+                    let clear = pair(FiniteGuard.values(nil), 1, FiniteGuard.width)
+                    let flagged = pair(FiniteGuard.values(.init(step: 4, count: 1, source: .gradients, firstIndex: 0)),
+                                       1, FiniteGuard.width)
                     let steps = (1...4).map { rule.constants(step: $0, learningRate: 0.01, weightDecay: weightDecay) }
-                    check("update \(ruleName) weightDecay=\(weightDecay) 3 steps then 1 flagged \(rows)x\(columns)", outputs) { acc, side in
+                    check("update \(ruleName) weightDecay=\(weightDecay) 3 steps then 1 flagged \(rows)x\(columns)",
+                          outputs + [Output(label: "record", pair: clear, exact: true)]) { acc, side in
                         for (index, g) in gradients.enumerated() {
                             acc.update(steps[index], parameters: side(parameters), gradients: side(g), state: state.map(side),
-                                       skipIfFlagged: index == 0 ? nil : side(clear))
+                                       guarded: index == 0 ? nil : UpdateGuard(record: side(clear), step: index + 1))
                         }
                         acc.update(steps[3], parameters: side(parameters), gradients: side(gradients[0]), state: state.map(side),
-                                   skipIfFlagged: side(flagged))
+                                   guarded: UpdateGuard(record: side(flagged), step: 4))
+                    }
+                    // An update that overflows: a few huge gradients take their
+                    // weights (or state) to ±inf. Applied, then as a trial.
+                    for trial in [false, true] {
+                        var huge = uniform(rows, columns)
+                        for i in 0..<max(1, huge.count / 53) { huge[random.nextInt(below: huge.count)] = i % 2 == 0 ? 3e38 : -3e38 }
+                        let g = pair(huge, rows, columns)
+                        let record = pair(FiniteGuard.values(nil), 1, FiniteGuard.width)
+                        let overflow = rule.constants(step: 1, learningRate: 1e30, weightDecay: weightDecay)
+                        let name = "update \(ruleName) weightDecay=\(weightDecay) overflowing\(trial ? " trial" : "") \(rows)x\(columns)"
+                        check(name, outputs + [Output(label: "record", pair: record, exact: true)]) { acc, side in
+                            acc.update(overflow, parameters: side(parameters), gradients: side(g), state: state.map(side),
+                                       guarded: UpdateGuard(record: side(record), step: 7, trial: trial))
+                        }
                     }
                 }
             }
@@ -477,7 +494,7 @@ final class Suite {
 
     // MARK: - Checks: non-finite values
 
-    /// The guard record must come out bit for bit: the first bad step and its count.
+    /// The guard record must come out bit for bit: the first bad step, its count and first index.
     func nonFiniteChecks() {
         for (rows, columns) in [(1, 1), (1, 17), (7, 13), (128, 784)] {
             for poison in [false, true] {
@@ -490,7 +507,8 @@ final class Suite {
                 }
                 let x = pair(values, rows, columns)
                 for earlier in [0, 5] {
-                    let flag = pair(FiniteGuard.values(step: earlier, count: earlier == 0 ? 0 : 2), 1, FiniteGuard.width)
+                    let flag = pair(FiniteGuard.values(earlier == 0 ? nil : .init(step: earlier, count: 2, source: .gradients, firstIndex: 1)),
+                                    1, FiniteGuard.width)
                     let name = "checkFinite \(poison ? "with NaN/inf" : "all finite")\(earlier == 0 ? "" : " after step \(earlier) was flagged") \(rows)x\(columns)"
                     check(name, [Output(label: "record", pair: flag, exact: true)]) { acc, side in
                         acc.checkFinite(side(x), step: 9, flag: side(flag))

@@ -87,11 +87,15 @@ public protocol Accelerator: AnyObject {
 
     /// One optimizer step over equal-sized flat buffers, with the constants
     /// `step` (see `UpdateStep` for the formulas); `state` holds the rule's
-    /// slots in `UpdateRule.slots` order. Does nothing once `skipIfFlagged`
-    /// (a `FiniteGuard` record) holds a step.
-    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], skipIfFlagged: Tensor?)
+    /// slots in `UpdateRule.slots` order. With a guard it does nothing once
+    /// the guard's record holds an earlier step or this step's gradients;
+    /// otherwise, if a weight or state value it computes is NaN or ±inf, it
+    /// records the step (source `.update`), the number of parameters with
+    /// such a value and the first one. A trial writes only the record.
+    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], guarded: UpdateGuard?)
     /// If `tensor` holds NaN or ±inf and the `FiniteGuard` record `flag` is
-    /// clear, records `step` (1-based) and the number of such values in it.
+    /// clear, records `step` (1-based, source `.gradients`), the number of
+    /// such values in it and the first one's index.
     func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor)
 }
 

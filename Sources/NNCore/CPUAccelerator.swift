@@ -287,18 +287,51 @@ public final class CPUAccelerator: Accelerator {
     // MARK: - Optimizer
 
     public func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor],
-                       skipIfFlagged flag: Tensor?) {
+                       guarded: UpdateGuard?) {
         precondition(parameters.count == gradients.count && state.count == step.slotCount)
-        if let flag, FiniteGuard.isSet(flag.hostPointer) { return }
-        let n = parameters.count, w = parameters.hostPointer, g = gradients.hostPointer
+        if let guarded, Self.skips(guarded) { return }
+        let store = guarded?.trial != true
+        let bad = Self.update(step, parameters.hostPointer, gradients.hostPointer, state.map(\.hostPointer),
+                              count: parameters.count, store: store)
+        guard bad, let guarded else { return }
+        // Rare: count what went wrong, in the values written or, for a
+        // trial, in the values it would have written.
+        var values = [parameters] + state
+        if !store {
+            values = values.map { tensor(self.values($0), rows: $0.rows, columns: $0.columns) }
+            _ = Self.update(step, values[0].hostPointer, gradients.hostPointer, values.dropFirst().map(\.hostPointer),
+                            count: parameters.count, store: true)
+        }
+        let n = parameters.count
+        var flagged = [Bool](repeating: false, count: n)
+        for tensor in values {
+            let p = tensor.hostPointer
+            for i in 0..<n where !p[i].isFinite { flagged[i] = true }
+        }
+        let count = flagged.lazy.filter { $0 }.count
+        FiniteGuard.set(guarded.record.hostPointer, FiniteGuard.Record(step: guarded.step, count: count, source: .update,
+                                                                       firstIndex: flagged.firstIndex(of: true) ?? 0))
+    }
+
+    /// Whether a guarded update must change nothing: the record holds an
+    /// earlier step, or this step's gradients.
+    static func skips(_ guarded: UpdateGuard) -> Bool {
+        guard let record = FiniteGuard.decode(guarded.record.hostPointer) else { return false }
+        return record.step != guarded.step || record.source == .gradients
+    }
+
+    /// Runs CKernels' loop for `step`; true when a value it computed is non-finite.
+    static func update(_ step: UpdateStep, _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+                       _ state: [UnsafeMutablePointer<Float>], count n: Int, store: Bool) -> Bool {
+        let write: Int32 = store ? 1 : 0
         switch step {
         case .sgd(let lr, let momentum, let look, let direct, let keep):
-            nn_sgd_update(w, g, state.first?.hostPointer, n, lr, momentum, look, direct, keep)
+            return nn_sgd_update(w, g, state.first, n, lr, momentum, look, direct, keep, write) != 0
         case .rmsprop(let lr, let rho, let rest, let epsilon, let momentum, let keep):
-            nn_rmsprop_update(w, g, state[0].hostPointer, state.count > 1 ? state[1].hostPointer : nil, n,
-                              lr, rho, rest, epsilon, momentum, keep)
+            return nn_rmsprop_update(w, g, state[0], state.count > 1 ? state[1] : nil, n,
+                                     lr, rho, rest, epsilon, momentum, keep, write) != 0
         case .adam(let alpha, let c1, let c2, let epsilon, let keep):
-            nn_adam_update(w, g, state[0].hostPointer, state[1].hostPointer, n, alpha, c1, c2, epsilon, keep)
+            return nn_adam_update(w, g, state[0], state[1], n, alpha, c1, c2, epsilon, keep, write) != 0
         }
     }
 
@@ -306,7 +339,10 @@ public final class CPUAccelerator: Accelerator {
         precondition(flag.count == FiniteGuard.width && step > 0)
         guard !FiniteGuard.isSet(flag.hostPointer) else { return }
         let bad = countNonFinite(tensor)
-        if bad > 0 { FiniteGuard.set(flag.hostPointer, step: step, count: bad) }
+        guard bad > 0 else { return }
+        let p = tensor.hostPointer
+        let first = (0..<tensor.count).first { !p[$0].isFinite } ?? 0
+        FiniteGuard.set(flag.hostPointer, FiniteGuard.Record(step: step, count: bad, source: .gradients, firstIndex: first))
     }
 
     /// Number of NaN and ±inf values in `tensor`.

@@ -68,15 +68,46 @@ public final class HostBuffer: @unchecked Sendable {
     public func waitUntilWritable() { fence?.wait() }
 }
 
-/// The device's record of the first optimizer step whose gradients held NaN
-/// or ±inf. Kernels set it, `update` skips every step once it is set, and the
-/// host reads it when it chooses: checking costs no synchronization per step,
-/// and the parameters stay those from before the bad step.
+/// The device's record of the first optimizer step that met NaN or ±inf:
+/// in the gradients (after the allreduce), or in the weights and optimizer
+/// state an update computed. Kernels set it, `update` skips every step once
+/// it is set, and the host reads it when it chooses: checking costs no
+/// synchronization per step, and nothing non-finite is ever saved.
 ///
-/// Layout: two Float32 slots holding UInt32 bit patterns: [0] the 1-based
-/// step (0 = none yet), [1] how many values were non-finite at that step.
+/// Layout: four Float32 slots holding UInt32 bit patterns: [0] the 1-based
+/// step (0 = none yet), [1] how many values were non-finite at that step,
+/// [2] where (`Source`), [3] the first such value's flat index i, stored as
+/// UInt32.max − i so that a clear record is all zeros and an atomic maximum
+/// keeps the smallest index.
 public struct FiniteGuard: Sendable {
-    /// The (1 × 2) record on the device.
+    /// Where the non-finite values were.
+    public enum Source: UInt32, Sendable {
+        /// In the summed gradients, before the update (nothing was applied).
+        case gradients = 1
+        /// In the weights or optimizer state an update computed.
+        case update = 2
+    }
+
+    /// What a set record says.
+    public struct Record: Equatable, Sendable {
+        /// The 1-based optimizer step.
+        public var step: Int
+        /// Non-finite values found at that step.
+        public var count: Int
+        public var source: Source
+        /// The first such value's index in the parameter layout (for an
+        /// update, in the weights or the same position of a state slot).
+        public var firstIndex: Int
+
+        public init(step: Int, count: Int, source: Source, firstIndex: Int) {
+            self.step = step
+            self.count = count
+            self.source = source
+            self.firstIndex = firstIndex
+        }
+    }
+
+    /// The (1 × 4) record on the device.
     public let tensor: Tensor
 
     /// A clear record on `accelerator`.
@@ -84,9 +115,8 @@ public struct FiniteGuard: Sendable {
         tensor = accelerator.tensor(rows: 1, columns: Self.width)
     }
 
-    /// The recorded step and count, or nil while every step was finite
-    /// (waits for queued work).
-    public func read(_ accelerator: any Accelerator) -> (step: Int, count: Int)? {
+    /// The record, or nil while every step was finite (waits for queued work).
+    public func read(_ accelerator: any Accelerator) -> Record? {
         if accelerator.isHostMemory {
             // Read in place: the CPU trainer asks every step.
             return Self.decode(UnsafePointer(tensor.hostPointer))
@@ -94,31 +124,55 @@ public struct FiniteGuard: Sendable {
         return accelerator.values(tensor).withUnsafeBufferPointer { Self.decode($0.baseAddress!) }
     }
 
+    /// Clears the record, so that later updates apply again.
+    public func clear(_ accelerator: any Accelerator) {
+        accelerator.fill(tensor, with: 0)
+    }
+
     // MARK: - The layout, for backends and tests
 
     /// Values in a record.
-    public static let width = 2
+    public static let width = 4
 
     /// The 32-bit word a record stores for a step or a count (kernels take it as `unsigned`).
     public static func word(_ value: Int) -> UInt32 { UInt32(truncatingIfNeeded: value) }
 
-    /// A record holding `step` (0 for a clear one) and `count`, as values to upload.
-    public static func values(step: Int, count: Int) -> [Float] {
-        [Float(bitPattern: word(step)), Float(bitPattern: word(count))]
+    /// A record's values to upload: `nil` for a clear one.
+    public static func values(_ record: Record?) -> [Float] {
+        guard let record else { return [Float](repeating: 0, count: width) }
+        return [word(record.step), word(record.count), record.source.rawValue, UInt32.max - word(record.firstIndex)]
+            .map { Float(bitPattern: $0) }
     }
 
-    /// The step and count in a record in host memory; nil when it is clear.
-    public static func decode(_ record: UnsafePointer<Float>) -> (step: Int, count: Int)? {
+    /// The record in host memory; nil when it is clear.
+    public static func decode(_ record: UnsafePointer<Float>) -> Record? {
         let step = record[0].bitPattern
-        return step == 0 ? nil : (Int(step), Int(record[1].bitPattern))
+        guard step != 0 else { return nil }
+        return Record(step: Int(step), count: Int(record[1].bitPattern),
+                      source: Source(rawValue: record[2].bitPattern) ?? .gradients,
+                      firstIndex: Int(UInt32.max - record[3].bitPattern))
     }
 
     /// Whether a record in host memory holds a step.
     public static func isSet(_ record: UnsafePointer<Float>) -> Bool { record[0].bitPattern != 0 }
 
-    /// Writes `step` and `count` into a record in host memory.
-    public static func set(_ record: UnsafeMutablePointer<Float>, step: Int, count: Int) {
-        record[0] = Float(bitPattern: word(step))
-        record[1] = Float(bitPattern: word(count))
+    /// Writes `record` into a record in host memory.
+    public static func set(_ pointer: UnsafeMutablePointer<Float>, _ record: Record) {
+        for (i, value) in values(record).enumerated() { pointer[i] = value }
+    }
+}
+
+/// How an update is guarded: the `FiniteGuard` record it checks and sets,
+/// the 1-based step it records, and whether it is only a trial that
+/// computes the step's values to check them and writes nothing else.
+public struct UpdateGuard {
+    public let record: Tensor
+    public let step: Int
+    public let trial: Bool
+
+    public init(record: Tensor, step: Int, trial: Bool = false) {
+        self.record = record
+        self.step = step
+        self.trial = trial
     }
 }

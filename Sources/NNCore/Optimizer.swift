@@ -82,12 +82,22 @@ public final class Optimizer {
     /// The learning rate the next update will use.
     public var currentRate: Float { schedule.rate(completedSteps: steps) }
 
-    /// Applies one update to `parameters` from `gradients`, unless the
-    /// `FiniteGuard` record `skipIfFlagged` holds a step (then the device skips it).
-    public func apply(parameters: Tensor, gradients: Tensor, skipIfFlagged flag: Tensor? = nil) {
+    /// Applies one update to `parameters` from `gradients`, checked by the
+    /// `FiniteGuard` record `guardRecord` as step `step` (see `Accelerator.update`).
+    public func apply(parameters: Tensor, gradients: Tensor, guardRecord: Tensor? = nil, step: Int = 0) {
         let rate = currentRate
         steps += 1
         accelerator.update(rule.constants(step: steps, learningRate: rate, weightDecay: weightDecay),
-                           parameters: parameters, gradients: gradients, state: slotViews, skipIfFlagged: flag)
+                           parameters: parameters, gradients: gradients, state: slotViews,
+                           guarded: guardRecord.map { UpdateGuard(record: $0, step: step) })
+    }
+
+    /// Computes the next update without applying it, and records it in
+    /// `guardRecord` as step `step` if a weight or state value would be
+    /// NaN or ±inf. The optimizer's state and step count are unchanged.
+    public func trial(parameters: Tensor, gradients: Tensor, guardRecord: Tensor, step: Int) {
+        accelerator.update(rule.constants(step: steps + 1, learningRate: currentRate, weightDecay: weightDecay),
+                           parameters: parameters, gradients: gradients, state: slotViews,
+                           guarded: UpdateGuard(record: guardRecord, step: step, trial: true))
     }
 }

@@ -23,6 +23,8 @@ struct NNTrain: ParsableCommand {
         defaultSubcommand: Train.self)
 }
 
+extension NonFiniteAction: ExpressibleByArgument {}
+
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
 
@@ -58,6 +60,15 @@ struct Train: ParsableCommand {
 
     @Flag(name: .customLong("restore-best-weights"), help: "At an early stop, keep the best epoch's weights (turns early stopping on).")
     var restoreBestWeights = false
+
+    @Option(name: .customLong("on-nonfinite"), help: "When a step's gradients or update hold NaN or inf: stop (the default) or skip the step (training.on_nonfinite).")
+    var onNonFinite: NonFiniteAction?
+
+    @Option(name: .customLong("max-consecutive-skips"), parsing: .unconditional, help: "With --on-nonfinite skip: stop after this many skipped steps in a row (default 10).")
+    var maxConsecutiveSkips: Int?
+
+    @Option(name: .customLong("collective-timeout"), parsing: .unconditional, help: "Seconds a rank may wait in a collective (or for a lost rank) before the job is stopped; 0 waits forever.")
+    var collectiveTimeout: Double = 60
 
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
     var runDir: String?
@@ -112,6 +123,12 @@ struct Train: ParsableCommand {
         if let minDelta, !(minDelta >= 0) || !minDelta.isFinite {
             throw ValidationError("--min-delta: must be a non-negative number (got \(minDelta))")
         }
+        if let maxConsecutiveSkips, maxConsecutiveSkips < 1 {
+            throw ValidationError("--max-consecutive-skips: must be at least 1 (got \(maxConsecutiveSkips))")
+        }
+        if !(collectiveTimeout >= 0) || !collectiveTimeout.isFinite {
+            throw ValidationError("--collective-timeout: must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
+        }
         if resume != nil && initFrom != nil {
             throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
         }
@@ -125,6 +142,8 @@ struct Train: ParsableCommand {
         overrides.patience = patience
         overrides.minDelta = minDelta
         overrides.restoreBestWeights = restoreBestWeights ? true : nil
+        overrides.onNonFinite = onNonFinite
+        overrides.maxConsecutiveSkips = maxConsecutiveSkips
         return overrides
     }
 

@@ -188,15 +188,37 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var shuffle: Bool
     /// Stop when a metric stops improving (nil: train every epoch).
     public var earlyStopping: EarlyStoppingConfig?
+    /// What a step whose gradients or update hold NaN or ±inf does (nil: stop).
+    public var onNonFinite: NonFiniteAction?
+    /// With `.skip`: stop after this many skipped steps in a row (nil: 10).
+    public var maxConsecutiveSkips: Int?
 
     enum CodingKeys: String, CodingKey {
         case epochs, seed, shuffle
         case batchSize = "batch_size"
         case earlyStopping = "early_stopping"
+        case onNonFinite = "on_nonfinite"
+        case maxConsecutiveSkips = "max_consecutive_skips"
+    }
+
+    /// Skipped steps in a row that stop a run when none is configured.
+    public static let defaultMaxConsecutiveSkips = 10
+
+    /// Consecutive skips allowed, when steps with NaN or ±inf are skipped (nil: they stop the run).
+    public var skipLimit: Int? {
+        onNonFinite == .skip ? maxConsecutiveSkips ?? Self.defaultMaxConsecutiveSkips : nil
     }
 
     /// What a config's `training` section leaves out: one epoch, batch 32, seed 1, shuffled.
     public static let defaults = TrainingSection(epochs: 1, batchSize: 32, seed: 1, shuffle: true, earlyStopping: nil)
+}
+
+/// What a step with NaN or ±inf in its gradients or update does.
+public enum NonFiniteAction: String, Codable, CaseIterable, Sendable {
+    /// Stop every rank at that step, before anything non-finite is applied or saved.
+    case stop
+    /// Skip the step on every rank (its batch is used up, the optimizer untouched).
+    case skip
 }
 
 // MARK: - Canonical form

@@ -14,6 +14,8 @@ public struct ConfigOverrides: Sendable, Equatable {
     public var earlyStopping = false
     /// `training.early_stopping.*`; any of them turns early stopping on.
     public var monitor: String?, patience: Int?, minDelta: Double?, restoreBestWeights: Bool?
+    /// `training.on_nonfinite` and `training.max_consecutive_skips`.
+    public var onNonFinite: NonFiniteAction?, maxConsecutiveSkips: Int?
 
     /// Overrides of the given settings.
     public init(epochs: Int? = nil, batchSize: Int? = nil, learningRate: Float? = nil, seed: UInt64? = nil) {
@@ -37,6 +39,15 @@ public struct ConfigOverrides: Sendable, Equatable {
         set(batchSize, "batch_size", \.training.batchSize)
         set(learningRate, "learning_rate", \.optimizer.learningRate)
         set(seed, "seed", \.training.seed)
+        if let onNonFinite, onNonFinite != (result.training.onNonFinite ?? .stop) {
+            changes.append("on_nonfinite \((result.training.onNonFinite ?? .stop).rawValue) → \(onNonFinite.rawValue)")
+            result.training.onNonFinite = onNonFinite
+        }
+        if let maxConsecutiveSkips, maxConsecutiveSkips != result.training.maxConsecutiveSkips {
+            let old = result.training.maxConsecutiveSkips.map(String.init) ?? "default"
+            changes.append("max_consecutive_skips \(old) → \(maxConsecutiveSkips)")
+            result.training.maxConsecutiveSkips = maxConsecutiveSkips
+        }
         if earlyStopping || monitor != nil || patience != nil || minDelta != nil || restoreBestWeights != nil {
             if result.training.earlyStopping == nil {
                 result.training.earlyStopping = EarlyStoppingConfig()

@@ -343,12 +343,19 @@ private struct Parser {
     func trainingSection(_ node: Node?) throws -> TrainingSection {
         var section = TrainingSection.defaults
         guard let node else { return section }
-        let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle", "early_stopping"])
+        let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle", "early_stopping",
+                                                              "on_nonfinite", "max_consecutive_skips"])
         if let n = map["epochs"] { section.epochs = try int(n, "training.epochs", minimum: 1) }
         if let n = map["batch_size"] { section.batchSize = try int(n, "training.batch_size", minimum: 1) }
         if let n = map["seed"] { section.seed = UInt64(try int(n, "training.seed", minimum: 0)) }
         if let n = map["shuffle"] { section.shuffle = try bool(n, "training.shuffle") }
         if let n = map["early_stopping"] { section.earlyStopping = try earlyStopping(n) }
+        if let n = map["on_nonfinite"] {
+            section.onNonFinite = try choice(n, "training.on_nonfinite", NonFiniteAction.allCases.map(\.rawValue)) { .init(rawValue: $0) }
+        }
+        if let n = map["max_consecutive_skips"] {
+            section.maxConsecutiveSkips = try int(n, "training.max_consecutive_skips", minimum: 1)
+        }
         return section
     }
 

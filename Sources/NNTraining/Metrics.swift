@@ -71,6 +71,8 @@ public struct EpochRecord: Sendable {
     public var allreduceWaitMilliseconds: Double?
     /// Every rank's times, by rank (jobs of several ranks).
     public var ranks: [RankTiming]?
+    /// Steps skipped for NaN or ±inf (runs with `training.on_nonfinite: skip`).
+    public var skippedSteps: Int? = nil
 
     /// Every scalar figure with its metrics.jsonl name, in file order.
     public var fields: [(String, Double)] {
@@ -81,11 +83,12 @@ public struct EpochRecord: Sendable {
                    ("world_size", Double(worldSize))]
         if let ms = allreduceMilliseconds { fields.append(("allreduce_ms", ms)) }
         if let ms = allreduceWaitMilliseconds { fields.append(("allreduce_call_ms_per_step", ms)) }
+        if let skippedSteps { fields.append(("skipped_steps", Double(skippedSteps))) }
         return fields
     }
 
     /// The names of `fields` written as whole numbers.
-    public static let integerFields: Set<String> = ["epoch", "global_step", "world_size"]
+    public static let integerFields: Set<String> = ["epoch", "global_step", "world_size", "skipped_steps"]
 
     /// Per-rank figures by metrics.jsonl name, each a list by rank.
     public var rankFields: [(String, [Double])] {

@@ -73,7 +73,7 @@ public final class MetricsLog: TrainingObserver {
     /// The figures in the order an epoch line gives them.
     static let columnOrder = ["epoch", "global_step", "loss", "accuracy", "mse", "mae", "val_loss", "val_accuracy", "val_mse",
                               "val_mae", "learning_rate", "seconds", "samples_per_second", "world_size", "allreduce_ms",
-                              "allreduce_call_ms_per_step"]
+                              "allreduce_call_ms_per_step", "skipped_steps"]
 
     /// CSV text of metrics.jsonl's objects.
     static func table(_ rows: [[String: Any]]) -> String {

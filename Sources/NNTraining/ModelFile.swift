@@ -26,10 +26,15 @@ public struct TrainingPosition: Codable, Equatable, Sendable {
     public var epochSamples: Int
     /// Early stopping's standing, when the run uses it.
     public var earlyStopping: EarlyStoppingState?
+    /// Steps skipped for NaN or ±inf in this epoch so far, and in a row
+    /// (runs with `training.on_nonfinite: skip` that skipped any).
+    public var skippedSteps: Int?, consecutiveSkips: Int?
 
     enum CodingKeys: String, CodingKey {
         case epoch, stepInEpoch, globalStep, worldSize, epochStatistics, epochSamples
         case earlyStopping = "early_stopping"
+        case skippedSteps = "skipped_steps"
+        case consecutiveSkips = "consecutive_skips"
     }
 
     /// A position, as the trainer records it.
@@ -127,8 +132,14 @@ public enum ModelFile {
     }
 
     /// Writes atomically (temporary file, fsync, rename, fsync of the directory).
+    /// Writes a model or checkpoint file; one holding NaN or ±inf is
+    /// refused (the trainer stops before that, so this is the last guard).
     public static func write(_ snapshot: ModelSnapshot, to path: String) throws {
-        try userFacing { try encode(snapshot).write(to: path) }
+        let file = encode(snapshot)
+        if let bad = file.tensors.first(where: { $0.values.contains { !$0.isFinite } }) {
+            throw UserError("\(path): not written: \(bad.name) holds NaN or infinite values")
+        }
+        try userFacing { try file.write(to: path) }
     }
 
     // MARK: - Reading

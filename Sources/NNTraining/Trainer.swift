@@ -8,10 +8,14 @@
 // the allreduce sum *is* the batch mean) → one allreduce → weight penalties →
 // finite check → optimizer step, identical on every rank.
 //
-// The finite check leaves its answer on the device (a `FiniteGuard`): the
-// optimizer skips every step once it is set, and the host reads it every
-// `finiteCheckInterval` steps and before anything is saved, so a GPU never
-// waits for the host within those steps.
+// The finite checks leave their answer on the device (a `FiniteGuard`): one
+// pass over the summed gradients, and the optimizer's own loop over what it
+// writes (weights and state). The optimizer skips every step once the record
+// is set, and the host reads it every `finiteCheckInterval` steps and before
+// anything is saved, so a GPU never waits for the host within those steps,
+// and nothing non-finite is ever written. With `training.on_nonfinite: skip`
+// each update is first tried without writing, and the host reads the record
+// every step: a bad step is skipped on every rank alike.
 
 import Foundation
 import NNCore
@@ -130,6 +134,8 @@ public final class Trainer {
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
         resumedAt = start.checkpoint?.position
+        position.skippedSteps = resumedAt?.skippedSteps
+        position.consecutiveSkips = resumedAt?.consecutiveSkips
         let savedStopping = start.checkpoint?.position?.earlyStopping
         earlyStopping = config.training.earlyStopping.map { EarlyStopping($0, state: savedStopping) }
         hosts = Trainer.gatherHostNames(communicator)
@@ -183,6 +189,7 @@ public final class Trainer {
             history.append(try endEpoch(started: start, startStep: startStep, startSamples: startSamples, observers: observers))
         }
 
+        try ensureFinite()
         let earlyStop = try finishEarlyStopping()
         if let earlyStop { observers.observe(.earlyStopped(earlyStop)) }
         let checksum = try verifyReplicas()
@@ -209,7 +216,8 @@ public final class Trainer {
                                  learningRate: optimizer.currentRate,
                                  allreduceMilliseconds: several ? allreduceTimer.sampledMilliseconds : nil,
                                  allreduceWaitMilliseconds: several ? allreduceTimer.milliseconds(perStep: stepsRun) : nil,
-                                 ranks: several ? gatherRankTimings(steps: stepsRun) : nil)
+                                 ranks: several ? gatherRankTimings(steps: stepsRun) : nil,
+                                 skippedSteps: config.training.skipLimit == nil ? nil : position.skippedSteps ?? 0)
         observers.observe(.epochEnded(record))
         let decision = earlyStopping?.update(record)
         if decision == .improved { try keepBest() }
@@ -221,6 +229,7 @@ public final class Trainer {
         position.epoch += 1
         position.stepInEpoch = 0
         position.epochSamples = 0
+        if position.skippedSteps != nil { position.skippedSteps = 0 }
         accelerator.fill(statistics, with: 0)
         try checkpoint(observers)
         return record
@@ -256,17 +265,56 @@ public final class Trainer {
         if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
         let step = position.globalStep + 1
         accelerator.checkFinite(model.gradients, step: step, flag: finiteGuard.tensor)
-        optimizer.apply(parameters: model.parameters, gradients: model.gradients, skipIfFlagged: finiteGuard.tensor)
+        if let limit = config.training.skipLimit {
+            try skipOrApply(step: step, limit: limit)
+            return
+        }
+        optimizer.apply(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
         if accelerator.isHostMemory || step % schedule.finiteCheckInterval == 0 { try ensureFinite() }
     }
 
-    /// Stops the run if a step's gradients held NaN or ±inf. The optimizer
-    /// skipped that step and every later one, so the parameters are still
-    /// those from before it. Every rank reads the same record at the same step.
+    /// `on_nonfinite: skip`: tries the update, and applies it only when its
+    /// gradients and results are finite; otherwise the step is skipped (the
+    /// same on every rank: they all hold the same sums and parameters), and
+    /// `limit` skips in a row stop the run.
+    private func skipOrApply(step: Int, limit: Int) throws {
+        optimizer.trial(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
+        guard let bad = finiteGuard.read(accelerator) else {
+            optimizer.apply(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
+            if position.consecutiveSkips != nil { position.consecutiveSkips = 0 }
+            return
+        }
+        finiteGuard.clear(accelerator)
+        position.skippedSteps = (position.skippedSteps ?? 0) + 1
+        position.consecutiveSkips = (position.consecutiveSkips ?? 0) + 1
+        if position.consecutiveSkips! >= limit {
+            throw UserError(nonFiniteMessage(bad) + "; \(limit) steps in a row were skipped for NaN or infinity (training.max_consecutive_skips: \(limit)), so training stopped. Lower optimizer.learning_rate, or scale the data (data.scale: standardize)")
+        }
+    }
+
+    /// Stops the run if a step's gradients, or the weights or state its
+    /// update computed, held NaN or ±inf. The optimizer skipped every later
+    /// step, and no checkpoint was written since: the latest checkpoint is
+    /// the last good one. Every rank reads the same record at the same step.
     private func ensureFinite() throws {
         guard let bad = finiteGuard.read(accelerator) else { return }
+        let advice = bad.source == .gradients
+            ? "Lower optimizer.learning_rate, scale the data (data.scale: standardize), or skip such steps (--on-nonfinite skip)"
+            : "Lower optimizer.learning_rate or optimizer.weight_decay, then resume from the last good checkpoint (--resume with --learning-rate)"
+        throw UserError(nonFiniteMessage(bad) + "; training stopped, and nothing from this step on was saved. " + advice)
+    }
+
+    /// What a set guard record says, in the user's terms: the step, its
+    /// epoch, where the values were and the first layer they are in.
+    func nonFiniteMessage(_ bad: FiniteGuard.Record) -> String {
         let epoch = (bad.step - 1) / sampler.stepsPerEpoch + 1
-        throw UserError("step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN or infinite after the allreduce; training stopped before applying them. Lower optimizer.learning_rate, or scale the data (data.scale: standardize)")
+        let layer = model.entries.last { $0.offset <= bad.firstIndex }?.name ?? "the parameters"
+        switch bad.source {
+        case .gradients:
+            return "step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN or infinite after the allreduce, the first in \(layer)"
+        case .update:
+            return "step \(bad.step) (epoch \(epoch)): the update made \(bad.count) parameters NaN or infinite (weights or optimizer state), the first in \(layer)"
+        }
     }
 
     /// Whether any rank was asked to stop. Every rank polls at the same

@@ -147,6 +147,10 @@ extension Trainer {
         var saved = position
         saved.epochStatistics = epochStatistics ?? []
         saved.earlyStopping = earlyStopping?.state
+        if position.skippedSteps != nil || position.consecutiveSkips != nil {
+            saved.skippedSteps = position.skippedSteps
+            saved.consecutiveSkips = position.consecutiveSkips
+        }
         var snapshot = ModelSnapshot(config: config, inputSize: data.featureCount, scaler: data.scaler, classNames: data.classNames,
                                      parameters: accelerator.values(model.parameters),
                                      optimizerState: includeState ? accelerator.values(optimizer.state) : [],

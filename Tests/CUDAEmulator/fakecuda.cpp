@@ -87,6 +87,7 @@ float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
 unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) { auto old = *p; *p = old + v; return old; }
 unsigned atomicAdd(unsigned* p, unsigned v) { unsigned old = *p; *p = old + v; return old; }
 unsigned atomicCAS(unsigned* p, unsigned compare, unsigned value) { unsigned old = *p; if (old == compare) *p = value; return old; }
+unsigned atomicMax(unsigned* p, unsigned v) { unsigned old = *p; if (v > old) *p = v; return old; }
 float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 unsigned __float_as_uint(float f) { unsigned u; memcpy(&u, &f, 4); return u; }
 

@@ -72,8 +72,8 @@ final class PerturbedAccelerator: Accelerator {
         base.addPenalty(weights: weights, gradient: gradient, l1: l1, l2: l2, weight: weight, statistics: statistics)
     }
 
-    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], skipIfFlagged: Tensor?) {
-        base.update(step, parameters: parameters, gradients: gradients, state: state, skipIfFlagged: skipIfFlagged)
+    func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], guarded: UpdateGuard?) {
+        base.update(step, parameters: parameters, gradients: gradients, state: state, guarded: guarded)
     }
     func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor) { base.checkFinite(tensor, step: step, flag: flag) }
 }

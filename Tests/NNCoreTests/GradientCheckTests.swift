@@ -371,15 +371,44 @@ final class GradientCheckTests: XCTestCase {
         let record = guardRecord.read(cpu)
         XCTAssertEqual(record?.step, 2, "the first bad step is kept")
         XCTAssertEqual(record?.count, 3)
+        XCTAssertEqual(record?.source, .gradients)
+        XCTAssertEqual(record?.firstIndex, 3)
 
         let w = cpu.tensor([1, 2], rows: 1, columns: 2), g = cpu.tensor([0.5, 0.5], rows: 1, columns: 2)
         let sgd = UpdateRule.sgd(momentum: 0, nesterov: false)
         cpu.update(sgd.constants(step: 1, learningRate: 1, weightDecay: 0.1), parameters: w, gradients: g, state: [],
-                   skipIfFlagged: guardRecord.tensor)
+                   guarded: UpdateGuard(record: guardRecord.tensor, step: 4))
         XCTAssertEqual(cpu.values(w), [1, 2], "a flagged record stops every update")
         cpu.update(sgd.constants(step: 1, learningRate: 1, weightDecay: 0), parameters: w, gradients: g, state: [],
-                   skipIfFlagged: FiniteGuard(accelerator: cpu).tensor)
+                   guarded: UpdateGuard(record: FiniteGuard(accelerator: cpu).tensor, step: 4))
         XCTAssertEqual(cpu.values(w), [0.5, 1.5], "a clear record lets it through")
+    }
+
+    func testAnUpdateThatOverflowsIsRecordedAndATrialWritesNothing() {
+        let adam = UpdateRule.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7)
+        for trial in [false, true] {
+            let w = cpu.tensor([1, 2, 3, 4], rows: 1, columns: 4), g = cpu.tensor([0.5, 0.5, 3e38, 0.5], rows: 1, columns: 4)
+            let m = cpu.tensor(rows: 1, columns: 4), v = cpu.tensor(rows: 1, columns: 4)
+            let guardRecord = FiniteGuard(accelerator: cpu)
+            // g² overflows in the second moment: v, and then w, become inf/NaN at index 2 only.
+            cpu.update(adam.constants(step: 1, learningRate: 0.1, weightDecay: 0), parameters: w, gradients: g, state: [m, v],
+                       guarded: UpdateGuard(record: guardRecord.tensor, step: 5, trial: trial))
+            XCTAssertEqual(guardRecord.read(cpu), FiniteGuard.Record(step: 5, count: 1, source: .update, firstIndex: 2))
+            if trial {
+                XCTAssertEqual(cpu.values(w), [1, 2, 3, 4], "a trial leaves the weights")
+                XCTAssertEqual(cpu.values(v), [0, 0, 0, 0], "and the state")
+            } else {
+                XCTAssertFalse(cpu.values(v)[2].isFinite)
+                XCTAssertEqual(cpu.values(w)[0], 1 - 0.1, accuracy: 1e-5)
+            }
+            // The next step is skipped while the record is set, and runs once it is cleared.
+            let before = cpu.values(w)
+            cpu.update(adam.constants(step: 1, learningRate: 0.1, weightDecay: 0), parameters: w, gradients: cpu.tensor([1, 1, 1, 1], rows: 1, columns: 4),
+                       state: [m, v], guarded: UpdateGuard(record: guardRecord.tensor, step: 6))
+            XCTAssertEqual(cpu.values(w), before)
+            guardRecord.clear(cpu)
+            XCTAssertNil(guardRecord.read(cpu))
+        }
     }
 
     func testGemmWithTransposesAndBeta() {

@@ -169,6 +169,81 @@ final class InProcessTrainingTests: XCTestCase {
         XCTAssertEqual(last.parameters, runs[0].parameters, "the last checkpoint holds the weights the ranks stopped with")
     }
 
+    func testAnUpdateThatOverflowsStopsEveryRankAndNothingNonFiniteIsSaved() throws {
+        // Decoupled weight decay of η·λ = 10⁹ multiplies every weight by
+        // −10⁹ per step: the weights overflow in the update itself, while the
+        // gradients of the step before are still finite.
+        let overflowing = """
+            data:
+              train: {format: synthetic, name: spiral, samples: 40, noise: 0.1, seed: 1}
+            model:
+              layers:
+                - dense: {units: 8, activation: tanh}
+                - dense: {units: 2, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adamw, learning_rate: 1000, weight_decay: 1000000}
+            training: {epochs: 5, batch_size: 4, seed: 1}
+            """
+        let runs = try train(ranks: 2, yaml: overflowing, schedule: TrainingSchedule(checkpointEvery: 1), keep: 100)
+        let messages = runs.map { $0.error ?? "no error" }
+        XCTAssertEqual(Set(messages).count, 1, "every rank reports the same failure: \(messages)")
+        let message = messages[0]
+        XCTAssertTrue(message.contains("the update made") && message.contains("the first in layers.0.weight"), message)
+        guard let badStep = Self.step(in: message) else { return XCTFail("no step in: \(message)") }
+        XCTAssertGreaterThan(badStep, 1)
+        let directory = runs[0].directory
+        XCTAssertEqual(checkpointSteps(directory), Array(1..<badStep), "no checkpoint from the bad step on")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/model.safetensors"))
+        for path in Checkpoints.list(directory) {
+            let snapshot = try ModelFile.read(path: path)
+            XCTAssertTrue(snapshot.parameters.allSatisfy(\.isFinite) && snapshot.optimizerState.allSatisfy(\.isFinite), path)
+        }
+        let (last, _) = try Checkpoints.latestValid(in: directory) { XCTFail($0) }
+        XCTAssertEqual(last.position?.globalStep, badStep - 1, "latest is the last good step")
+    }
+
+    func testSkippedStepsAreTheSameOnEveryRankAndCounted() throws {
+        // One row of 97 holds a feature of 10³⁰: every batch that contains it
+        // has infinite gradients (once per epoch), and is skipped.
+        let directory = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var rows = ["a,b,y"]
+        for i in 0..<97 { rows.append(i == 41 ? "1e30,1,0.5" : "\(Float(i % 7) / 7),\(Float(i % 5) / 5),\(Float(i % 3) / 3)") }
+        try (rows.joined(separator: "\n") + "\n").write(toFile: directory + "/spiked.csv", atomically: true, encoding: .utf8)
+        let yaml = """
+            task: regression
+            data:
+              train: {format: csv, path: \(directory)/spiked.csv, label: y}
+              scale: none
+            model:
+              layers:
+                - dense: {units: 1}
+            loss: mse
+            optimizer: {name: sgd, learning_rate: 0.05}
+            training: {epochs: 3, batch_size: 12, seed: 7, on_nonfinite: skip}
+            """
+        let three = try train(ranks: 3, yaml: yaml, directory: directory + "/three")
+        let one = try train(ranks: 1, yaml: yaml, directory: directory + "/one")
+        for run in three + one {
+            XCTAssertNil(run.error, "rank \(run.rank)")
+            XCTAssertEqual(run.result?.history.map(\.skippedSteps), [1, 1, 1], "rank \(run.rank): one step skipped per epoch")
+            XCTAssertTrue(run.parameters.allSatisfy(\.isFinite))
+        }
+        for run in three { XCTAssertEqual(run.parameters, three[0].parameters, "rank \(run.rank) skipped as rank 0 did") }
+        XCTAssertLessThan(relativeDifference(three[0].parameters, one[0].parameters), Self.tolerance, "3 ranks vs 1")
+        let model = try ModelFile.read(path: directory + "/three/model.safetensors")
+        XCTAssertTrue(model.parameters.allSatisfy(\.isFinite))
+
+        // Every step bad: the limit of skips in a row stops the run.
+        let hopeless = yaml.replacingOccurrences(of: "on_nonfinite: skip", with: "on_nonfinite: skip, max_consecutive_skips: 3")
+            .replacingOccurrences(of: "learning_rate: 0.05", with: "learning_rate: 1000000, weight_decay: 1000000")
+        let stopped = try train(ranks: 2, yaml: hopeless, directory: directory + "/hopeless")
+        for run in stopped {
+            let message = run.error ?? "no error"
+            XCTAssertTrue(message.contains("3 steps in a row were skipped"), message)
+        }
+    }
+
     // MARK: - 4. Stop on one rank
 
     func testStopOnTheLastRankStopsEveryRankAtTheSameStep() throws {

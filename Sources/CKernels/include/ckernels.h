@@ -1,7 +1,9 @@
 // The CPU backend's elementwise loops, in C: their square roots must
 // vectorize, and Swift lowers SIMD square roots lane by lane. Each loop
 // applies nn_rules.h's per-element arithmetic (shared with the CUDA kernels)
-// to n values in place; the constants come from NNCore's UpdateStep.
+// to n values in place; the constants come from NNCore's UpdateStep. The
+// updates return 1 when a weight or state value they computed is NaN or
+// ±inf, and with store = 0 only compute that answer, writing nothing.
 #ifndef NNTRAIN_CKERNELS_H
 #define NNTRAIN_CKERNELS_H
 
@@ -9,16 +11,16 @@
 #include "nn_rules.h"
 
 /// SGD; momentum m (NULL without a momentum slot).
-void nn_sgd_update(float *w, const float *g, float *m, size_t n,
-                   float lr, float momentum, float look, float direct, float keep);
+int nn_sgd_update(float *w, const float *g, float *m, size_t n,
+                  float lr, float momentum, float look, float direct, float keep, int store);
 
 /// RMSprop: v mean square; m momentum (NULL without a momentum slot).
-void nn_rmsprop_update(float *w, const float *g, float *v, float *m, size_t n,
-                       float lr, float rho, float rest, float epsilon, float momentum, float keep);
+int nn_rmsprop_update(float *w, const float *g, float *v, float *m, size_t n,
+                      float lr, float rho, float rest, float epsilon, float momentum, float keep, int store);
 
 /// Adam; alpha already holds Keras' bias correction.
-void nn_adam_update(float *w, const float *g, float *m, float *v, size_t n,
-                    float alpha, float c1, float c2, float epsilon, float keep);
+int nn_adam_update(float *w, const float *g, float *m, float *v, size_t n,
+                   float alpha, float c1, float c2, float epsilon, float keep, int store);
 
 /// y ← g(x) for an elementwise `kind` (an nn_activation_kind other than
 /// softmax); y may be x itself, but may not overlap it otherwise.

@@ -305,50 +305,87 @@ extern "C" __global__ void nn_add_penalty(const float* w, float* g, i64 n, float
 }
 
 // ---- optimizer rules (NNCore's UpdateStep), the loops of CKernels -------------
-// keep = 1 - lr * weight decay (decoupled). skip is the FiniteGuard record
-// (null for none): once it holds a step, an update changes nothing.
+// keep = 1 - lr * weight decay (decoupled). record is the FiniteGuard record
+// (null for none): an update changes nothing once it holds an earlier step
+// or this step's gradients; otherwise the update counts the parameters whose
+// new weight or state value is NaN or +-inf and claims the record for them.
+// With store = 0 it is a trial: it computes and checks, and writes nothing
+// else.
 
-#define RETURN_IF_FLAGGED(skip) if ((skip) != 0 && (skip)[0] != 0u) return
+#define NN_BAD(x) ((__float_as_uint(x) & 0x7f800000u) == 0x7f800000u)
+#define RECORD_GRADIENTS 1u
+#define RECORD_UPDATE 2u
+
+__device__ __forceinline__ bool update_skips(const unsigned* record, unsigned step) {
+    return record != 0 && record[0] != 0u && (record[0] != step || record[2] == RECORD_GRADIENTS);
+}
+
+// Claims the record for `step` (when clear, or already this step's) and adds
+// c values whose first is `first`; the index is kept as UINT_MAX - i so that
+// a maximum keeps the smallest.
+__device__ void claim_record(unsigned* record, unsigned step, unsigned source, unsigned c, unsigned first) {
+    if (c == 0u) return;
+    unsigned previous = atomicCAS(&record[0], 0u, step);
+    if (previous != 0u && previous != step) return;
+    if (previous == 0u) record[2] = source;
+    atomicAdd(&record[1], c);
+    atomicMax(&record[3], 0xffffffffu - first);
+}
+
+// The loop body every update shares: c and first collect the bad parameters.
+#define UPDATE_LOOP(body, check, write)                                                   \
+    unsigned c = 0u, first = 0xffffffffu;                                                 \
+    GRID_STRIDE(i, n) {                                                                   \
+        body;                                                                             \
+        if (record != 0 && (check)) { c++; if ((unsigned)i < first) first = (unsigned)i; } \
+        if (store) { write; }                                                             \
+    }                                                                                     \
+    if (record != 0) claim_record(record, step, RECORD_UPDATE, c, first)
 
 // m is null without momentum; look/direct choose plain or Nesterov momentum.
 extern "C" __global__ void nn_sgd(float* w, const float* g, float* m, i64 n, float lr, float mu, float look,
-                                  float direct, float keep, const unsigned* skip) {
-    RETURN_IF_FLAGGED(skip);
+                                  float direct, float keep, unsigned* record, unsigned step, int store) {
+    if (update_skips(record, step)) return;
     if (m == 0) {
-        GRID_STRIDE(i, n) nn_sgd_element(&w[i], g[i], lr, keep);
+        UPDATE_LOOP(float wi = w[i]; nn_sgd_element(&wi, g[i], lr, keep), NN_BAD(wi), w[i] = wi);
         return;
     }
-    GRID_STRIDE(i, n) nn_sgd_momentum_element(&w[i], &m[i], g[i], lr, mu, look, direct, keep);
+    UPDATE_LOOP(float wi = w[i]; float mi = m[i]; nn_sgd_momentum_element(&wi, &mi, g[i], lr, mu, look, direct, keep),
+                NN_BAD(wi) || NN_BAD(mi), w[i] = wi; m[i] = mi);
 }
 
 // m is null without momentum.
 extern "C" __global__ void nn_rmsprop(float* w, const float* g, float* v, float* m, i64 n, float lr, float rho,
-                                      float oneMinusRho, float eps, float mu, float keep, const unsigned* skip) {
-    RETURN_IF_FLAGGED(skip);
+                                      float oneMinusRho, float eps, float mu, float keep, unsigned* record,
+                                      unsigned step, int store) {
+    if (update_skips(record, step)) return;
     if (m == 0) {
-        GRID_STRIDE(i, n) nn_rmsprop_element(&w[i], &v[i], g[i], lr, rho, oneMinusRho, eps, keep);
+        UPDATE_LOOP(float wi = w[i]; float vi = v[i]; nn_rmsprop_element(&wi, &vi, g[i], lr, rho, oneMinusRho, eps, keep),
+                    NN_BAD(wi) || NN_BAD(vi), w[i] = wi; v[i] = vi);
         return;
     }
-    GRID_STRIDE(i, n) nn_rmsprop_momentum_element(&w[i], &v[i], &m[i], g[i], lr, rho, oneMinusRho, eps, mu, keep);
+    UPDATE_LOOP(float wi = w[i]; float vi = v[i]; float mi = m[i];
+                nn_rmsprop_momentum_element(&wi, &vi, &mi, g[i], lr, rho, oneMinusRho, eps, mu, keep),
+                NN_BAD(wi) || NN_BAD(vi) || NN_BAD(mi), w[i] = wi; v[i] = vi; m[i] = mi);
 }
 
 // alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host in double.
 extern "C" __global__ void nn_adam(float* w, const float* g, float* m, float* v, i64 n, float alpha, float c1,
-                                   float c2, float eps, float keep, const unsigned* skip) {
-    RETURN_IF_FLAGGED(skip);
-    GRID_STRIDE(i, n) nn_adam_element(&w[i], &m[i], &v[i], g[i], alpha, c1, c2, eps, keep);
+                                   float c2, float eps, float keep, unsigned* record, unsigned step, int store) {
+    if (update_skips(record, step)) return;
+    UPDATE_LOOP(float wi = w[i]; float mi = m[i]; float vi = v[i];
+                nn_adam_element(&wi, &mi, &vi, g[i], alpha, c1, c2, eps, keep),
+                NN_BAD(wi) || NN_BAD(mi) || NN_BAD(vi), w[i] = wi; m[i] = mi; v[i] = vi);
 }
 
 // ---- checks ------------------------------------------------------------------
 
 // NaN and +-inf are exactly the values with an all-ones exponent. The first
-// step that finds any claims the record (step, count); once a step holds
-// it, later steps leave it alone.
+// step that finds any claims the record (step, count, source, first index);
+// once a step holds it, later steps leave it alone.
 extern "C" __global__ void nn_check_finite(const float* x, i64 n, unsigned* record, unsigned step) {
     if (record[0] != 0u && record[0] != step) return;
-    unsigned c = 0;
-    GRID_STRIDE(i, n) if ((__float_as_uint(x[i]) & 0x7f800000u) == 0x7f800000u) c++;
-    if (c == 0) return;
-    unsigned previous = atomicCAS(&record[0], 0u, step);
-    if (previous == 0u || previous == step) atomicAdd(&record[1], c);
+    unsigned c = 0u, first = 0xffffffffu;
+    GRID_STRIDE(i, n) if (NN_BAD(x[i])) { c++; if ((unsigned)i < first) first = (unsigned)i; }
+    claim_record(record, step, RECORD_GRADIENTS, c, first);
 }
