@@ -24,72 +24,60 @@
 
 #pragma STDC FP_CONTRACT OFF
 
-// The updates check what they write: `bad` collects, as an integer OR
+// The updates can check what they write: `bad` collects, as an integer OR
 // that vectorizes, whether any new weight or state value is NaN or ±inf (an
 // all-ones exponent). With store = 0 they only check (a trial of the step)
-// and write nothing. Each returns 1 if a value was non-finite, else 0.
-#define NN_NONFINITE(x) ((nn_bits(x) & 0x7f800000u) == 0x7f800000u)
-static inline unsigned nn_bits(float x) {
+// and write nothing. Each returns 1 if a value was non-finite, else 0 (always
+// 0 with check = 0).
+static inline unsigned nn_nonfinite(float x) {
     unsigned u;
     __builtin_memcpy(&u, &x, sizeof u);
-    return u;
+    return (u & 0x7f800000u) == 0x7f800000u;
 }
+
+// One update loop, in its three forms: apply, apply and check, check only.
+// `load` reads the element's values into locals, `step` updates them,
+// `test` is their non-finite test and `save` writes them back.
+#define NN_UPDATE(load, step, test, save)                                   \
+    unsigned bad = 0;                                                       \
+    if (!check) {                                                           \
+        for (size_t i = 0; i < n; i++) { load; step; save; }                \
+    } else if (store) {                                                     \
+        for (size_t i = 0; i < n; i++) { load; step; bad |= test; save; }   \
+    } else {                                                                \
+        for (size_t i = 0; i < n; i++) { load; step; bad |= test; }         \
+    }                                                                       \
+    return bad != 0
 
 NN_CLONES
 int nn_sgd_update(float *restrict w, const float *restrict g, float *restrict m, size_t n,
-                  float lr, float momentum, float look, float direct, float keep, int store) {
-    unsigned bad = 0;
+                  float lr, float momentum, float look, float direct, float keep, int store, int check) {
     if (m == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            float wi = w[i];
-            nn_sgd_element(&wi, g[i], lr, keep);
-            bad |= NN_NONFINITE(wi);
-            if (store) w[i] = wi;
-        }
-        return bad != 0;
+        NN_UPDATE(float wi = w[i], nn_sgd_element(&wi, g[i], lr, keep), nn_nonfinite(wi), w[i] = wi);
     }
-    for (size_t i = 0; i < n; i++) {
-        float wi = w[i], mi = m[i];
-        nn_sgd_momentum_element(&wi, &mi, g[i], lr, momentum, look, direct, keep);
-        bad |= NN_NONFINITE(wi) | NN_NONFINITE(mi);
-        if (store) { w[i] = wi; m[i] = mi; }
-    }
-    return bad != 0;
+    NN_UPDATE(float wi = w[i]; float mi = m[i],
+              nn_sgd_momentum_element(&wi, &mi, g[i], lr, momentum, look, direct, keep),
+              nn_nonfinite(wi) | nn_nonfinite(mi), w[i] = wi; m[i] = mi);
 }
 
 NN_CLONES
 int nn_rmsprop_update(float *restrict w, const float *restrict g, float *restrict v, float *restrict m, size_t n,
-                      float lr, float rho, float rest, float epsilon, float momentum, float keep, int store) {
-    unsigned bad = 0;
+                      float lr, float rho, float rest, float epsilon, float momentum, float keep, int store, int check) {
     if (m == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            float wi = w[i], vi = v[i];
-            nn_rmsprop_element(&wi, &vi, g[i], lr, rho, rest, epsilon, keep);
-            bad |= NN_NONFINITE(wi) | NN_NONFINITE(vi);
-            if (store) { w[i] = wi; v[i] = vi; }
-        }
-        return bad != 0;
+        NN_UPDATE(float wi = w[i]; float vi = v[i], nn_rmsprop_element(&wi, &vi, g[i], lr, rho, rest, epsilon, keep),
+                  nn_nonfinite(wi) | nn_nonfinite(vi), w[i] = wi; v[i] = vi);
     }
-    for (size_t i = 0; i < n; i++) {
-        float wi = w[i], vi = v[i], mi = m[i];
-        nn_rmsprop_momentum_element(&wi, &vi, &mi, g[i], lr, rho, rest, epsilon, momentum, keep);
-        bad |= NN_NONFINITE(wi) | NN_NONFINITE(vi) | NN_NONFINITE(mi);
-        if (store) { w[i] = wi; v[i] = vi; m[i] = mi; }
-    }
-    return bad != 0;
+    NN_UPDATE(float wi = w[i]; float vi = v[i]; float mi = m[i],
+              nn_rmsprop_momentum_element(&wi, &vi, &mi, g[i], lr, rho, rest, epsilon, momentum, keep),
+              nn_nonfinite(wi) | nn_nonfinite(vi) | nn_nonfinite(mi), w[i] = wi; v[i] = vi; m[i] = mi);
 }
 
 NN_CLONES
 int nn_adam_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-                   float alpha, float c1, float c2, float epsilon, float keep, int store) {
-    unsigned bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        float wi = w[i], mi = m[i], vi = v[i];
-        nn_adam_element(&wi, &mi, &vi, g[i], alpha, c1, c2, epsilon, keep);
-        bad |= NN_NONFINITE(wi) | NN_NONFINITE(mi) | NN_NONFINITE(vi);
-        if (store) { w[i] = wi; m[i] = mi; v[i] = vi; }
-    }
-    return bad != 0;
+                   float alpha, float c1, float c2, float epsilon, float keep, int store, int check) {
+    NN_UPDATE(float wi = w[i]; float mi = m[i]; float vi = v[i],
+              nn_adam_element(&wi, &mi, &vi, g[i], alpha, c1, c2, epsilon, keep),
+              nn_nonfinite(wi) | nn_nonfinite(mi) | nn_nonfinite(vi), w[i] = wi; m[i] = mi; v[i] = vi);
 }
 
 // One loop per kind, so that each is a straight loop the compiler can vectorize.

@@ -20,3 +20,15 @@ static inline MPI_Status *nn_mpi_status_ignore(void) { return MPI_STATUS_IGNORE;
 static inline int nn_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline int nn_mpi_success(void) { return MPI_SUCCESS; }
 static inline int nn_mpi_errors_return(MPI_Comm comm) { return MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN); }
+
+// Atomics for the watchdog's view of the main thread (C11, since Swift's
+// standard library has none for plain integers).
+#include <stdatomic.h>
+#include <stdint.h>
+static inline void nn_atomic_store(uint64_t *p, uint64_t v) { atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release); }
+static inline uint64_t nn_atomic_load(uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire); }
+static inline int nn_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int nn_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline MPI_Datatype nn_mpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype nn_mpi_char(void) { return MPI_CHAR; }
+static inline MPI_Errhandler nn_mpi_errors_return_handler(void) { return MPI_ERRORS_RETURN; }

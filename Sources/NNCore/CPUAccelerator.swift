@@ -292,7 +292,7 @@ public final class CPUAccelerator: Accelerator {
         if let guarded, Self.skips(guarded) { return }
         let store = guarded?.trial != true
         let bad = Self.update(step, parameters.hostPointer, gradients.hostPointer, state.map(\.hostPointer),
-                              count: parameters.count, store: store)
+                              count: parameters.count, store: store, check: guarded != nil)
         guard bad, let guarded else { return }
         // Rare: count what went wrong, in the values written or, for a
         // trial, in the values it would have written.
@@ -300,7 +300,7 @@ public final class CPUAccelerator: Accelerator {
         if !store {
             values = values.map { tensor(self.values($0), rows: $0.rows, columns: $0.columns) }
             _ = Self.update(step, values[0].hostPointer, gradients.hostPointer, values.dropFirst().map(\.hostPointer),
-                            count: parameters.count, store: true)
+                            count: parameters.count, store: true, check: false)
         }
         let n = parameters.count
         var flagged = [Bool](repeating: false, count: n)
@@ -320,18 +320,19 @@ public final class CPUAccelerator: Accelerator {
         return record.step != guarded.step || record.source == .gradients
     }
 
-    /// Runs CKernels' loop for `step`; true when a value it computed is non-finite.
-    static func update(_ step: UpdateStep, _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
-                       _ state: [UnsafeMutablePointer<Float>], count n: Int, store: Bool) -> Bool {
-        let write: Int32 = store ? 1 : 0
+    /// Runs CKernels' loop for `step`; with `check`, true when a value it
+    /// computed is non-finite. Public for the benchmark of the check's cost.
+    public static func update(_ step: UpdateStep, _ w: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+                              _ state: [UnsafeMutablePointer<Float>], count n: Int, store: Bool, check: Bool) -> Bool {
+        let write: Int32 = store ? 1 : 0, test: Int32 = check ? 1 : 0
         switch step {
         case .sgd(let lr, let momentum, let look, let direct, let keep):
-            return nn_sgd_update(w, g, state.first, n, lr, momentum, look, direct, keep, write) != 0
+            return nn_sgd_update(w, g, state.first, n, lr, momentum, look, direct, keep, write, test) != 0
         case .rmsprop(let lr, let rho, let rest, let epsilon, let momentum, let keep):
             return nn_rmsprop_update(w, g, state[0], state.count > 1 ? state[1] : nil, n,
-                                     lr, rho, rest, epsilon, momentum, keep, write) != 0
+                                     lr, rho, rest, epsilon, momentum, keep, write, test) != 0
         case .adam(let alpha, let c1, let c2, let epsilon, let keep):
-            return nn_adam_update(w, g, state[0], state[1], n, alpha, c1, c2, epsilon, keep, write) != 0
+            return nn_adam_update(w, g, state[0], state[1], n, alpha, c1, c2, epsilon, keep, write, test) != 0
         }
     }
 

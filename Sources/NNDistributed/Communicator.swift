@@ -26,11 +26,16 @@ public protocol Communicator: AnyObject {
     func allGather(_ value: UInt64) -> [UInt64]
     /// Waits until every rank arrives.
     func barrier()
+    /// The training step this rank works on now, for messages about a stall
+    /// (a communicator without a watchdog ignores it).
+    func markProgress(step: Int)
     /// Leaves the job cleanly.
     func finalize()
 }
 
 extension Communicator {
+    public func markProgress(step: Int) {}
+
     /// Whether this rank is the coordinator (rank 0).
     public var isCoordinator: Bool { rank == 0 }
 

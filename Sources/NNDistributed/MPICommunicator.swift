@@ -6,18 +6,27 @@ import NNCore
 import Glibc
 #endif
 
-/// Collectives over `MPI_COMM_WORLD`.
+/// Collectives over `MPI_COMM_WORLD`, watched by a `Watchdog` when one is asked for.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     public let localRank: Int
     public let localSize: Int
+    /// Every rank's host name (MPI's processor name), by rank.
+    public let hostNames: [String]
+    /// Why there is no watchdog though one was asked for (nil: none asked, or it runs).
+    public private(set) var watchdogProblem: String?
     private let world: MPI_Comm
+    private var watchdog: Watchdog?
 
     /// Initializes MPI (once per process). Open MPI reads its settings, such
-    /// as the allreduce algorithm, from the environment at this point.
-    public init() {
-        MPI_Init(nil, nil)
+    /// as the allreduce algorithm, from the environment at this point. With
+    /// `watchdog` settings every collective is watched (see `Watchdog`); that
+    /// needs MPI_THREAD_MULTIPLE, and collectives then report errors to the
+    /// watchdog instead of aborting inside MPI.
+    public init(watchdog settings: WatchdogSettings? = nil) {
+        var provided: Int32 = 0
+        MPI_Init_thread(nil, nil, settings == nil ? 0 : nn_mpi_thread_multiple(), &provided)
         world = nn_mpi_comm_world()
         var value: Int32 = 0
         MPI_Comm_rank(world, &value)
@@ -31,6 +40,27 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(local, &value)
         localSize = Int(value)
         MPI_Comm_free(&local)
+        hostNames = Self.gatherProcessorNames(world, size: size)
+        guard let settings, size > 1 else { return }
+        guard provided >= nn_mpi_thread_multiple() else {
+            watchdogProblem = "this MPI library lacks MPI_THREAD_MULTIPLE, so stalled collectives are not watched"
+            return
+        }
+        let watchdog = Watchdog(settings: settings, world: world, rank: rank, size: size, hosts: hostNames)
+        MPI_Comm_set_errhandler(world, nn_mpi_errors_return_handler())
+        watchdog.start()
+        self.watchdog = watchdog
+    }
+
+    /// Called on the watchdog's thread with the line that ends the job, and
+    /// whether this rank prints it, just before the process exits.
+    public func onWatchdogStop(_ handler: @escaping (_ message: String, _ reports: Bool) -> Void) {
+        watchdog?.onStop = handler
+    }
+
+    /// Lets the watchdog know of stop signals (see `Watchdog`).
+    public func watchdogStopRequested(_ requested: @escaping () -> Bool) {
+        watchdog?.stopRequested = requested
     }
 
     public var name: String {
@@ -41,14 +71,28 @@ public final class MPICommunicator: Communicator {
         return "\(version), \(size) rank\(size == 1 ? "" : "s")"
     }
 
+    public func markProgress(step: Int) { watchdog?.note(step: step) }
+
+    /// Runs one MPI collective under the watchdog.
+    private func watched(_ kind: CollectiveKind, _ call: () -> Int32) {
+        guard let watchdog else {
+            _ = call()
+            return
+        }
+        watchdog.enter(kind)
+        let code = call()
+        watchdog.leave()
+        if code != nn_mpi_success() { watchdog.failed(kind, code: code) }
+    }
+
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
         guard size > 1, let base = buffer.baseAddress else { return }
-        MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), world)
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), world) }
     }
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
         guard size > 1, let base = buffer.baseAddress else { return }
-        MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world)
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {
@@ -58,7 +102,7 @@ public final class MPICommunicator: Communicator {
         var offset = 0
         while offset < buffer.count {
             let n = min(chunk, buffer.count - offset)
-            MPI_Bcast(base + offset, Int32(n), nn_mpi_byte(), Int32(root), world)
+            watched(.broadcast) { MPI_Bcast(base + offset, Int32(n), nn_mpi_byte(), Int32(root), world) }
             offset += n
         }
     }
@@ -66,13 +110,25 @@ public final class MPICommunicator: Communicator {
     public func allGather(_ value: UInt64) -> [UInt64] {
         var mine = value
         var all = [UInt64](repeating: 0, count: size)
-        MPI_Allgather(&mine, 1, nn_mpi_uint64(), &all, 1, nn_mpi_uint64(), world)
+        watched(.allgather) { MPI_Allgather(&mine, 1, nn_mpi_uint64(), &all, 1, nn_mpi_uint64(), world) }
         return all
     }
 
-    public func barrier() { MPI_Barrier(world) }
+    public func barrier() { watched(.barrier) { MPI_Barrier(world) } }
 
     public func finalize() { MPI_Finalize() }
+
+    /// Every rank's processor name, by rank (before the watchdog starts).
+    private static func gatherProcessorNames(_ world: MPI_Comm, size: Int) -> [String] {
+        let width = 256
+        var mine = [CChar](repeating: 0, count: width), length: Int32 = 0
+        MPI_Get_processor_name(&mine, &length)
+        var all = [CChar](repeating: 0, count: width * size)
+        MPI_Allgather(&mine, Int32(width), nn_mpi_char(), &all, Int32(width), nn_mpi_char(), world)
+        return (0..<size).map { r in
+            all[r * width..<(r + 1) * width].withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        }
+    }
 }
 
 /// Open MPI's allreduce algorithms (`coll_tuned_allreduce_algorithm`).

@@ -16,21 +16,32 @@ enum ResumeChoice: Equatable {
 }
 
 enum Launch {
-    /// This process's communicator: MPI under a launcher, else a world of one.
-    static func communicator() -> any Communicator {
+    /// This process's communicator: MPI under a launcher, else a world of
+    /// one; with a collective timeout (seconds, > 0) MPI's collectives are watched.
+    static func communicator(collectiveTimeout: Double = 0) -> any Communicator {
         guard Environment.launchedByMPI else { return LocalCommunicator() }
         Environment.applyAllreduceDefaults()
-        return MPICommunicator()
+        return MPICommunicator(watchdog: collectiveTimeout > 0 ? WatchdogSettings(timeout: collectiveTimeout) : nil)
     }
 
     /// Trains as one rank of a job, as the validated command asks, and returns the exit status.
     static func train(_ job: Train) -> Int32 {
-        let communicator = communicator()
+        let communicator = communicator(collectiveTimeout: job.collectiveTimeout)
         defer { communicator.finalize() }
         let console = Console(enabled: communicator.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         let stop = SignalStop()
         var views: RunViews?
+        if let mpi = communicator as? MPICommunicator {
+            if let problem = mpi.watchdogProblem { console.warn(problem) }
+            mpi.watchdogStopRequested { stop.isRequested }
+            // The watchdog ends a stalled job from its own thread: the line,
+            // and run.json's exit reason, come from here before the exit.
+            mpi.onWatchdogStop { message, reports in
+                if reports { Console.error(message) }
+                views?.failed(message)
+            }
+        }
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
             views = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)

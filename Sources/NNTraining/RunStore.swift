@@ -18,6 +18,28 @@ public final class RunStore {
         self.keep = max(1, keep)
     }
 
+    /// Seconds between two heartbeats.
+    public static let heartbeatInterval = 5.0
+    private var lastBeat: UInt64 = 0
+
+    /// `RUN/heartbeat.json`.
+    public var heartbeatPath: String { directory + "/heartbeat.json" }
+
+    /// Rewrites `RUN/heartbeat.json` with the step rank 0 has reached and the
+    /// time, at most every `heartbeatInterval` seconds: a supervisor outside
+    /// the job tells a slow job (the step moves) from a stuck one (it does not).
+    public func heartbeat(epoch: Int, step: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard lastBeat == 0 || Double(now - lastBeat) / 1e9 >= Self.heartbeatInterval else { return }
+        lastBeat = now
+        let time = Date()
+        let text = "{\"epoch\": \(epoch), \"global_step\": \(step), \"time\": \"\(ISO8601DateFormatter().string(from: time))\", "
+            + "\"unix_time\": \(String(format: "%.3f", time.timeIntervalSince1970)), \"interval_seconds\": \(Int(Self.heartbeatInterval)), "
+            + "\"pid\": \(getpid())}\n"
+        // A missed beat is only a late one: no error stops training for it.
+        try? AtomicFile.write(Array(text.utf8), to: heartbeatPath, durable: false)
+    }
+
     /// `RUN/checkpoints`.
     public var checkpointDirectory: String { Checkpoints.directory(of: directory) }
 

@@ -163,11 +163,13 @@ public final class Trainer {
                 let global = sampler.globalBatch(step: step)
                 let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
                 let stepStarted = DispatchTime.now().uptimeNanoseconds
+                communicator.markProgress(step: position.globalStep + 1)
                 try trainStep(order: order, global: global, local: local)
                 allreduceTimer.addStep(nanoseconds: DispatchTime.now().uptimeNanoseconds - stepStarted)
                 position.stepInEpoch += 1
                 position.globalStep += 1
                 position.epochSamples += global.count
+                store?.heartbeat(epoch: position.epoch + 1, step: position.globalStep)
 
                 if observers.wantsBatchProgress(step: position.stepInEpoch, of: steps) {
                     observers.observe(.batchEnded(BatchProgress(epoch: position.epoch + 1, step: position.stepInEpoch, steps: steps,

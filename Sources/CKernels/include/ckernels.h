@@ -12,15 +12,15 @@
 
 /// SGD; momentum m (NULL without a momentum slot).
 int nn_sgd_update(float *w, const float *g, float *m, size_t n,
-                  float lr, float momentum, float look, float direct, float keep, int store);
+                  float lr, float momentum, float look, float direct, float keep, int store, int check);
 
 /// RMSprop: v mean square; m momentum (NULL without a momentum slot).
 int nn_rmsprop_update(float *w, const float *g, float *v, float *m, size_t n,
-                      float lr, float rho, float rest, float epsilon, float momentum, float keep, int store);
+                      float lr, float rho, float rest, float epsilon, float momentum, float keep, int store, int check);
 
 /// Adam; alpha already holds Keras' bias correction.
 int nn_adam_update(float *w, const float *g, float *m, float *v, size_t n,
-                   float alpha, float c1, float c2, float epsilon, float keep, int store);
+                   float alpha, float c1, float c2, float epsilon, float keep, int store, int check);
 
 /// y ← g(x) for an elementwise `kind` (an nn_activation_kind other than
 /// softmax); y may be x itself, but may not overlap it otherwise.

@@ -1,0 +1,335 @@
+// The watchdog of one rank of an MPI job. A blocking collective cannot be
+// interrupted, and a rank that is stopped (SIGSTOP), killed on another host
+// or cut off from the network never arrives: the others would wait forever.
+// So a thread of each rank watches the main thread's collectives:
+//
+// - when one has waited longer than the timeout, or
+// - when a stop signal arrives while one waits (mpirun's way of ending a job
+//   whose rank died), or
+// - when one returns an error (a TCP peer gone),
+//
+// it holds a roll call over a communicator of its own (every rank's watchdog
+// answers, whatever its main thread is doing), and ends the job with one
+// line that names the ranks that did not answer, or are alive but elsewhere,
+// with their hosts and the step. The process then exits with status 2
+// without another MPI call (one could block on the lost peer), and a short
+// helper process kills the launcher's daemon on this host (mpirun or orted)
+// if it is still there a few seconds later: across a lost link no daemon
+// can reach the others to end the job, and nothing would.
+//
+// It needs MPI_THREAD_MULTIPLE: the roll call runs while the main thread is
+// inside a collective.
+
+import CMPI
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How patient the watchdog is.
+public struct WatchdogSettings: Sendable {
+    /// Seconds a collective may wait before the job is stopped.
+    public var timeout: Double
+    /// Seconds a roll call waits for the other ranks' answers.
+    public var answerWindow: Double
+    /// Seconds a collective may go on waiting after a stop signal before the
+    /// ranks are counted (a healthy job reaches the next step boundary first),
+    /// and how long that roll call waits: mpirun kills a job's ranks 1 s after
+    /// its SIGTERM, and the line must be out by then.
+    public var signalWait: Double, signalAnswerWindow: Double
+    /// Seconds the launcher's daemon has to end the job before it is killed.
+    public var daemonGrace: Double
+
+    public init(timeout: Double, answerWindow: Double = 1, signalWait: Double = 0.1, signalAnswerWindow: Double = 0.4,
+                daemonGrace: Double = 5) {
+        self.timeout = timeout
+        self.answerWindow = answerWindow
+        self.signalWait = signalWait
+        self.signalAnswerWindow = signalAnswerWindow
+        self.daemonGrace = daemonGrace
+    }
+}
+
+/// The collectives the watchdog names.
+enum CollectiveKind: UInt64 {
+    case allreduce = 1, broadcast, allgather, barrier
+
+    var name: String {
+        switch self {
+        case .allreduce: return "allreduce"
+        case .broadcast: return "broadcast"
+        case .allgather: return "allgather"
+        case .barrier: return "barrier"
+        }
+    }
+}
+
+/// Watches one rank's collectives; see the file's introduction.
+final class Watchdog: @unchecked Sendable {
+    /// What the watchdog says when it ends the job: the line, and whether
+    /// this rank is the one to print it (the lowest rank still waiting).
+    /// Called on the watchdog's thread just before the process exits.
+    var onStop: (_ message: String, _ reports: Bool) -> Void = { message, reports in
+        if reports { FileHandle.standardError.write(Data(("nntrain: error: " + message + "\n").utf8)) }
+    }
+    /// Whether a stop signal arrived (mpirun sends SIGTERM when a rank dies).
+    var stopRequested: () -> Bool = { false }
+
+    private let settings: WatchdogSettings
+    private let rank: Int, size: Int
+    private let hosts: [String]
+    private let comm: MPI_Comm
+    /// Shared with the main thread: [0] when the current collective began
+    /// (ns since boot; 0 outside collectives), [1] its sequence number,
+    /// [2] the step, [3] its kind.
+    private let shared = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
+    /// The main thread's own count of collectives.
+    private var sequence: UInt64 = 0
+
+    // The watchdog thread's own state.
+    private let ping = UnsafeMutablePointer<Int64>.allocate(capacity: Message.width)
+    private var pingRequest: MPI_Request?
+    private var replies: [(MPI_Request?, UnsafeMutablePointer<Int64>)] = []
+    private var lastCounted: UInt64 = 0
+    /// Why a collective failed, from the main thread.
+    private let failure = Locked<String?>(nil)
+
+    /// A watchdog over `communicator`'s ranks (it duplicates it for its roll
+    /// calls); `hosts` names every rank's host.
+    init(settings: WatchdogSettings, world: MPI_Comm, rank: Int, size: Int, hosts: [String]) {
+        self.settings = settings
+        self.rank = rank
+        self.size = size
+        self.hosts = hosts
+        var duplicate: MPI_Comm? = nn_mpi_comm_null()
+        MPI_Comm_dup(world, &duplicate)
+        comm = duplicate!
+        MPI_Comm_set_errhandler(comm, nn_mpi_errors_return_handler())
+        shared.initialize(repeating: 0, count: 4)
+        ping.initialize(repeating: 0, count: Message.width)
+    }
+
+    /// Starts the watching thread.
+    func start() {
+        MPI_Irecv(ping, Int32(Message.width), nn_mpi_int64(), nn_mpi_any_source(), Message.pingTag, comm, &pingRequest)
+        let thread = Thread { [self] in watch() }
+        thread.name = "nntrain watchdog"
+        thread.start()
+    }
+
+    // MARK: - The main thread's side
+
+    /// The main thread enters a collective.
+    func enter(_ kind: CollectiveKind) {
+        sequence += 1
+        nn_atomic_store(shared + 1, sequence)
+        nn_atomic_store(shared + 3, kind.rawValue)
+        nn_atomic_store(shared, Self.now())
+    }
+
+    /// The main thread left its collective.
+    func leave() { nn_atomic_store(shared, 0) }
+
+    /// The training step the main thread works on (for messages).
+    func note(step: Int) { nn_atomic_store(shared + 2, UInt64(max(step, 0))) }
+
+    /// A collective returned an MPI error: the watchdog's thread counts the
+    /// ranks and ends the job; the main thread waits for that.
+    func failed(_ kind: CollectiveKind, code: Int32) -> Never {
+        var text = [CChar](repeating: 0, count: 512)
+        var length: Int32 = 0
+        MPI_Error_string(code, &text, &length)
+        let reason = "the \(kind.name) of step \(nn_atomic_load(shared + 2)) failed on rank \(rank) (\(String(cString: text)))"
+        failure.withLock { $0 = reason }
+        while true { sleep(1) }
+    }
+
+    // MARK: - The watchdog's thread
+
+    private func watch() {
+        while true {
+            usleep(50_000)
+            answerPings()
+            if let reason = failure.withLock({ $0 }) { stop(reason: reason, answers: rollCall()) }
+            let entered = nn_atomic_load(shared)
+            guard entered != 0 else { continue }
+            let waited = Double(Self.now() &- entered) / 1e9
+            let kind = CollectiveKind(rawValue: nn_atomic_load(shared + 3))?.name ?? "collective"
+            let step = nn_atomic_load(shared + 2)
+            if waited > settings.timeout {
+                let answers = rollCall()
+                stop(reason: "the \(kind) of step \(step) has waited \(Int(waited)) s on rank \(rank) (--collective-timeout \(formatted(settings.timeout)) s)",
+                     answers: answers)
+            }
+            let current = nn_atomic_load(shared + 1)
+            if stopRequested(), waited > settings.signalWait, current != lastCounted {
+                // A stop signal while waiting: is a rank gone? If every rank
+                // answers, the job is only slow and stops at the next step.
+                lastCounted = current
+                let answers = rollCall(window: settings.signalAnswerWindow)
+                if answers.count < size - 1 {
+                    stop(reason: "rank \(rank): a rank was lost during the \(kind) of step \(step) (the launcher is ending the job)",
+                         answers: answers)
+                }
+            }
+        }
+    }
+
+    /// What a rank says of itself in a roll call.
+    struct Message {
+        static let width = 4
+        static let pingTag: Int32 = 7001, answerTag: Int32 = 7002
+        /// Its collective's sequence number, whether it waits in it, its step, and how long it has waited (ms).
+        var sequence: UInt64, waiting: Bool, step: UInt64, waitedMilliseconds: UInt64
+    }
+
+    /// This rank's state, as an answer.
+    private func myState() -> Message {
+        let entered = nn_atomic_load(shared)
+        return Message(sequence: nn_atomic_load(shared + 1), waiting: entered != 0, step: nn_atomic_load(shared + 2),
+                       waitedMilliseconds: entered == 0 ? 0 : (Self.now() &- entered) / 1_000_000)
+    }
+
+    /// Answers every ping that has arrived, and frees finished answers.
+    private func answerPings() {
+        while true {
+            var done: Int32 = 0
+            var status = MPI_Status()
+            MPI_Test(&pingRequest, &done, &status)
+            guard done != 0 else { break }
+            send(myState(), to: Int(status.MPI_SOURCE), tag: Message.answerTag)
+            MPI_Irecv(ping, Int32(Message.width), nn_mpi_int64(), nn_mpi_any_source(), Message.pingTag, comm, &pingRequest)
+        }
+        replies.removeAll { request, buffer in
+            var done: Int32 = 0
+            var request = request
+            MPI_Test(&request, &done, nn_mpi_status_ignore())
+            if done != 0 { buffer.deallocate() }
+            return done != 0
+        }
+    }
+
+    private func send(_ message: Message, to destination: Int, tag: Int32) {
+        let buffer = UnsafeMutablePointer<Int64>.allocate(capacity: Message.width)
+        buffer[0] = Int64(bitPattern: message.sequence)
+        buffer[1] = message.waiting ? 1 : 0
+        buffer[2] = Int64(bitPattern: message.step)
+        buffer[3] = Int64(bitPattern: message.waitedMilliseconds)
+        var request: MPI_Request?
+        MPI_Isend(buffer, Int32(Message.width), nn_mpi_int64(), Int32(destination), tag, comm, &request)
+        replies.append((request, buffer))
+    }
+
+    /// Asks every other rank for its state; returns the answers that came
+    /// within the answer window, by rank, answering others' calls meanwhile.
+    private func rollCall(window: Double? = nil) -> [Int: Message] {
+        let others = (0..<size).filter { $0 != rank }
+        let mine = myState()
+        var pending: [Int: (MPI_Request?, UnsafeMutablePointer<Int64>)] = [:]
+        for other in others {
+            send(mine, to: other, tag: Message.pingTag)
+            let buffer = UnsafeMutablePointer<Int64>.allocate(capacity: Message.width)
+            var request: MPI_Request?
+            MPI_Irecv(buffer, Int32(Message.width), nn_mpi_int64(), Int32(other), Message.answerTag, comm, &request)
+            pending[other] = (request, buffer)
+        }
+        var answers: [Int: Message] = [:]
+        let deadline = Self.now() + UInt64((window ?? settings.answerWindow) * 1e9)
+        while !pending.isEmpty && Self.now() < deadline {
+            answerPings()
+            for (other, entry) in pending {
+                var request = entry.0, done: Int32 = 0
+                MPI_Test(&request, &done, nn_mpi_status_ignore())
+                pending[other]!.0 = request
+                guard done != 0 else { continue }
+                let b = entry.1
+                answers[other] = Message(sequence: UInt64(bitPattern: b[0]), waiting: b[1] != 0, step: UInt64(bitPattern: b[2]),
+                                         waitedMilliseconds: UInt64(bitPattern: b[3]))
+                b.deallocate()
+                pending[other] = nil
+            }
+            usleep(2_000)
+        }
+        // Unanswered receives stay posted: the process ends soon, or (a
+        // signal with every rank present) they cannot be answered late.
+        return answers
+    }
+
+    /// Ends the job: says why, names the ranks, exits.
+    private func stop(reason: String, answers: [Int: Message]) -> Never {
+        let mine = myState()
+        let missing = (0..<size).filter { $0 != rank && answers[$0] == nil }
+        let elsewhere = answers.filter { !$0.value.waiting || $0.value.sequence < mine.sequence }.keys.sorted()
+        var findings: [String] = []
+        if !missing.isEmpty {
+            findings.append("\(list(missing)) did not answer (stopped, killed, or cut off from the network)")
+        }
+        if !elsewhere.isEmpty {
+            let steps = elsewhere.map { "step \(answers[$0]!.step)" }
+            findings.append("\(list(elsewhere)) \(elsewhere.count == 1 ? "is" : "are") alive but not in this collective (at \(steps.joined(separator: ", ")))")
+        }
+        if findings.isEmpty { findings.append("every rank answered and waits in it: the network between the ranks is not delivering") }
+        let message = reason + "; " + findings.joined(separator: "; ") + "; stopping every rank"
+        // The lowest rank among those still waiting with this one prints the line.
+        let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
+        let reports = waitingWithMe.allSatisfy { $0 > rank }
+        onStop(message, reports)
+        fflush(nil)
+        spawnDaemonReaper()
+        _exit(2)
+    }
+
+    /// `rank 1 (host h2)`, `ranks 1 (h2), 3 (h4)`.
+    private func list(_ ranks: [Int]) -> String {
+        let named = ranks.map { "\($0) (host \(hosts.indices.contains($0) ? hosts[$0] : "?"))" }
+        return (ranks.count == 1 ? "rank " : "ranks ") + named.joined(separator: ", ")
+    }
+
+    /// Starts `sh` in a session of its own to kill this process's parent if
+    /// it is Open MPI's launcher or daemon and still runs after the grace
+    /// period (under Slurm's srun the parent is slurmstepd, which ends the
+    /// step itself, and is left alone).
+    private func spawnDaemonReaper() {
+        let parent = getppid()
+        let comm = (try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        guard Self.daemons.contains(comm) else { return }
+        let checks = Int((settings.daemonGrace / 0.2).rounded(.up))
+        let script = "i=0; while [ $i -lt \(checks) ]; do [ -e /proc/\(parent) ] || exit 0; sleep 0.2; i=$((i+1)); done; "
+            + "[ \"$(cat /proc/\(parent)/comm 2>/dev/null)\" = \(comm) ] && kill -9 \(parent)"
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        // glibc's POSIX_SPAWN_SETSID (a GNU extension Swift does not import):
+        // the helper must outlive this process's group when the launcher kills it.
+        posix_spawnattr_setflags(&attributes, 0x80)
+        let arguments = ["/bin/sh", "-c", script]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        var pid: pid_t = 0
+        posix_spawn(&pid, "/bin/sh", nil, &attributes, &argv, environ)
+        posix_spawnattr_destroy(&attributes)
+    }
+
+    /// The processes of Open MPI that start ranks.
+    static let daemons: Set<String> = ["mpirun", "mpiexec", "orterun", "orted", "prterun", "prted"]
+
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+}
+
+/// A value behind a lock.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// `60`, `2.5`: seconds as the user wrote them.
+func formatted(_ seconds: Double) -> String {
+    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+}
