@@ -85,7 +85,8 @@ public func agree(on fingerprint: DataFingerprint, _ communicator: any Communica
     guard !problems.isEmpty else { return }
     let message = "data mismatch: " + problems.joined(separator: "; ")
         + "; every rank must read the same files: check that the paths name the same contents on every host (copy the data, or use a shared file system)"
-    throw CollectiveFailure(message: communicator.isCoordinator ? message : nil)
+    throw CollectiveFailure(message: communicator.isCoordinator || involved.contains(communicator.rank)
+                            ? "rank \(communicator.rank): " + message : nil)
 }
 
 private func ranks(_ list: [Int]) -> String {

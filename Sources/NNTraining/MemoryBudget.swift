@@ -94,6 +94,17 @@ public struct MemoryEstimate: Equatable, Sendable {
     /// The number of parameters.
     public var parameterCount: Int
 
+    public init(parameters: Int, gradients: Int, optimizerState: Int, activations: Int, dataset: Int,
+                checkpointCopies: Int, parameterCount: Int) {
+        self.parameters = parameters
+        self.gradients = gradients
+        self.optimizerState = optimizerState
+        self.activations = activations
+        self.dataset = dataset
+        self.checkpointCopies = checkpointCopies
+        self.parameterCount = parameterCount
+    }
+
     /// The sum of the parts (rank 0's, with the checkpoint copies).
     public var total: Int { Count.add(parameters, gradients, optimizerState, activations, dataset, checkpointCopies) }
 

@@ -22,7 +22,7 @@ public enum RunDirectoryCheck {
     /// - Returns: the outermost directory it created (nil: all existed), for `removeCreated`.
     @discardableResult
     public static func prepare(_ directory: String) throws -> String? {
-        let created = try createDirectories(Checkpoints.directory(of: directory))
+        let created = try createDirectories(Checkpoints.directory(of: directory), for: directory)
         do {
             try testWrite(in: Checkpoints.directory(of: directory))
         } catch {
@@ -45,7 +45,7 @@ public enum RunDirectoryCheck {
 
     /// `mkdir -p`, one component at a time, so a failure names the component
     /// and its errno; returns the outermost directory it created.
-    static func createDirectories(_ path: String) throws -> String? {
+    static func createDirectories(_ path: String, for runDirectory: String) throws -> String? {
         var prefix = path.hasPrefix("/") ? "/" : ""
         var created: String?
         for component in path.split(separator: "/") where !component.isEmpty {
@@ -60,9 +60,9 @@ public enum RunDirectoryCheck {
             if exists && (info.st_mode & S_IFMT) == S_IFDIR { continue }
             if exists || code == ENOTDIR {
                 let file = exists ? prefix : firstNonDirectory(prefix) ?? prefix
-                throw UserError("run directory \(path): cannot create it: '\(file)' is a file, not a directory; remove or rename it, or give another --run-dir")
+                throw UserError("run directory \(runDirectory): cannot create it: '\(file)' is a file, not a directory; remove or rename it, or give another --run-dir")
             }
-            throw failure(path, action: "cannot create '\(prefix)'", code: code)
+            throw failure(runDirectory, action: prefix == path ? "cannot create it" : "cannot create '\(prefix)'", code: code)
         }
         return created
     }
