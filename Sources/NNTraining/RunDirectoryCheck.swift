@@ -24,7 +24,7 @@ public enum RunDirectoryCheck {
     public static func prepare(_ directory: String) throws -> String? {
         let created = try createDirectories(Checkpoints.directory(of: directory), for: directory)
         do {
-            try testWrite(in: Checkpoints.directory(of: directory))
+            try testWrite(in: Checkpoints.directory(of: directory), for: directory)
         } catch {
             if let created { removeCreated(created, inside: directory) }
             throw error
@@ -62,7 +62,7 @@ public enum RunDirectoryCheck {
                 let file = exists ? prefix : firstNonDirectory(prefix) ?? prefix
                 throw UserError("run directory \(runDirectory): cannot create it: '\(file)' is a file, not a directory; remove or rename it, or give another --run-dir")
             }
-            throw failure(runDirectory, action: prefix == path ? "cannot create it" : "cannot create '\(prefix)'", code: code)
+            throw failure(runDirectory, action: prefix == runDirectory ? "cannot create it" : "cannot create '\(prefix)'", code: code)
         }
         return created
     }
@@ -79,10 +79,10 @@ public enum RunDirectoryCheck {
     }
 
     /// Creates a file, writes 4 KiB, fsyncs, closes and removes it.
-    static func testWrite(in directory: String) throws {
+    static func testWrite(in directory: String, for runDirectory: String) throws {
         let path = directory + "/.write-test-\(getpid())"
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw failure(directory, action: "cannot create a file in it", code: errno) }
+        guard descriptor >= 0 else { throw failure(runDirectory, action: "a test write failed", code: errno) }
         var code: Int32 = 0
         let block = [UInt8](repeating: 0x6E, count: 4096)
         var written = 0
@@ -95,7 +95,7 @@ public enum RunDirectoryCheck {
         }
         if close(descriptor) != 0 && code == 0 { code = errno }
         _ = unlink(path)
-        if code != 0 { throw failure(directory, action: "a test write failed", code: code) }
+        if code != 0 { throw failure(runDirectory, action: "a test write failed", code: code) }
     }
 
     /// The message for a failed directory operation, in the user's terms.

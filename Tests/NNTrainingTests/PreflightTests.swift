@@ -192,7 +192,21 @@ final class PreflightTests: XCTestCase {
         // The directory exists (the mount point): only a real write finds the read-only file system.
         assertMessage(try RunDirectoryCheck.prepare(mountPoint), "(EROFS)")
         assertMessage(try RunDirectoryCheck.prepare(mountPoint + "/run"),
-                      "run directory \(mountPoint)/run: cannot create '\(mountPoint)/run': the file system is read-only (EROFS)")
+                      "run directory \(mountPoint)/run: cannot create it: the file system is read-only (EROFS)")
+    }
+
+    func testReadOnlyBindMountOfAnExistingRunDirectory() throws {
+        // Every directory exists, so only the test write can find out.
+        let source = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: source + "/checkpoints", withIntermediateDirectories: true)
+        let point = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+        guard run("/bin/mount", ["--bind", source, point]) == 0 else { throw XCTSkip("cannot bind-mount here (needs root); skipped") }
+        addTeardownBlock { _ = self.run("/bin/umount", [point]) }
+        guard run("/bin/mount", ["-o", "remount,ro,bind", point]) == 0 else { throw XCTSkip("cannot remount read-only here; skipped") }
+        assertMessage(try RunDirectoryCheck.prepare(point),
+                      "run directory \(point): a test write failed: the file system is read-only (EROFS)")
+        XCTAssertNoThrow(try RunDirectoryCheck.prepare(source), "the same directory is writable elsewhere")
     }
 
     func testNoSpaceForTheCheckpoints() throws {
