@@ -65,7 +65,7 @@ public func agree(on fingerprint: DataFingerprint, _ communicator: any Communica
         let features = communicator.allGather(UInt64(split.featureCount))
         let labels = communicator.allGather(UInt64(split.labelWidth))
         let sums = communicator.allGather(UInt64(split.checksum))
-        func print(_ rank: Int) -> SplitFingerprint {
+        func shapeOf(_ rank: Int) -> SplitFingerprint {
             var p = SplitFingerprint(nil)
             (p.samples, p.featureCount, p.labelWidth) = (Int(samples[rank]), Int(features[rank]), Int(labels[rank]))
             return p
@@ -75,7 +75,7 @@ public func agree(on fingerprint: DataFingerprint, _ communicator: any Communica
         let name = DataFingerprint.names[index]
         if !shapeDiffers.isEmpty {
             let first = shapeDiffers[0]
-            problems.append("\(name) data differs in size on \(ranks(shapeDiffers)) (rank \(first): \(print(first).shape); rank 0: \(print(0).shape))")
+            problems.append("\(name) data differs in size on \(ranks(shapeDiffers)) (rank \(first): \(shapeOf(first).shape); rank 0: \(shapeOf(0).shape))")
         }
         if !contentDiffers.isEmpty {
             problems.append("\(name) data has the same size but different contents on \(ranks(contentDiffers)) (CRC-32C \(CRC32C.hex(UInt32(sums[contentDiffers[0]]))) vs rank 0's \(CRC32C.hex(UInt32(sums[0]))))")
