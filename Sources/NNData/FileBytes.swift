@@ -68,20 +68,42 @@ enum FileBytes {
         bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
     }
 
+    /// How much a decompressed file may hold, known from its first bytes: a
+    /// format's header says how large the rest must be, so decompression can
+    /// stop as soon as the output passes that instead of inflating a bomb.
+    struct OutputBound {
+        /// Bytes of output needed to read the header.
+        var headerLength: Int
+        /// The most bytes the whole output may hold, given the first
+        /// `headerLength` bytes (or fewer, when the stream ends first: then it is not called).
+        /// Throws when the header itself is wrong.
+        var maximum: ([UInt8]) throws -> Int
+        /// The message when the output passes the maximum (given the maximum).
+        var tooLong: (Int) -> String
+    }
+
     /// Decompresses a gzip file's content (concatenated members included).
-    static func gunzip(_ compressed: [UInt8], path: String, role: String) throws -> [UInt8] {
+    /// With `bound`, the output is first filled up to the header only, then
+    /// never allowed past what the header promises.
+    static func gunzip(_ compressed: [UInt8], path: String, role: String, bound: OutputBound? = nil) throws -> [UInt8] {
+        guard compressed.count <= Int(UInt32.max) else {
+            throw UserError("\(path): the gzip-compressed \(role) is \(compressed.count) bytes; files over 4 GiB compressed are not supported; decompress it first")
+        }
         // ISIZE, the last four bytes, is the uncompressed size mod 2³²: a good
         // first guess for the output buffer; it grows by doubling when short.
-        var capacity = 1 << 16
+        var hint = 1 << 16
         if compressed.count >= 18 {
             let n = compressed.count
             let size = Int(compressed[n - 4]) | Int(compressed[n - 3]) << 8
                 | Int(compressed[n - 2]) << 16 | Int(compressed[n - 1]) << 24
             // Deflate expands at most ~1032:1, so a larger hint is a damaged trailer: don't trust it.
-            if size <= compressed.count * 1032 { capacity = max(capacity, size + 1) }
+            if size <= compressed.count * 1032 { hint = max(hint, size + 1) }
         }
-        var output = [UInt8](repeating: 0, count: capacity)
+        // With a bound, nothing larger than the header is allocated before the header is read.
+        var output = [UInt8](repeating: 0, count: bound.map { max($0.headerLength, 1) } ?? hint)
         var produced = 0
+        /// The header's limit on the output, once known.
+        var maximum: Int?
 
         var stream = z_stream()
         let initStatus = inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
@@ -96,11 +118,23 @@ enum FileBytes {
 
         try compressed.withUnsafeBufferPointer { input in
             stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!)
-            stream.avail_in = UInt32(truncatingIfNeeded: input.count)
-            precondition(input.count <= Int(UInt32.max), "gzip files over 4 GiB are not supported")
+            stream.avail_in = UInt32(input.count)
             while true {
+                if let bound, maximum == nil, produced >= bound.headerLength {
+                    let limit = try bound.maximum(Array(output[0..<bound.headerLength]))
+                    maximum = limit
+                    let wanted = min(max(hint, bound.headerLength), limit == Int.max ? limit : limit + 1)
+                    if wanted > output.count { output.append(contentsOf: repeatElement(0, count: wanted - output.count)) }
+                }
+                if let maximum, produced > maximum {
+                    throw UserError("\(path): " + bound!.tooLong(maximum))
+                }
                 if produced == output.count {
-                    output.append(contentsOf: repeatElement(0, count: output.count))
+                    // One byte past the maximum is enough to know the file is too long.
+                    var grown = output.count * 2
+                    if let maximum, maximum < Int.max { grown = min(grown, maximum + 1) }
+                    if let bound, maximum == nil { grown = min(grown, bound.headerLength) }
+                    output.append(contentsOf: repeatElement(0, count: max(grown - output.count, 1)))
                 }
                 let status: Int32 = output.withUnsafeMutableBufferPointer { out in
                     stream.next_out = out.baseAddress! + produced
@@ -121,6 +155,10 @@ enum FileBytes {
                         guard inflateReset(&stream) == Z_OK else { throw corrupt("its next gzip member cannot be read") }
                         continue
                     }
+                    if let bound, maximum == nil, produced >= bound.headerLength {
+                        maximum = try bound.maximum(Array(output[0..<bound.headerLength]))
+                    }
+                    if let maximum, produced > maximum { throw UserError("\(path): " + bound!.tooLong(maximum)) }
                     return
                 case Z_BUF_ERROR:
                     // No progress possible: with room left that means the input ran out.
@@ -140,9 +178,56 @@ enum FileBytes {
         return output
     }
 
+    /// The first `count` bytes of the file's content (fewer when it is
+    /// shorter), decompressed when it starts with the gzip magic; reads only
+    /// as much of the file as that takes. `compressed`: whether it was gzip.
+    static func head(_ path: String, count: Int, role: String) throws -> (bytes: [UInt8], compressed: Bool) {
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else {
+            throw UserError("\(path): cannot open the \(role) (\(describeErrno(errno))); check the path and its permissions")
+        }
+        defer { close(descriptor) }
+        var prefix = [UInt8](repeating: 0, count: 1 << 16)
+        var filled = 0
+        while filled < prefix.count {
+            let got = prefix.withUnsafeMutableBytes { readSome(descriptor, $0.baseAddress! + filled, $0.count - filled) }
+            if got < 0 && errno == EINTR { continue }
+            if got <= 0 { break }
+            filled += got
+        }
+        prefix.removeSubrange(filled...)
+        guard isGzip(prefix) else { return (Array(prefix.prefix(count)), false) }
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return ([], true) }
+        defer { inflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: count)
+        var produced = 0
+        prefix.withUnsafeMutableBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { out in
+                stream.next_in = input.baseAddress
+                stream.avail_in = UInt32(input.count)
+                while produced < count {
+                    stream.next_out = out.baseAddress! + produced
+                    stream.avail_out = UInt32(count - produced)
+                    let status = inflate(&stream, Z_NO_FLUSH)
+                    produced = count - Int(stream.avail_out)
+                    if status != Z_OK { break }
+                }
+            }
+        }
+        return (Array(output[0..<produced]), true)
+    }
+
+    /// The size of the file at `path`, or nil when it cannot be read.
+    static func size(_ path: String) -> Int? {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(info.st_size)
+    }
+
     /// The file's bytes, decompressed when it starts with the gzip magic.
-    static func readMaybeGzip(_ path: String, role: String) throws -> [UInt8] {
+    static func readMaybeGzip(_ path: String, role: String, bound: OutputBound? = nil) throws -> [UInt8] {
         let bytes = try read(path, role: role)
-        return isGzip(bytes) ? try gunzip(bytes, path: path, role: role) : bytes
+        return isGzip(bytes) ? try gunzip(bytes, path: path, role: role, bound: bound) : bytes
     }
 }

@@ -20,9 +20,11 @@ public enum IDXLoader {
     ///   a corrupt gzip stream, a wrong magic, a truncated file, or image and
     ///   label counts that differ.
     public static func load(images imagesPath: String, labels labelsPath: String, limit: Int? = nil) throws -> Dataset {
-        let imageBytes = try FileBytes.readMaybeGzip(imagesPath, role: "IDX images file")
+        let imageBytes = try FileBytes.readMaybeGzip(imagesPath, role: "IDX images file",
+                                                     bound: bound(path: imagesPath, expected: imageMagic))
         let image = try header(imageBytes, path: imagesPath, expected: imageMagic)
-        let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file")
+        let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file",
+                                                     bound: bound(path: labelsPath, expected: labelMagic))
         let label = try header(labelBytes, path: labelsPath, expected: labelMagic)
 
         let imageCount = image.dimensions[0], rows = image.dimensions[1], columns = image.dimensions[2]
@@ -30,7 +32,10 @@ public enum IDXLoader {
         guard imageCount == labelCount else {
             throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(labelCount) labels; give the labels file that belongs to these images")
         }
-        let pixels = rows * columns
+        let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, pixels > 0 else {
+            throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; download or copy the file again")
+        }
         let n = min(imageCount, max(limit ?? imageCount, 0))
 
         // One tight conversion loop from the decoded bytes: no per-sample appends.
@@ -60,11 +65,31 @@ public enum IDXLoader {
         var dimensions: [Int]
         /// Where the values start.
         var dataOffset: Int
+
+        /// The number of values (one byte each) the dimensions promise; a
+        /// corrupt header can promise more than Int holds: then Int.max.
+        var valueCount: Int {
+            dimensions.reduce(1) { product, size in
+                let (result, overflow) = product.multipliedReportingOverflow(by: size)
+                return overflow ? Int.max : result
+            }
+        }
     }
 
     /// Parses and checks the header of a decoded IDX file, and that the file
     /// holds all the values the header promises.
     static func header(_ bytes: [UInt8], path: String, expected: UInt32) throws -> Header {
+        let header = try parseHeader(bytes, path: path, expected: expected)
+        let valueCount = header.valueCount
+        guard bytes.count - header.dataOffset >= valueCount else {
+            throw UserError("\(path): truncated: the header promises \(promise(header)) (\(valueCount) bytes) but the file holds \(bytes.count - header.dataOffset); download or copy the file again")
+        }
+        return header
+    }
+
+    /// Parses the magic and dimensions from the first bytes of an IDX file
+    /// (at least the header; the values need not be there).
+    static func parseHeader(_ bytes: [UInt8], path: String, expected: UInt32) throws -> Header {
         let kind = expected == imageMagic ? "image" : "label"
         func bigEndian(_ offset: Int) -> UInt32 {
             UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16 | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3])
@@ -78,23 +103,54 @@ public enum IDXLoader {
             let advice = swapped ? "did you swap images and labels?" : "give the \(kind)s file (e.g. train-\(kind)s-idx\(expected & 0xFF)-ubyte.gz)"
             throw UserError("\(path): not an IDX \(kind) file (magic \(hex(magic)), expected \(hex(expected))); \(advice)")
         }
-        let rank = Int(expected & 0xFF)
-        let dataOffset = 4 + 4 * rank
+        let dataOffset = headerLength(expected)
         guard bytes.count >= dataOffset else {
             throw UserError("\(path): truncated: the IDX header needs \(dataOffset) bytes but the file holds \(bytes.count); download or copy the file again")
         }
-        let dimensions = (0..<rank).map { Int(bigEndian(4 + 4 * $0)) }
-        // A corrupt header can promise more than Int holds; saturate so it reads as truncated.
-        let valueCount = dimensions.reduce(1) { product, size in
-            let (result, overflow) = product.multipliedReportingOverflow(by: size)
-            return overflow ? Int.max : result
-        }
-        guard bytes.count - dataOffset >= valueCount else {
-            let shape = dimensions.dropFirst().map(String.init).joined(separator: "×")
-            let promise = rank == 1 ? "\(dimensions[0]) labels" : "\(dimensions[0]) images of \(shape)"
-            throw UserError("\(path): truncated: the header promises \(promise) (\(valueCount) bytes) but the file holds \(bytes.count - dataOffset); download or copy the file again")
-        }
-        return Header(dimensions: dimensions, dataOffset: dataOffset)
+        let rank = Int(expected & 0xFF)
+        return Header(dimensions: (0..<rank).map { Int(bigEndian(4 + 4 * $0)) }, dataOffset: dataOffset)
+    }
+
+    /// The header's size for a magic: the magic and one UInt32 per dimension.
+    static func headerLength(_ magic: UInt32) -> Int { 4 + 4 * Int(magic & 0xFF) }
+
+    /// What the header promises, in words: `10 labels`, `60000 images of 28×28`.
+    static func promise(_ header: Header) -> String {
+        let shape = header.dimensions.dropFirst().map(String.init).joined(separator: "×")
+        return header.dimensions.count == 1 ? "\(header.dimensions[0]) labels" : "\(header.dimensions[0]) images of \(shape)"
+    }
+
+    /// Decompression stops once the output passes the header plus the values it promises.
+    static func bound(path: String, expected: UInt32) -> FileBytes.OutputBound {
+        var promised = ""
+        return FileBytes.OutputBound(
+            headerLength: headerLength(expected),
+            maximum: { head in
+                let header = try parseHeader(head, path: path, expected: expected)
+                promised = promise(header)
+                let (total, overflow) = header.dataOffset.addingReportingOverflow(header.valueCount)
+                return overflow ? Int.max : total
+            },
+            tooLong: { maximum in
+                "decompresses to more than the \(maximum) bytes its IDX header allows (\(promised)); the file is damaged or not an IDX file; download or copy it again"
+            })
+    }
+
+    // MARK: - Shape without loading
+
+    /// The samples and features a pair of IDX files will hold, read from the
+    /// images file's header alone (its first bytes, decompressed when it is
+    /// gzip), so their size can be checked before anything is loaded. Nil
+    /// when the header cannot be read or a raw file is shorter than it
+    /// promises: loading reports those.
+    public static func shape(images imagesPath: String, limit: Int? = nil) -> (count: Int, featureCount: Int)? {
+        guard let head = try? FileBytes.head(imagesPath, count: headerLength(imageMagic), role: "IDX images file"),
+              let header = try? parseHeader(head.bytes, path: imagesPath, expected: imageMagic) else { return nil }
+        if !head.compressed, let size = FileBytes.size(imagesPath),
+           size - header.dataOffset < header.valueCount { return nil }
+        let (pixels, overflow) = header.dimensions[1].multipliedReportingOverflow(by: header.dimensions[2])
+        let count = min(header.dimensions[0], max(limit ?? Int.max, 0))
+        return (count, overflow ? Int.max : pixels)
     }
 
     /// `0x00000803`-style hex for a magic number.

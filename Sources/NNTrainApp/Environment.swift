@@ -3,7 +3,9 @@
 
 import Foundation
 import NNCUDA
+import NNCore
 import NNDistributed
+import NNTraining
 import SafeTensors
 #if canImport(Glibc)
 import Glibc
@@ -43,6 +45,17 @@ enum Environment {
         case "plain": return false
         default: return !underLauncher && isatty(STDOUT_FILENO) != 0 && value("TERM") != "dumb"
         }
+    }
+
+    /// `NNTRAIN_MEMORY_LIMIT` (`8G`, `512M`, bytes): the memory a run may
+    /// use on this host, in place of the one read from the cgroup and
+    /// /proc/meminfo (nil: not set).
+    static func memoryLimit() throws -> HostMemory.Limit? {
+        guard let text = value("NNTRAIN_MEMORY_LIMIT") else { return nil }
+        guard let bytes = ByteCount.parse(text) else {
+            throw UserError("NNTRAIN_MEMORY_LIMIT: '\(text)' is not a size; give e.g. 8G, 512M or a number of bytes")
+        }
+        return HostMemory.Limit(bytes: bytes, source: "NNTRAIN_MEMORY_LIMIT")
     }
 
     /// Where cuBLAS and NVRTC are looked for first: `NNTRAIN_CUBLAS_DIR` and

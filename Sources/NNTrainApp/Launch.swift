@@ -103,10 +103,43 @@ enum Launch {
                 runDirectory = job.runDir ?? RunDirectories.fresh(name: RunDirectories.name(config: job.config, preset: job.preset))
             }
         }
+        // Rank 0 proves the run directory writable before any data is loaded;
+        // what it created is removed again when start-up fails.
+        var created: String?
+        try collectively(communicator) {
+            guard communicator.isCoordinator else { return }
+            created = try RunDirectoryCheck.prepare(runDirectory)
+        }
+        do {
+            return try prepareData(job, config: config, checkpoint: checkpoint, runDirectory: runDirectory,
+                                   accelerator: accelerator, facts: facts, communicator: communicator, console: console)
+        } catch {
+            if let created { RunDirectoryCheck.removeCreated(created, inside: runDirectory) }
+            throw error
+        }
+    }
+
+    /// The data, its agreement and the resources it needs, then the trainer.
+    static func prepareData(_ job: Train, config: RunConfig, checkpoint: ModelSnapshot?, runDirectory: String,
+                            accelerator: any Accelerator, facts: JobFacts, communicator: any Communicator,
+                            console: Console) throws -> (Trainer, JobFacts) {
+        // Memory and disk space are checked before loading when every rank
+        // knows the data's shape from headers (IDX, synthetic), else as soon as it is loaded (CSV).
+        let expected = DataShape.expected(config)
+        let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
+        if shapeKnown, let expected {
+            try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
+                               accelerator: accelerator, communicator: communicator)
+        }
         let objective = try config.objective()
         let data = try collectively(communicator) {
             try DataLoading.prepare(config, objective: objective, includeTest: true,
                                     scaler: checkpoint?.scaler, classNames: checkpoint?.classNames)
+        }
+        try agree(on: data, communicator)
+        if !shapeKnown {
+            try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
+                               accelerator: accelerator, communicator: communicator)
         }
         if let checkpoint, checkpoint.inputSize != data.featureCount {
             throw UserError("\(config.data.train.summary): the data has \(data.featureCount) features but the checkpoint's model takes \(checkpoint.inputSize)")
@@ -126,6 +159,25 @@ enum Launch {
                         start: start, schedule: job.schedule, store: store)
         }
         return (trainer, facts)
+    }
+
+    /// Every rank checks that its host's memory holds what the run needs
+    /// (its local ranks' copies together); rank 0 that the run directory's
+    /// file system holds the checkpoints it keeps.
+    static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, job: Train, runDirectory: String,
+                               accelerator: any Accelerator, communicator: any Communicator) throws {
+        try collectively(communicator) {
+            try TrainingLimits.check(config, trainingSamples: shape.samples)
+            let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
+            if let limit = try Environment.memoryLimit() ?? HostMemory.limit() {
+                try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
+                                       datasetLoaded: datasetLoaded, modelOnDevice: !accelerator.isHostMemory,
+                                       writesCheckpoints: communicator.isCoordinator)
+            }
+            guard communicator.isCoordinator else { return }
+            try RunDirectoryCheck.checkSpace(runDirectory, config: config, parameterCount: estimate.parameterCount,
+                                             keep: job.keepCheckpoints)
+        }
     }
 
     /// The configuration a new run names: a file, or a preset (the default one without either).
