@@ -500,7 +500,7 @@ final class Suite {
             for poison in [false, true] {
                 var values = uniform(rows, columns)
                 if poison {
-                    let specials: [Float] = [.nan, .infinity, -.infinity, .signalingNaN]
+                    let specials: [Float] = [.nan, .infinity, -.infinity, .signalingNaN, 2e19, -1e30]
                     for i in 0..<max(1, values.count / 97) {
                         values[random.nextInt(below: values.count)] = specials[i % specials.count]
                     }

@@ -89,13 +89,17 @@ public protocol Accelerator: AnyObject {
     /// `step` (see `UpdateStep` for the formulas); `state` holds the rule's
     /// slots in `UpdateRule.slots` order. With a guard it does nothing once
     /// the guard's record holds an earlier step or this step's gradients;
-    /// otherwise, if a weight or state value it computes is NaN or ±inf, it
-    /// records the step (source `.update`), the number of parameters with
-    /// such a value and the first one. A trial writes only the record.
+    /// otherwise, if a weight it computes is NaN or ±inf, it records the step
+    /// (source `.update`), the number of such weights, and the first one. A trial writes only the record.
+    /// (With gradients that passed `checkFinite`, a non-finite momentum
+    /// makes its weight non-finite, and a second moment cannot overflow, so
+    /// the weights tell.)
     func update(_ step: UpdateStep, parameters: Tensor, gradients: Tensor, state: [Tensor], guarded: UpdateGuard?)
-    /// If `tensor` holds NaN or ±inf and the `FiniteGuard` record `flag` is
-    /// clear, records `step` (1-based, source `.gradients`), the number of
-    /// such values in it and the first one's index.
+    /// If `tensor` holds values whose square is NaN or ±inf (NaN, ±inf, and
+    /// |x| > 1.8e19, whose square would overflow an optimizer's second
+    /// moment) and the `FiniteGuard` record `flag` is clear, records `step`
+    /// (1-based, source `.gradients`), the number of such values and the
+    /// first one's index.
     func checkFinite(_ tensor: Tensor, step: Int, flag: Tensor)
 }
 

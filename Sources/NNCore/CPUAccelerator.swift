@@ -294,23 +294,19 @@ public final class CPUAccelerator: Accelerator {
         let bad = Self.update(step, parameters.hostPointer, gradients.hostPointer, state.map(\.hostPointer),
                               count: parameters.count, store: store, check: guarded != nil)
         guard bad, let guarded else { return }
-        // Rare: count what went wrong, in the values written or, for a
-        // trial, in the values it would have written.
-        var values = [parameters] + state
+        // Rare: count the parameters whose new weight is non-finite, in the
+        // values written or, for a trial, in those it would have written.
+        var weights = parameters
         if !store {
-            values = values.map { tensor(self.values($0), rows: $0.rows, columns: $0.columns) }
-            _ = Self.update(step, values[0].hostPointer, gradients.hostPointer, values.dropFirst().map(\.hostPointer),
+            weights = tensor(values(parameters), rows: parameters.rows, columns: parameters.columns)
+            let copies = state.map { tensor(values($0), rows: $0.rows, columns: $0.columns) }
+            _ = Self.update(step, weights.hostPointer, gradients.hostPointer, copies.map(\.hostPointer),
                             count: parameters.count, store: true, check: false)
         }
-        let n = parameters.count
-        var flagged = [Bool](repeating: false, count: n)
-        for tensor in values {
-            let p = tensor.hostPointer
-            for i in 0..<n where !p[i].isFinite { flagged[i] = true }
-        }
-        let count = flagged.lazy.filter { $0 }.count
+        let p = weights.hostPointer, n = parameters.count
+        let count = (0..<n).lazy.filter { !p[$0].isFinite }.count
         FiniteGuard.set(guarded.record.hostPointer, FiniteGuard.Record(step: guarded.step, count: count, source: .update,
-                                                                       firstIndex: flagged.firstIndex(of: true) ?? 0))
+                                                                       firstIndex: (0..<n).first { !p[$0].isFinite } ?? 0))
     }
 
     /// Whether a guarded update must change nothing: the record holds an
@@ -342,27 +338,29 @@ public final class CPUAccelerator: Accelerator {
         let bad = countNonFinite(tensor)
         guard bad > 0 else { return }
         let p = tensor.hostPointer
-        let first = (0..<tensor.count).first { !p[$0].isFinite } ?? 0
+        let first = (0..<tensor.count).first { !(p[$0] * p[$0]).isFinite } ?? 0
         FiniteGuard.set(flag.hostPointer, FiniteGuard.Record(step: step, count: bad, source: .gradients, firstIndex: first))
     }
 
-    /// Number of NaN and ±inf values in `tensor`.
+    /// Number of values in `tensor` whose square is NaN or ±inf: NaN, ±inf,
+    /// and |x| > 1.8e19 (see `Accelerator.checkFinite`).
     func countNonFinite(_ tensor: Tensor) -> Int {
-        // x·0 is 0 for finite x and NaN otherwise: a vectorized sum of x·0
-        // over 16-wide lanes answers "all finite?" in one fast pass.
+        // x²·0 is 0 when x² is finite and NaN otherwise: a vectorized sum of
+        // x²·0 over 16-wide lanes answers "all fine?" in one fast pass.
         let p = tensor.hostPointer, n = tensor.count
         var lanes = SIMD16<Float>()
         var i = 0
         let raw = UnsafeRawPointer(p)
         while i + 16 <= n {
-            lanes += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) * 0
+            let x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            lanes += x * x * 0
             i += 16
         }
         var tail: Float = 0
-        while i < n { tail += p[i] * 0; i += 1 }
+        while i < n { tail += p[i] * p[i] * 0; i += 1 }
         if lanes.sum() == 0 && tail == 0 { return 0 }
         var bad = 0
-        for j in 0..<n where !p[j].isFinite { bad += 1 }
+        for j in 0..<n where !(p[j] * p[j]).isFinite { bad += 1 }
         return bad
     }
 }

@@ -120,3 +120,44 @@ extension Benchmarks {
         return (first, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(count), bytes)
     }
 }
+
+extension Benchmarks {
+    /// The cost of the optimizer's non-finite check: the median time of one
+    /// update of `config`'s model (its rule, one rank, one thread) with the
+    /// check and without it, in alternating rounds, and the time of the
+    /// step's matrix products at the config's batch for scale.
+    static func updateCheck(config: RunConfig, inputSize: Int, rounds: Int)
+        -> (parameters: Int, plainMicroseconds: Double, checkedMicroseconds: Double, stepGEMMMilliseconds: Double) {
+        let layout = Sequential.layout(inputSize: inputSize, layers: config.layerSpecs)
+        let n = layout.last.map { $0.offset + $0.count } ?? 0
+        var stream = RandomStream(key: randomKey(seed: 1, purpose: .testing))
+        func buffer(_ value: () -> Float) -> UnsafeMutablePointer<Float> {
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
+            for i in 0..<n { p[i] = value() }
+            return p
+        }
+        let w = buffer { stream.nextUniform(-0.1, 0.1) }, g = buffer { stream.nextUniform(-1e-3, 1e-3) }
+        let slots = config.optimizer.rule.slots.map { _ in buffer { 0 } }
+        defer { ([w, g] + slots).forEach { $0.deallocate() } }
+        let rule = config.optimizer.rule
+        func time(check: Bool, steps: Int) -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for step in 1...steps {
+                let constants = rule.constants(step: step, learningRate: 1e-3, weightDecay: 0)
+                _ = CPUAccelerator.update(constants, w, g, slots, count: n, store: true, check: check)
+            }
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e3 / Double(steps)
+        }
+        _ = time(check: true, steps: 50)
+        _ = time(check: false, steps: 50)
+        var plain: [Double] = [], checked: [Double] = []
+        for _ in 0..<max(1, rounds) {
+            plain.append(time(check: false, steps: 200))
+            checked.append(time(check: true, steps: 200))
+        }
+        let gemm = stepGEMMs(widths: widths(of: config, inputSize: inputSize), batch: config.training.batchSize,
+                             accelerator: CPUAccelerator(threads: 1), seconds: 1).perIteration
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        return (n, median(plain), median(checked), gemm * 1000)
+    }
+}

@@ -256,7 +256,31 @@ struct Selftest: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measurements for the benchmark scripts (scripts/bench-cpu, scripts/bench-distributed).",
-        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self, ReportRefresh.self])
+        subcommands: [GEMMBound.self, Allreduce.self, CheckpointIO.self, ReportRefresh.self, UpdateCheck.self])
+
+    struct UpdateCheck: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "update",
+            abstract: "Time of a preset's optimizer update on the CPU with and without its non-finite check, beside the step's matrix products.")
+
+        @Option(name: .long, help: "Preset whose model and optimizer to use.")
+        var preset: String = Presets.names[0]
+
+        @Option(name: .customLong("input-size"), help: "Features per sample.")
+        var inputSize: Int = 784
+
+        @Option(name: .long, help: "Rounds of each, alternating.")
+        var rounds: Int = 15
+
+        func run() throws {
+            let config = try Launch.flagged("--preset") { try Presets.config(preset) }
+            let r = Benchmarks.updateCheck(config: config, inputSize: inputSize, rounds: rounds)
+            let share = (r.checkedMicroseconds - r.plainMicroseconds) / (r.stepGEMMMilliseconds * 1000)
+            output(String(format: "{\"parameters\": %d, \"update_us\": %.2f, \"checked_update_us\": %.2f, \"check_us\": %.2f, \"step_gemm_ms\": %.4f, \"check_share_of_gemm_step\": %.5f}\n",
+                          r.parameters, r.plainMicroseconds, r.checkedMicroseconds, r.checkedMicroseconds - r.plainMicroseconds,
+                          r.stepGEMMMilliseconds, share))
+        }
+    }
 
     struct ReportRefresh: ParsableCommand {
         static let configuration = CommandConfiguration(

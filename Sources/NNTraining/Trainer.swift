@@ -9,8 +9,9 @@
 // finite check → optimizer step, identical on every rank.
 //
 // The finite checks leave their answer on the device (a `FiniteGuard`): one
-// pass over the summed gradients, and the optimizer's own loop over what it
-// writes (weights and state). The optimizer skips every step once the record
+// pass over the summed gradients (NaN, ±inf, or a square that overflows),
+// and the optimizer's own loop over the weights it writes (which then covers
+// its state). The optimizer skips every step once the record
 // is set, and the host reads it every `finiteCheckInterval` steps and before
 // anything is saved, so a GPU never waits for the host within those steps,
 // and nothing non-finite is ever written. With `training.on_nonfinite: skip`
@@ -313,9 +314,9 @@ public final class Trainer {
         let layer = model.entries.last { $0.offset <= bad.firstIndex }?.name ?? "the parameters"
         switch bad.source {
         case .gradients:
-            return "step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN or infinite after the allreduce, the first in \(layer)"
+            return "step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN, infinite or too large to square (above 1.8e19) after the allreduce, the first in \(layer)"
         case .update:
-            return "step \(bad.step) (epoch \(epoch)): the update made \(bad.count) parameters NaN or infinite (weights or optimizer state), the first in \(layer)"
+            return "step \(bad.step) (epoch \(epoch)): the update made \(bad.count) weights NaN or infinite, the first in \(layer)"
         }
     }
 

@@ -385,30 +385,43 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func testAnUpdateThatOverflowsIsRecordedAndATrialWritesNothing() {
-        let adam = UpdateRule.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-7)
+        let sgd = UpdateRule.sgd(momentum: 0.9, nesterov: false)
         for trial in [false, true] {
-            let w = cpu.tensor([1, 2, 3, 4], rows: 1, columns: 4), g = cpu.tensor([0.5, 0.5, 3e38, 0.5], rows: 1, columns: 4)
-            let m = cpu.tensor(rows: 1, columns: 4), v = cpu.tensor(rows: 1, columns: 4)
+            // m = −η·g and w + m with η = 1e20: the gradient 1e19 (its square
+            // still finite) takes weight 2 to −inf, the others stay finite.
+            let w = cpu.tensor([1, 2, 3, 4], rows: 1, columns: 4), g = cpu.tensor([0.5, 0.5, 1e19, 0.5], rows: 1, columns: 4)
+            let m = cpu.tensor(rows: 1, columns: 4)
             let guardRecord = FiniteGuard(accelerator: cpu)
-            // g² overflows in the second moment: v, and then w, become inf/NaN at index 2 only.
-            cpu.update(adam.constants(step: 1, learningRate: 0.1, weightDecay: 0), parameters: w, gradients: g, state: [m, v],
+            cpu.checkFinite(g, step: 5, flag: guardRecord.tensor)
+            XCTAssertNil(guardRecord.read(cpu), "1e19 passes the gradient check: its square is finite")
+            guardRecord.clear(cpu)
+            cpu.update(sgd.constants(step: 1, learningRate: 1e20, weightDecay: 0), parameters: w, gradients: g, state: [m],
                        guarded: UpdateGuard(record: guardRecord.tensor, step: 5, trial: trial))
             XCTAssertEqual(guardRecord.read(cpu), FiniteGuard.Record(step: 5, count: 1, source: .update, firstIndex: 2))
             if trial {
                 XCTAssertEqual(cpu.values(w), [1, 2, 3, 4], "a trial leaves the weights")
-                XCTAssertEqual(cpu.values(v), [0, 0, 0, 0], "and the state")
+                XCTAssertEqual(cpu.values(m), [0, 0, 0, 0], "and the state")
             } else {
-                XCTAssertFalse(cpu.values(v)[2].isFinite)
-                XCTAssertEqual(cpu.values(w)[0], 1 - 0.1, accuracy: 1e-5)
+                XCTAssertFalse(cpu.values(w)[2].isFinite)
+                XCTAssertEqual(cpu.values(w)[0], 1 - 0.5e20, accuracy: 1e14)
             }
             // The next step is skipped while the record is set, and runs once it is cleared.
             let before = cpu.values(w)
-            cpu.update(adam.constants(step: 1, learningRate: 0.1, weightDecay: 0), parameters: w, gradients: cpu.tensor([1, 1, 1, 1], rows: 1, columns: 4),
-                       state: [m, v], guarded: UpdateGuard(record: guardRecord.tensor, step: 6))
-            XCTAssertEqual(cpu.values(w), before)
+            cpu.update(sgd.constants(step: 1, learningRate: 0.1, weightDecay: 0), parameters: w,
+                       gradients: cpu.tensor([1, 1, 1, 1], rows: 1, columns: 4), state: [m],
+                       guarded: UpdateGuard(record: guardRecord.tensor, step: 6))
+            XCTAssertEqual(cpu.values(w).map(\.bitPattern), before.map(\.bitPattern))
             guardRecord.clear(cpu)
             XCTAssertNil(guardRecord.read(cpu))
         }
+    }
+
+    func testAGradientWhoseSquareOverflowsIsCaughtBeforeTheSecondMoment() {
+        // Adam's v would become inf (g² > FLT_MAX) while the weight stayed
+        // finite (m/√∞ = 0): the gradient check must catch it.
+        let guardRecord = FiniteGuard(accelerator: cpu)
+        cpu.checkFinite(cpu.tensor([0.5, -2e19, 1], rows: 1, columns: 3), step: 3, flag: guardRecord.tensor)
+        XCTAssertEqual(guardRecord.read(cpu), FiniteGuard.Record(step: 3, count: 1, source: .gradients, firstIndex: 1))
     }
 
     func testGemmWithTransposesAndBeta() {

@@ -126,10 +126,8 @@ final class InProcessTrainingTests: XCTestCase {
 
     func testNonFiniteGradientsStopEveryRankAtTheSameStep() throws {
         // A linear model on unscaled data with plain SGD at rate 1: each step
-        // multiplies the weights by about 8, so the running loss (squares)
-        // overflows first, and a few epochs later the gradients do. A much
-        // larger rate overflows the weights in the update itself, one step
-        // before the gradients, and leaves nothing worth resuming. Checkpoints
+        // multiplies the weights by about 8, until the gradients' squares
+        // overflow (an update that overflows is the next test). Checkpoints
         // after every step show which steps were saved.
         let diverging = """
             data:
@@ -145,9 +143,9 @@ final class InProcessTrainingTests: XCTestCase {
         let messages = runs.map { $0.error ?? "no error" }
         XCTAssertEqual(Set(messages).count, 1, "every rank reports the same failure: \(messages)")
         let message = messages[0]
-        XCTAssertTrue(message.contains("NaN or infinite"), message)
+        XCTAssertTrue(message.contains("NaN, infinite or too large to square"), message)
         guard let badStep = Self.step(in: message) else { return XCTFail("no step in: \(message)") }
-        XCTAssertGreaterThan(badStep, 2 * Self.stepsPerEpoch, "the test needs the loss to overflow before the gradients")
+        XCTAssertGreaterThan(badStep, Self.stepsPerEpoch, "the test needs an epoch of finite steps")
         XCTAssertNotEqual(badStep % Self.stepsPerEpoch, 0, "the test needs the failure mid-epoch")
         for run in runs {
             XCTAssertNil(run.outcome, "rank \(run.rank)")
@@ -163,8 +161,6 @@ final class InProcessTrainingTests: XCTestCase {
         // Damaged checkpoints would be skipped with a warning: there must be none.
         let (last, _) = try Checkpoints.latestValid(in: directory) { XCTFail($0) }
         XCTAssertEqual(last.position?.globalStep, badStep - 1)
-        XCTAssertTrue(last.position?.epochStatistics.contains { !$0.isFinite } ?? false,
-                      "the test needs a checkpoint whose running loss overflowed")
         XCTAssertTrue(last.parameters.allSatisfy(\.isFinite), "the last checkpoint holds finite weights")
         XCTAssertEqual(last.parameters, runs[0].parameters, "the last checkpoint holds the weights the ranks stopped with")
     }

@@ -308,7 +308,9 @@ extern "C" __global__ void nn_add_penalty(const float* w, float* g, i64 n, float
 // keep = 1 - lr * weight decay (decoupled). record is the FiniteGuard record
 // (null for none): an update changes nothing once it holds an earlier step
 // or this step's gradients; otherwise the update counts the parameters whose
-// new weight or state value is NaN or +-inf and claims the record for them.
+// new weight is NaN or +-inf and claims the record for them (with gradients
+// that passed nn_check_finite the state cannot go wrong while the weight
+// stays finite; see CKernels).
 // With store = 0 it is a trial: it computes and checks, and writes nothing
 // else.
 
@@ -351,7 +353,7 @@ extern "C" __global__ void nn_sgd(float* w, const float* g, float* m, i64 n, flo
         return;
     }
     UPDATE_LOOP(float wi = w[i]; float mi = m[i]; nn_sgd_momentum_element(&wi, &mi, g[i], lr, mu, look, direct, keep),
-                NN_BAD(wi) || NN_BAD(mi), w[i] = wi; m[i] = mi);
+                NN_BAD(wi), w[i] = wi; m[i] = mi);
 }
 
 // m is null without momentum.
@@ -361,12 +363,12 @@ extern "C" __global__ void nn_rmsprop(float* w, const float* g, float* v, float*
     if (update_skips(record, step)) return;
     if (m == 0) {
         UPDATE_LOOP(float wi = w[i]; float vi = v[i]; nn_rmsprop_element(&wi, &vi, g[i], lr, rho, oneMinusRho, eps, keep),
-                    NN_BAD(wi) || NN_BAD(vi), w[i] = wi; v[i] = vi);
+                    NN_BAD(wi), w[i] = wi; v[i] = vi);
         return;
     }
     UPDATE_LOOP(float wi = w[i]; float vi = v[i]; float mi = m[i];
                 nn_rmsprop_momentum_element(&wi, &vi, &mi, g[i], lr, rho, oneMinusRho, eps, mu, keep),
-                NN_BAD(wi) || NN_BAD(vi) || NN_BAD(mi), w[i] = wi; v[i] = vi; m[i] = mi);
+                NN_BAD(wi) || NN_BAD(mi), w[i] = wi; v[i] = vi; m[i] = mi);
 }
 
 // alpha = lr * sqrt(1 - beta2^t) / (1 - beta1^t), computed on the host in double.
@@ -375,17 +377,18 @@ extern "C" __global__ void nn_adam(float* w, const float* g, float* m, float* v,
     if (update_skips(record, step)) return;
     UPDATE_LOOP(float wi = w[i]; float mi = m[i]; float vi = v[i];
                 nn_adam_element(&wi, &mi, &vi, g[i], alpha, c1, c2, eps, keep),
-                NN_BAD(wi) || NN_BAD(mi) || NN_BAD(vi), w[i] = wi; m[i] = mi; v[i] = vi);
+                NN_BAD(wi), w[i] = wi; m[i] = mi; v[i] = vi);
 }
 
 // ---- checks ------------------------------------------------------------------
 
-// NaN and +-inf are exactly the values with an all-ones exponent. The first
-// step that finds any claims the record (step, count, source, first index);
-// once a step holds it, later steps leave it alone.
+// Values whose square is NaN or +-inf (NaN, +-inf, |x| > 1.8e19): those
+// with an all-ones exponent in x*x. The first step that finds any claims the
+// record (step, count, source, first index); once a step holds it, later
+// steps leave it alone.
 extern "C" __global__ void nn_check_finite(const float* x, i64 n, unsigned* record, unsigned step) {
     if (record[0] != 0u && record[0] != step) return;
     unsigned c = 0u, first = 0xffffffffu;
-    GRID_STRIDE(i, n) if (NN_BAD(x[i])) { c++; if ((unsigned)i < first) first = (unsigned)i; }
+    GRID_STRIDE(i, n) if (NN_BAD(x[i] * x[i])) { c++; if ((unsigned)i < first) first = (unsigned)i; }
     claim_record(record, step, RECORD_GRADIENTS, c, first);
 }
