@@ -76,6 +76,68 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    func testAnUpdateThatOverflowsStopsWithExit2AndNothingNonFiniteSaved() throws {
+        let dir = temporaryDirectory(self)
+        // Decoupled weight decay η·λ = 10⁹: the weights overflow in the update.
+        let config = write("""
+            data:
+              train: {format: synthetic, name: spiral, samples: 40, noise: 0.1, seed: 1}
+            model:
+              layers:
+                - dense: {units: 8, activation: tanh}
+                - dense: {units: 2, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adamw, learning_rate: 1000, weight_decay: 1000000}
+            training: {epochs: 5, batch_size: 4, seed: 1}
+            """, "overflow.yaml", in: dir)
+        for ranks in [1, 2] {
+            let run = dir + "/r\(ranks)"
+            let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", run, "--checkpoint-every", "1"], timeout: 60)
+            XCTAssertEqual(outcome.status, 2, outcome.stderr)
+            let lines = outcome.stderr.split(separator: "\n").filter { $0.contains("nntrain: error:") }
+            XCTAssertEqual(lines.count, 1, outcome.stderr)
+            XCTAssertTrue(lines.first?.contains("the update made") == true && lines.first?.contains("layers.0.weight") == true,
+                          outcome.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/model.safetensors"), "no final model")
+            let (latest, _) = try Checkpoints.latestValid(in: run) { XCTFail($0) }
+            XCTAssertTrue(latest.parameters.allSatisfy(\.isFinite) && latest.optimizerState.allSatisfy(\.isFinite))
+            let line = String(lines.first ?? "")
+            let digits = line.range(of: "step ").map { line[$0.upperBound...].prefix { $0.isNumber } } ?? ""
+            XCTAssertEqual(latest.position?.globalStep, Int(digits).map { $0 - 1 }, "latest is the step before the bad one")
+            // Resuming with a rate that tames the decay (η·λ = 0.1) continues from it and finishes.
+            let resumed = try mpirun(ranks, ["train", "--run-dir", run, "--resume", "--learning-rate", "0.0000001"], timeout: 60)
+            XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        }
+    }
+
+    func testSkippedStepsOnTwoRanksAreCountedInTheMetrics() throws {
+        let dir = temporaryDirectory(self)
+        // One row of 97 holds a feature of 10³⁰: the one batch an epoch that
+        // holds it has infinite gradients, and is skipped.
+        var rows = ["a,b,y"]
+        for i in 0..<97 { rows.append(i == 41 ? "1e30,1,0.5" : "\(Float(i % 7) / 7),\(Float(i % 5) / 5),\(Float(i % 3) / 3)") }
+        let data = write(rows.joined(separator: "\n") + "\n", "spiked.csv", in: dir)
+        let config = write("""
+            task: regression
+            data:
+              train: {format: csv, path: \(data), label: y}
+              scale: none
+            model:
+              layers:
+                - dense: {units: 1}
+            loss: mse
+            optimizer: {name: sgd, learning_rate: 0.05}
+            training: {epochs: 3, batch_size: 12, seed: 7}
+            """, "spiked.yaml", in: dir)
+        let stopped = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/stop"], timeout: 60)
+        XCTAssertEqual(stopped.status, 2, "without --on-nonfinite skip the bad step stops the run: \(stopped.stderr)")
+        let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/skip", "--on-nonfinite", "skip"], timeout: 60)
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
+        XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+        XCTAssertEqual(metricsLines(dir + "/skip").map { $0["skipped_steps"] as? Int }, [1, 1, 1])
+        XCTAssertTrue(try modelParameters(dir + "/skip").allSatisfy(\.isFinite))
+    }
+
     func testEarlyStoppingStopsEveryRankAtOneEpochWithTheBestWeights() throws {
         let dir = temporaryDirectory(self)
         let arguments = ["train", "--preset", "spiral", "--epochs", "300", "--patience", "4", "--restore-best-weights",
