@@ -58,6 +58,11 @@ public final class MPICommunicator: Communicator {
         watchdog?.onStop = handler
     }
 
+    /// Called on the watchdog's thread with a remark that does not stop the job.
+    public func onWatchdogNote(_ handler: @escaping (String) -> Void) {
+        watchdog?.onNote = handler
+    }
+
     /// Lets the watchdog know of stop signals (see `Watchdog`).
     public func watchdogStopRequested(_ requested: @escaping () -> Bool) {
         watchdog?.stopRequested = requested

@@ -72,6 +72,8 @@ final class Watchdog: @unchecked Sendable {
     var onStop: (_ message: String, _ reports: Bool) -> Void = { message, reports in
         if reports { FileHandle.standardError.write(Data(("nntrain: error: " + message + "\n").utf8)) }
     }
+    /// A remark that does not stop the job (printed by rank 0 alone).
+    var onNote: (String) -> Void = { _ in }
     /// Whether a stop signal arrived (mpirun sends SIGTERM when a rank dies).
     var stopRequested: () -> Bool = { false }
 
@@ -91,6 +93,8 @@ final class Watchdog: @unchecked Sendable {
     private var pingRequest: MPI_Request?
     private var replies: [(MPI_Request?, UnsafeMutablePointer<Int64>)] = []
     private var lastCounted: UInt64 = 0
+    /// The start-up collective already found to wait for slow ranks only.
+    private var lastExcused: UInt64 = 0
     /// Why a collective failed, from the main thread.
     private let failure = Locked<String?>(nil)
 
@@ -156,12 +160,22 @@ final class Watchdog: @unchecked Sendable {
             let waited = Double(Self.now() &- entered) / 1e9
             let kind = CollectiveKind(rawValue: nn_atomic_load(shared + 3))?.name ?? "collective"
             let step = nn_atomic_load(shared + 2)
-            if waited > settings.timeout {
+            let current = nn_atomic_load(shared + 1)
+            if waited > settings.timeout && current != lastExcused {
                 let answers = rollCall()
+                // Before the first step every rank loads its own data, at its
+                // own pace: a rank that answers is only slow, and is waited for.
+                let missing = answers.count < size - 1
+                if !missing && answers.values.allSatisfy({ $0.waiting || $0.step == 0 }) && step == 0 {
+                    lastExcused = current
+                    if rank == 0 || answers[0]?.waiting == false {
+                        onNote("rank \(rank) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
+                    }
+                    continue
+                }
                 stop(reason: "the \(kind) of step \(step) has waited \(Int(waited)) s on rank \(rank) (--collective-timeout \(formatted(settings.timeout)) s)",
                      answers: answers)
             }
-            let current = nn_atomic_load(shared + 1)
             if stopRequested(), waited > settings.signalWait, current != lastCounted {
                 // A stop signal while waiting: is a rank gone? If every rank
                 // answers, the job is only slow and stops at the next step.

@@ -39,6 +39,11 @@ public final class Console: TrainingObserver {
         Console.write("nntrain: warning: " + text + "\n", to: stderr)
     }
 
+    /// Prints a warning on standard error from any rank (the caller decides which).
+    public static func warning(_ text: String) {
+        write("nntrain: warning: " + text + "\n", to: stderr)
+    }
+
     /// Prints an error on standard error, from any rank (the caller decides which).
     public static func error(_ text: String) {
         write("nntrain: error: " + text + "\n", to: stderr)

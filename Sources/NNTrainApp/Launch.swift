@@ -35,6 +35,7 @@ enum Launch {
         if let mpi = communicator as? MPICommunicator {
             if let problem = mpi.watchdogProblem { console.warn(problem) }
             mpi.watchdogStopRequested { stop.isRequested }
+            mpi.onWatchdogNote { Console.warning($0) }
             // The watchdog ends a stalled job from its own thread: the line,
             // and run.json's exit reason, come from here before the exit.
             mpi.onWatchdogStop { message, reports in
