@@ -274,33 +274,5 @@ final class PreflightTests: XCTestCase {
         }
         return [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/f.gz")))
     }
-
-    func temporaryDirectory() -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-preflight-\(UUID().uuidString)").path
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
-        return path
-    }
-
-    /// Runs `body` on its own thread; a rank hung in a collective fails the test after `seconds`.
-    func withDeadline<T>(_ seconds: Double, file: StaticString = #filePath, line: UInt = #line,
-                         _ body: @escaping @Sendable () throws -> T) throws -> T {
-        let box = Box<T>()
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            box.set(Result(catching: body))
-            done.signal()
-        }.start()
-        guard done.wait(timeout: .now() + seconds) == .success else {
-            XCTFail("not finished after \(seconds) s: a rank is hung", file: file, line: line)
-            throw UserError("hung")
-        }
-        return try box.get()
-    }
 }
 
-private final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<T, any Error>?
-    func set(_ value: Result<T, any Error>) { lock.withLock { result = value } }
-    func get() throws -> T { try lock.withLock { try result!.get() } }
-}
