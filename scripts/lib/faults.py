@@ -287,10 +287,11 @@ def judge(a):
     errors = [l for l in after if "nntrain: error:" in l[2] or (a.detect and re.search(a.detect, l[2]))]
     launcher = [l for l in after if LAUNCHER.search(l[2])]
     first = errors[0] if errors else (launcher[0] if launcher else None)
+    more = ""
     if errors:
         message = errors[0][2].split("nntrain: error:", 1)[-1]
         if len(errors) > 1:
-            message += f" (+{len(errors) - 1} more)"
+            more = f" [+{len(errors) - 1} more]"
     elif launcher:
         message = "mpirun: " + launcher[0][2]
     else:
@@ -316,7 +317,7 @@ def judge(a):
     extra = read(os.path.join(d, "problems"))
     if extra:
         problems.append(extra)
-    row = {"fault": a.fault, "detect": detect, "gone": gone, "exit": str(rc), "message": shorten(message, strip=a.strip),
+    row = {"fault": a.fault, "detect": detect, "gone": gone, "exit": str(rc), "message": shorten(message, strip=a.strip) + more,
            "checkpoint": ckpt, "resume": resume, "verdict": "ok" if not problems else "UNEXPECTED: " + "; ".join(problems)}
     with open(a.rows, "a") as f:
         f.write(json.dumps(row) + "\n")
