@@ -93,6 +93,8 @@ final class Watchdog: @unchecked Sendable {
     private var pingRequest: MPI_Request?
     private var replies: [(MPI_Request?, UnsafeMutablePointer<Int64>)] = []
     private var lastCounted: UInt64 = 0
+    /// Seconds this process was last suspended, if it was.
+    private var suspendedFor: Double?
     /// The start-up collective already found to wait for slow ranks only.
     private var lastExcused: UInt64 = 0
     /// Why a collective failed, from the main thread.
@@ -151,8 +153,14 @@ final class Watchdog: @unchecked Sendable {
     // MARK: - The watchdog's thread
 
     private func watch() {
+        var lastTick = Self.now()
         while true {
             usleep(50_000)
+            // A tick much later than 50 ms: this process was suspended
+            // (SIGSTOP), and whatever it now finds is its own doing.
+            let tick = Self.now()
+            if Double(tick &- lastTick) / 1e9 > 1 { suspendedFor = Double(tick &- lastTick) / 1e9 }
+            lastTick = tick
             answerPings()
             if let reason = failure.withLock({ $0 }) { stop(reason: reason, answers: rollCall()) }
             let entered = nn_atomic_load(shared)
@@ -283,7 +291,11 @@ final class Watchdog: @unchecked Sendable {
             findings.append("\(list(elsewhere)) \(elsewhere.count == 1 ? "is" : "are") alive but not in this collective (at \(steps.joined(separator: ", ")))")
         }
         if findings.isEmpty { findings.append("every rank answered and waits in it: the network between the ranks is not delivering") }
-        let message = reason + "; " + findings.joined(separator: "; ") + "; stopping every rank"
+        var message = reason + "; " + findings.joined(separator: "; ") + "; stopping every rank"
+        if let suspendedFor {
+            // The others stopped waiting for this rank: its view says nothing of theirs.
+            message = "rank \(rank) (host \(hosts.indices.contains(rank) ? hosts[rank] : "?")) was suspended for \(Int(suspendedFor.rounded())) s (stopped, e.g. by SIGSTOP); the job ended meanwhile"
+        }
         // The lowest rank among those still waiting with this one prints the line.
         let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
         let reports = waitingWithMe.allSatisfy { $0 > rank }

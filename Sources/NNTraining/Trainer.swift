@@ -314,9 +314,10 @@ public final class Trainer {
         let layer = model.entries.last { $0.offset <= bad.firstIndex }?.name ?? "the parameters"
         switch bad.source {
         case .gradients:
-            return "step \(bad.step) (epoch \(epoch)): \(bad.count) gradient values are NaN, infinite or too large to square (above 1.8e19) after the allreduce, the first in \(layer)"
+            let values = bad.count == 1 ? "1 gradient value is" : "\(bad.count) gradient values are"
+            return "step \(bad.step) (epoch \(epoch)): \(values) NaN, infinite or too large to square (above 1.8e19) after the allreduce, the first in \(layer)"
         case .update:
-            return "step \(bad.step) (epoch \(epoch)): the update made \(bad.count) weights NaN or infinite, the first in \(layer)"
+            return "step \(bad.step) (epoch \(epoch)): the update made \(bad.count == 1 ? "1 weight" : "\(bad.count) weights") NaN or infinite, the first in \(layer)"
         }
     }
 
