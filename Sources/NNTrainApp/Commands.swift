@@ -88,6 +88,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "Also write a checkpoint every N steps (default: at the end of every epoch only).")
     var checkpointEvery: Int = 0
 
+    @Option(name: .customLong("checkpoint-minutes"), parsing: .unconditional, help: "Also write a checkpoint when this many minutes have passed since the last one (0: never by time).")
+    var checkpointMinutes: Double = 10
+
     @Option(name: .customLong("keep-checkpoints"), parsing: .unconditional, help: "How many checkpoints to keep.")
     var keepCheckpoints: Int = 3
 
@@ -117,6 +120,9 @@ struct Train: ParsableCommand {
             throw ValidationError("--learning-rate: must be a positive number (got \(learningRate))")
         }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every: must be 0 or more (got \(checkpointEvery))") }
+        if !(checkpointMinutes >= 0) || !checkpointMinutes.isFinite {
+            throw ValidationError("--checkpoint-minutes: must be 0 (never by time) or a positive number (got \(checkpointMinutes))")
+        }
         if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
         if resumeLatest && resumeFrom != nil { throw ValidationError("give --resume once") }
         if let patience, patience < 0 { throw ValidationError("--patience: must be 0 or more (got \(patience))") }
@@ -148,7 +154,7 @@ struct Train: ParsableCommand {
     }
 
     /// When the loop checkpoints.
-    var schedule: TrainingSchedule { TrainingSchedule(checkpointEvery: checkpointEvery) }
+    var schedule: TrainingSchedule { TrainingSchedule(checkpointEvery: checkpointEvery, checkpointSeconds: checkpointMinutes * 60) }
 
     func run() throws {
         let status = Launch.train(self)

@@ -43,6 +43,10 @@ public enum StartingPoint: Sendable {
 public struct TrainingSchedule: Sendable {
     /// Also checkpoint every this many steps (0: only at epoch ends and on stops).
     public var checkpointEvery: Int
+    /// Also checkpoint when this many seconds have passed since the last
+    /// checkpoint (0: never by time), at the next poll of the stop request,
+    /// so a process killed mid-epoch loses at most that much work.
+    public var checkpointSeconds: Double
     /// Steps between two polls of the stop request in a job of several ranks
     /// (each poll is a collective; a world of one polls every step).
     public var stopCheckInterval: Int
@@ -51,8 +55,9 @@ public struct TrainingSchedule: Sendable {
     public var finiteCheckInterval: Int
 
     /// The schedule; by default checkpoints only at epoch ends.
-    public init(checkpointEvery: Int = 0, stopCheckInterval: Int = 8, finiteCheckInterval: Int = 50) {
+    public init(checkpointEvery: Int = 0, checkpointSeconds: Double = 0, stopCheckInterval: Int = 8, finiteCheckInterval: Int = 50) {
         self.checkpointEvery = checkpointEvery
+        self.checkpointSeconds = max(0, checkpointSeconds)
         self.stopCheckInterval = max(1, stopCheckInterval)
         self.finiteCheckInterval = max(1, finiteCheckInterval)
     }
@@ -98,6 +103,8 @@ public final class Trainer {
     var bestParameters: [Float]?
     /// Every rank's host name, by rank.
     let hosts: [String]
+    /// When the last checkpoint was written (or the run began).
+    var lastCheckpoint = Date()
 
     /// Builds the model replica and agrees on its initial state with every
     /// rank: rank 0's `start` is broadcast (the others' is ignored).
@@ -150,6 +157,7 @@ public final class Trainer {
             if resumedAt == nil { store.saveConfig(config) }
         }
         observers.observe(.started(summary))
+        lastCheckpoint = Date()
         var history: [EpochRecord] = []
         let steps = sampler.stepsPerEpoch
         while position.epoch < config.training.epochs && earlyStopping?.state.stoppedEpoch == nil {
@@ -176,7 +184,8 @@ public final class Trainer {
                     observers.observe(.batchEnded(BatchProgress(epoch: position.epoch + 1, step: position.stepInEpoch, steps: steps,
                                                                 elapsed: Date().timeIntervalSince(start), metrics: localMetrics())))
                 }
-                if stopAgreed(stop) {
+                let poll = agreedPoll(stop)
+                if poll.stop {
                     try checkpoint(observers)
                     let point = StopPoint(epoch: position.epoch + 1, stepInEpoch: position.stepInEpoch, steps: steps,
                                           globalStep: position.globalStep, worldSize: communicator.size,
@@ -184,7 +193,8 @@ public final class Trainer {
                     observers.observe(.stopped(point))
                     return .stopped(point, history: history)
                 }
-                if schedule.checkpointEvery > 0, position.globalStep % schedule.checkpointEvery == 0, position.stepInEpoch < steps {
+                let everySteps = schedule.checkpointEvery > 0 && position.globalStep % schedule.checkpointEvery == 0
+                if (everySteps || poll.checkpointDue) && position.stepInEpoch < steps {
                     try checkpoint(observers)
                 }
             }
@@ -321,14 +331,20 @@ public final class Trainer {
         }
     }
 
-    /// Whether any rank was asked to stop. Every rank polls at the same
-    /// global steps, so all of them learn it at the same step.
-    private func stopAgreed(_ stop: any StopRequest) -> Bool {
-        guard communicator.size > 1 else { return stop.isRequested }
-        guard position.globalStep % schedule.stopCheckInterval == 0 else { return false }
-        var flag = [stop.isRequested ? 1.0 : 0]
-        flag.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
-        return flag[0] > 0
+    /// Whether any rank was asked to stop, and whether rank 0 finds a
+    /// checkpoint due by time. Every rank polls at the same global steps (one
+    /// allreduce of two flags), so all of them learn both at the same step.
+    private func agreedPoll(_ stop: any StopRequest) -> (stop: Bool, checkpointDue: Bool) {
+        guard communicator.size > 1 else { return (stop.isRequested, checkpointDueByTime) }
+        guard position.globalStep % schedule.stopCheckInterval == 0 else { return (false, false) }
+        var flags = [stop.isRequested ? 1.0 : 0, communicator.isCoordinator && checkpointDueByTime ? 1 : 0]
+        flags.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
+        return (flags[0] > 0, flags[1] > 0)
+    }
+
+    /// Whether `checkpointSeconds` have passed since the last checkpoint (or the start).
+    private var checkpointDueByTime: Bool {
+        schedule.checkpointSeconds > 0 && Date().timeIntervalSince(lastCheckpoint) >= schedule.checkpointSeconds
     }
 
     /// Rank 0 writes a checkpoint. Statistics are rank-local, so the epoch's
@@ -338,6 +354,7 @@ public final class Trainer {
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         let path = try rank0Writes { store in try store.saveCheckpoint(snapshot(epochStatistics: sums)) }
+        lastCheckpoint = Date()
         observers.observe(.checkpointSaved(path: path ?? "", globalStep: position.globalStep))
     }
 

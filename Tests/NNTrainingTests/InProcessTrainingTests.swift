@@ -122,6 +122,25 @@ final class InProcessTrainingTests: XCTestCase {
         XCTAssertLessThan(relativeDifference(onThreeLoss, oneRankLoss), Self.tolerance, "last epoch's loss, 3 resumed vs 1")
     }
 
+    func testCheckpointsByTimeComeAtTheSameStepOnEveryRankAndResumeExactly() throws {
+        // Due at every poll (every 8 steps with 2 ranks): rank 0's clock
+        // decides, the poll's allreduce tells every rank at the same step.
+        let config = Self.classifier.replacingOccurrences(of: "epochs: 4", with: "epochs: 3")
+        let timed = TrainingSchedule(checkpointSeconds: 1e-9)
+        let runs = try train(ranks: 2, yaml: config, schedule: timed, keep: 100)
+        let epochEnds = [9, 18, 27], polls = [8, 16, 24]
+        for run in runs {
+            XCTAssertNil(run.error, "rank \(run.rank)")
+            XCTAssertEqual(run.events.checkpointSteps, (epochEnds + polls).sorted(), "rank \(run.rank)")
+        }
+        XCTAssertEqual(checkpointSteps(runs[0].directory), (epochEnds + polls).sorted())
+        // From the mid-epoch one at step 16, the same end as without it.
+        let plain = try train(ranks: 2, yaml: config)
+        let resumed = try train(ranks: 2, yaml: config, resumeFrom: runs[0].directory + "/checkpoints/step-00000016.safetensors")
+        XCTAssertEqual(resumed[0].parameters, plain[0].parameters)
+        XCTAssertEqual(runs[0].parameters, plain[0].parameters, "checkpoints change nothing")
+    }
+
     // MARK: - 3. Non-finite gradients
 
     func testNonFiniteGradientsStopEveryRankAtTheSameStep() throws {
