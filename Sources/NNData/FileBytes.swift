@@ -94,10 +94,12 @@ enum FileBytes {
             UserError("\(path): the \(role) looks gzip-compressed but \(detail); download or copy the file again")
         }
 
+        guard compressed.count <= Int(UInt32.max) else {
+            throw UserError("\(path): the \(role) is a gzip file over 4 GiB, which cannot be read; decompress it first")
+        }
         try compressed.withUnsafeBufferPointer { input in
             stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!)
             stream.avail_in = UInt32(truncatingIfNeeded: input.count)
-            precondition(input.count <= Int(UInt32.max), "gzip files over 4 GiB are not supported")
             while true {
                 if produced == output.count {
                     output.append(contentsOf: repeatElement(0, count: output.count))
@@ -140,9 +142,8 @@ enum FileBytes {
         return output
     }
 
-    /// The file's bytes, decompressed when it starts with the gzip magic.
-    static func readMaybeGzip(_ path: String, role: String) throws -> [UInt8] {
-        let bytes = try read(path, role: role)
-        return isGzip(bytes) ? try gunzip(bytes, path: path, role: role) : bytes
+    /// `bytes` decompressed when they start with the gzip magic, else unchanged.
+    static func maybeGunzip(_ bytes: [UInt8], path: String, role: String) throws -> [UInt8] {
+        isGzip(bytes) ? try gunzip(bytes, path: path, role: role) : bytes
     }
 }
