@@ -76,6 +76,28 @@ final class FuzzRegressionTests: XCTestCase {
         assertRefused(mismatched, ["the stored config does not hold together", "softmax"])
     }
 
+    /// Ten thousand `[`: Yams' composer recursed once per level and
+    /// overflowed the stack (`nntrain train --config` died with SIGSEGV).
+    func testDeepFlowNestingIsRefusedBeforeYams() {
+        let text = String(repeating: "[", count: 10_000) + "\n"
+        XCTAssertThrowsError(try ConfigReader.parse(text, file: "deep.yaml")) { error in
+            XCTAssertEqual((error as? UserError)?.message,
+                           "deep.yaml:1: the YAML nests more than 64 brackets deep; a config needs a few levels, check the file")
+        }
+        // Block levels the same way: each line indented one column more.
+        let block = (0..<3000).map { String(repeating: " ", count: $0) + "k\($0):" }.joined(separator: "\n")
+        XCTAssertThrowsError(try ConfigReader.parse(block, file: "deep.yaml")) { error in
+            XCTAssertTrue((error as? UserError)?.message.hasPrefix("deep.yaml:130: the YAML is indented or nested more than 128") == true,
+                          "\(error)")
+        }
+        let dashes = String(repeating: "- ", count: 5000) + "x\n"
+        XCTAssertThrowsError(try ConfigReader.parse(dashes, file: "deep.yaml")) { error in
+            XCTAssertTrue((error as? UserError)?.message.hasPrefix("deep.yaml:1: the YAML is indented") == true, "\(error)")
+        }
+        // Nesting a real config uses is untouched.
+        XCTAssertNoThrow(try ConfigReader.checkNesting(Presets.yaml("fashion-mnist")!, file: "preset"))
+    }
+
     /// A scaler of another width than the model's inputs: prediction used to
     /// stop on the scaler's precondition.
     func testAScalerOfAnotherWidthIsRefused() throws {
