@@ -6,6 +6,13 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "nntrain", targets: ["nntrain"]),
+        // The modules as libraries, for packages built against this one (the
+        // fuzz targets in Tests/Fuzz).
+        .library(name: "NNCore", targets: ["NNCore"]),
+        .library(name: "NNData", targets: ["NNData"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "NNTraining", targets: ["NNTraining"]),
+        .library(name: "NNTrainApp", targets: ["NNTrainApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

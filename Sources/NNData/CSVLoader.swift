@@ -28,7 +28,12 @@ public enum CSVLoader {
     /// In `.values` mode the label column must be numeric (labelWidth 1).
     /// - Throws: `UserError` naming `path:LINE` and the column for every problem.
     public static func load(path: String, label: String, mode: LabelMode, classNames: [String]? = nil) throws -> Dataset {
-        let bytes = try FileBytes.read(path, role: "CSV file")
+        try load(bytes: FileBytes.read(path, role: "CSV file"), path: path, label: label, mode: mode, classNames: classNames)
+    }
+
+    /// `load(path:…)` on a file's content; `path` names it in messages and the dataset's origin.
+    public static func load(bytes: [UInt8], path: String, label: String, mode: LabelMode,
+                            classNames: [String]? = nil) throws -> Dataset {
         var reader = CSVReader(bytes: bytes, path: path)
         let (headerLine, header) = try readHeader(&reader, path: path)
         let labelColumns = header.indices.filter { header[$0] == label }
@@ -67,7 +72,11 @@ public enum CSVLoader {
     /// The dataset has no labels (`labelWidth` 0).
     /// - Throws: `UserError` naming `path:LINE` and the column for every problem.
     public static func loadFeatures(path: String, excluding: [String] = []) throws -> Dataset {
-        let bytes = try FileBytes.read(path, role: "CSV file")
+        try loadFeatures(bytes: FileBytes.read(path, role: "CSV file"), path: path, excluding: excluding)
+    }
+
+    /// `loadFeatures(path:excluding:)` on a file's content; `path` names it in messages.
+    public static func loadFeatures(bytes: [UInt8], path: String, excluding: [String] = []) throws -> Dataset {
         var reader = CSVReader(bytes: bytes, path: path)
         let (headerLine, header) = try readHeader(&reader, path: path)
         let featureColumns = header.indices.filter { !excluding.contains(header[$0]) }
@@ -85,7 +94,11 @@ public enum CSVLoader {
     /// are skipped. Missing or unexpected columns are an error naming them.
     /// - Throws: `UserError` naming `path:LINE` and the columns.
     public static func loadFeatures(path: String, columns: [String], ignoring: [String] = []) throws -> Dataset {
-        let bytes = try FileBytes.read(path, role: "CSV file")
+        try loadFeatures(bytes: FileBytes.read(path, role: "CSV file"), path: path, columns: columns, ignoring: ignoring)
+    }
+
+    /// `loadFeatures(path:columns:ignoring:)` on a file's content; `path` names it in messages.
+    public static func loadFeatures(bytes: [UInt8], path: String, columns: [String], ignoring: [String] = []) throws -> Dataset {
         var reader = CSVReader(bytes: bytes, path: path)
         let (headerLine, header) = try readHeader(&reader, path: path)
         let missing = columns.filter { !header.contains($0) }

@@ -227,7 +227,11 @@ enum FileBytes {
 
     /// The file's bytes, decompressed when it starts with the gzip magic.
     static func readMaybeGzip(_ path: String, role: String, bound: OutputBound? = nil) throws -> [UInt8] {
-        let bytes = try read(path, role: role)
-        return isGzip(bytes) ? try gunzip(bytes, path: path, role: role, bound: bound) : bytes
+        try maybeGunzip(try read(path, role: role), path: path, role: role, bound: bound)
+    }
+
+    /// `bytes` decompressed when they start with the gzip magic, else unchanged.
+    static func maybeGunzip(_ bytes: [UInt8], path: String, role: String, bound: OutputBound? = nil) throws -> [UInt8] {
+        isGzip(bytes) ? try gunzip(bytes, path: path, role: role, bound: bound) : bytes
     }
 }

@@ -20,11 +20,21 @@ public enum IDXLoader {
     ///   a corrupt gzip stream, a wrong magic, a truncated file, or image and
     ///   label counts that differ.
     public static func load(images imagesPath: String, labels labelsPath: String, limit: Int? = nil) throws -> Dataset {
-        let imageBytes = try FileBytes.readMaybeGzip(imagesPath, role: "IDX images file",
-                                                     bound: bound(path: imagesPath, expected: imageMagic))
+        let imageBytes = try FileBytes.read(imagesPath, role: "IDX images file")
+        let labelBytes = try FileBytes.read(labelsPath, role: "IDX labels file")
+        return try decode(images: imageBytes, imagesPath: imagesPath, labels: labelBytes, labelsPath: labelsPath, limit: limit)
+    }
+
+    /// Like `load`, from the two files' contents as read (raw or gzip-compressed);
+    /// the paths are only used in messages and in the dataset's origin. Gzip
+    /// contents are inflated only as far as their header allows.
+    public static func decode(images compressedImages: [UInt8], imagesPath: String, labels compressedLabels: [UInt8],
+                              labelsPath: String, limit: Int? = nil) throws -> Dataset {
+        let imageBytes = try FileBytes.maybeGunzip(compressedImages, path: imagesPath, role: "IDX images file",
+                                                   bound: bound(path: imagesPath, expected: imageMagic))
         let image = try header(imageBytes, path: imagesPath, expected: imageMagic)
-        let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file",
-                                                     bound: bound(path: labelsPath, expected: labelMagic))
+        let labelBytes = try FileBytes.maybeGunzip(compressedLabels, path: labelsPath, role: "IDX labels file",
+                                                   bound: bound(path: labelsPath, expected: labelMagic))
         let label = try header(labelBytes, path: labelsPath, expected: labelMagic)
 
         let imageCount = image.dimensions[0], rows = image.dimensions[1], columns = image.dimensions[2]
@@ -32,9 +42,10 @@ public enum IDXLoader {
         guard imageCount == labelCount else {
             throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(labelCount) labels; give the labels file that belongs to these images")
         }
+        // With no images the header's size checks nothing; a product past Int is a damaged header.
         let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
         guard !overflow, pixels > 0 else {
-            throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; download or copy the file again")
+            throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; the file is damaged, download or copy it again")
         }
         let n = min(imageCount, max(limit ?? imageCount, 0))
 

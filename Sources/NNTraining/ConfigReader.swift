@@ -23,6 +23,7 @@ public enum ConfigReader {
     /// Parses YAML (or JSON, which is YAML) text. Relative data paths are
     /// taken relative to `baseDirectory`.
     public static func parse(_ text: String, file: String, baseDirectory: String? = nil) throws -> RunConfig {
+        try checkNesting(text, file: file)
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -31,6 +32,50 @@ public enum ConfigReader {
         }
         guard let root else { throw UserError("\(file): the config is empty; see README.md for an example") }
         return try Parser(file: file, baseDirectory: baseDirectory).config(root)
+    }
+
+    /// Deeper flow nesting (`[[[…` or `{{{…`) than any config needs.
+    static let maximumFlowDepth = 64
+    /// More block levels (indentation columns plus `- ` and `? ` on a line) than any config needs.
+    static let maximumBlockDepth = 128
+
+    /// Refuses text nested past the limits before Yams sees it: its composer
+    /// recurses once per level, so a file of ten thousand `[` overflowed the
+    /// stack. Brackets are counted everywhere, quoted or not, which can only
+    /// overestimate the depth.
+    static func checkNesting(_ text: String, file: String) throws {
+        var flow = 0, line = 1, column = 0, atIndent = true, block = 0
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\n"):
+                line += 1
+                column = 0
+                atIndent = true
+                block = 0
+                continue
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                flow += 1
+                guard flow <= maximumFlowDepth else {
+                    throw UserError("\(file):\(line): the YAML nests more than \(maximumFlowDepth) brackets deep; a config needs a few levels, check the file")
+                }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                flow = max(flow - 1, 0)
+            default:
+                break
+            }
+            if atIndent {
+                // Leading spaces, and the `- ` / `? ` indicators that open a level on the same line.
+                if byte == UInt8(ascii: " ") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "?") {
+                    column += 1
+                    if byte != UInt8(ascii: " ") { block += 1 }
+                    guard column + block <= maximumBlockDepth else {
+                        throw UserError("\(file):\(line): the YAML is indented or nested more than \(maximumBlockDepth) levels deep; a config needs a few levels, check the file")
+                    }
+                } else {
+                    atIndent = false
+                }
+            }
+        }
     }
 
     private static func describe(_ error: YamlError) -> String {

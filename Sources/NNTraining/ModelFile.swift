@@ -172,7 +172,17 @@ public enum ModelFile {
         guard let inputText = meta["input_size"], let inputSize = Int(inputText), inputSize > 0 else {
             throw UserError("\(path): metadata 'input_size' is missing or invalid")
         }
+        try checkLayers(config, inputSize: inputSize, file: file, path: path)
+        do {
+            _ = try config.objective()
+        } catch let error as UserError {
+            throw UserError("\(path): the stored config does not hold together (\(error.message)); the file is damaged")
+        }
         let scaler: FeatureScaler = try decodeJSON(meta["scaler"] ?? "", "scaler", path)
+        guard scaler.offsets.count == scaler.factors.count,
+              scaler.method == .none || scaler.offsets.count == inputSize else {
+            throw UserError("\(path): metadata 'scaler' holds \(scaler.offsets.count) offsets and \(scaler.factors.count) factors for a model of \(inputSize) inputs; the file is damaged")
+        }
         let classNames: [String]? = try meta["class_names"].map { try decodeJSON($0, "class_names", path) }
         let featureNames: [String]? = try meta["feature_names"].map { try decodeJSON($0, "feature_names", path) }
         var snapshot = ModelSnapshot(config: config, inputSize: inputSize, scaler: scaler, classNames: classNames,
@@ -193,6 +203,35 @@ public enum ModelFile {
             }
         }
         return snapshot
+    }
+
+    /// Checks the stored layers as ConfigReader checks a config's (at least one
+    /// unit, a dropout rate in [0, 1)) and that their parameters, counted
+    /// without overflow, are no more than the file's values: a damaged config
+    /// must not size the model past Int or past what the file could fill.
+    static func checkLayers(_ config: RunConfig, inputSize: Int, file: SafeTensorsFile, path: String) throws {
+        let available = file.tensors.reduce(0) { $0 + $1.values.count }
+        var width = inputSize, total = 0
+        for (index, spec) in config.layerSpecs.enumerated() {
+            switch spec {
+            case .dense(let units, _, _, _, _):
+                guard units >= 1 else {
+                    throw UserError("\(path): the stored config's layer \(index) has \(units) units; the file is damaged")
+                }
+                let (weights, o1) = units.multipliedReportingOverflow(by: width)
+                let (layer, o2) = weights.addingReportingOverflow(units)
+                let (sum, o3) = total.addingReportingOverflow(layer)
+                guard !o1, !o2, !o3, sum <= available else {
+                    throw UserError("\(path): the stored config's layers need more parameters than the file holds (\(available) values); the file is damaged")
+                }
+                total = sum
+                width = units
+            case .dropout(let rate):
+                guard rate >= 0 && rate < 1 else {
+                    throw UserError("\(path): the stored config's layer \(index) drops a fraction \(rate), outside [0, 1); the file is damaged")
+                }
+            }
+        }
     }
 
     /// Collects `prefix + entry.name` tensors into one flat array, checking shapes.
