@@ -93,8 +93,8 @@ final class Watchdog: @unchecked Sendable {
     private var pingRequest: MPI_Request?
     private var replies: [(MPI_Request?, UnsafeMutablePointer<Int64>)] = []
     private var lastCounted: UInt64 = 0
-    /// Seconds this process was last suspended, if it was.
-    private var suspendedFor: Double?
+    /// How long this process was last suspended, and when it woke.
+    private var suspension: (seconds: Double, woke: UInt64)?
     /// The start-up collective already found to wait for slow ranks only.
     private var lastExcused: UInt64 = 0
     /// Why a collective failed, from the main thread.
@@ -159,7 +159,7 @@ final class Watchdog: @unchecked Sendable {
             // A tick much later than 50 ms: this process was suspended
             // (SIGSTOP), and whatever it now finds is its own doing.
             let tick = Self.now()
-            if Double(tick &- lastTick) / 1e9 > 1 { suspendedFor = Double(tick &- lastTick) / 1e9 }
+            if Double(tick &- lastTick) / 1e9 > 1 { suspension = (Double(tick &- lastTick) / 1e9, tick) }
             lastTick = tick
             answerPings()
             if let reason = failure.withLock({ $0 }) { stop(reason: reason, answers: rollCall()) }
@@ -292,9 +292,10 @@ final class Watchdog: @unchecked Sendable {
         }
         if findings.isEmpty { findings.append("every rank answered and waits in it: the network between the ranks is not delivering") }
         var message = reason + "; " + findings.joined(separator: "; ") + "; stopping every rank"
-        if let suspendedFor {
-            // The others stopped waiting for this rank: its view says nothing of theirs.
-            message = "rank \(rank) (host \(hosts.indices.contains(rank) ? hosts[rank] : "?")) was suspended for \(Int(suspendedFor.rounded())) s (stopped, e.g. by SIGSTOP); the job ended meanwhile"
+        if let suspension, Double(Self.now() &- suspension.woke) / 1e9 < 30 {
+            // Woken into a job that ended: the others stopped waiting for this
+            // rank, and its view says nothing of theirs.
+            message = "rank \(rank) (host \(hosts.indices.contains(rank) ? hosts[rank] : "?")) was suspended for \(Int(suspension.seconds.rounded())) s (stopped, e.g. by SIGSTOP); the job ended meanwhile"
         }
         // The lowest rank among those still waiting with this one prints the line.
         let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
