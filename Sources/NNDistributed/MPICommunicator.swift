@@ -52,22 +52,6 @@ public final class MPICommunicator: Communicator {
         self.watchdog = watchdog
     }
 
-    /// Called on the watchdog's thread with the line that ends the job, and
-    /// whether this rank prints it, just before the process exits.
-    public func onWatchdogStop(_ handler: @escaping (_ message: String, _ reports: Bool) -> Void) {
-        watchdog?.onStop = handler
-    }
-
-    /// Called on the watchdog's thread with a remark that does not stop the job.
-    public func onWatchdogNote(_ handler: @escaping (String) -> Void) {
-        watchdog?.onNote = handler
-    }
-
-    /// Lets the watchdog know of stop signals (see `Watchdog`).
-    public func watchdogStopRequested(_ requested: @escaping () -> Bool) {
-        watchdog?.stopRequested = requested
-    }
-
     public var name: String {
         var buffer = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
@@ -121,7 +105,10 @@ public final class MPICommunicator: Communicator {
 
     public func barrier() { watched(.barrier) { MPI_Barrier(world) } }
 
-    public func finalize() { MPI_Finalize() }
+    public func finalize() {
+        watchdog?.finish()
+        MPI_Finalize()
+    }
 
     /// Every rank's processor name, by rank (before the watchdog starts).
     private static func gatherProcessorNames(_ world: MPI_Comm, size: Int) -> [String] {

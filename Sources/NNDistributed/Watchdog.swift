@@ -11,11 +11,8 @@
 // it holds a roll call over a communicator of its own (every rank's watchdog
 // answers, whatever its main thread is doing), and ends the job with one
 // line that names the ranks that did not answer, or are alive but elsewhere,
-// with their hosts and the step. The process then exits with status 2
-// without another MPI call (one could block on the lost peer), and a short
-// helper process kills the launcher's daemon on this host (mpirun or orted)
-// if it is still there a few seconds later: across a lost link no daemon
-// can reach the others to end the job, and nothing would.
+// with their hosts and the step, to the application's `onStop`, which ends
+// the process without another MPI call (one could block on the lost peer).
 //
 // It needs MPI_THREAD_MULTIPLE: the roll call runs while the main thread is
 // inside a collective.
@@ -26,8 +23,8 @@ import Foundation
 import Glibc
 #endif
 
-/// How patient the watchdog is.
-public struct WatchdogSettings: Sendable {
+/// How patient the watchdog is, and what it tells the application.
+public struct WatchdogSettings {
     /// Seconds a collective may wait before the job is stopped.
     public var timeout: Double
     /// Seconds a roll call waits for the other ranks' answers.
@@ -37,16 +34,22 @@ public struct WatchdogSettings: Sendable {
     /// and how long that roll call waits: mpirun kills a job's ranks 1 s after
     /// its SIGTERM, and the line must be out by then.
     public var signalWait: Double, signalAnswerWindow: Double
-    /// Seconds the launcher's daemon has to end the job before it is killed.
-    public var daemonGrace: Double
+    /// Ends the job, on the watchdog's thread: the line that says why, and
+    /// whether this rank is the one to print it (the lowest rank still
+    /// waiting). It must not return, and must not call MPI.
+    public var onStop: (_ message: String, _ reports: Bool) -> Never
+    /// A remark that does not stop the job (this rank is the one to print it).
+    public var onNote: (String) -> Void = { _ in }
+    /// Whether a stop signal arrived (mpirun sends SIGTERM when a rank dies).
+    public var stopRequested: () -> Bool = { false }
 
     public init(timeout: Double, answerWindow: Double = 1, signalWait: Double = 0.1, signalAnswerWindow: Double = 0.4,
-                daemonGrace: Double = 5) {
+                onStop: @escaping (_ message: String, _ reports: Bool) -> Never) {
         self.timeout = timeout
         self.answerWindow = answerWindow
         self.signalWait = signalWait
         self.signalAnswerWindow = signalAnswerWindow
-        self.daemonGrace = daemonGrace
+        self.onStop = onStop
     }
 }
 
@@ -66,17 +69,6 @@ enum CollectiveKind: UInt64 {
 
 /// Watches one rank's collectives; see the file's introduction.
 final class Watchdog: @unchecked Sendable {
-    /// What the watchdog says when it ends the job: the line, and whether
-    /// this rank is the one to print it (the lowest rank still waiting).
-    /// Called on the watchdog's thread just before the process exits.
-    var onStop: (_ message: String, _ reports: Bool) -> Void = { message, reports in
-        if reports { FileHandle.standardError.write(Data(("nntrain: error: " + message + "\n").utf8)) }
-    }
-    /// A remark that does not stop the job (printed by rank 0 alone).
-    var onNote: (String) -> Void = { _ in }
-    /// Whether a stop signal arrived (mpirun sends SIGTERM when a rank dies).
-    var stopRequested: () -> Bool = { false }
-
     private let settings: WatchdogSettings
     private let rank: Int, size: Int
     private let hosts: [String]
@@ -97,6 +89,9 @@ final class Watchdog: @unchecked Sendable {
     private var suspension: (seconds: Double, woke: UInt64)?
     /// The start-up collective already found to wait for slow ranks only.
     private var lastExcused: UInt64 = 0
+    /// Set by the main thread before MPI_Finalize; the thread then stops.
+    private let finishing = Locked(false)
+    private let finished = DispatchSemaphore(value: 0)
     /// Why a collective failed, from the main thread.
     private let failure = Locked<String?>(nil)
 
@@ -136,6 +131,13 @@ final class Watchdog: @unchecked Sendable {
     /// The main thread left its collective.
     func leave() { nn_atomic_store(shared, 0) }
 
+    /// Stops the watching thread and waits for it, before MPI_Finalize: no
+    /// call of its may come after.
+    func finish() {
+        finishing.withLock { $0 = true }
+        finished.wait()
+    }
+
     /// The training step the main thread works on (for messages).
     func note(step: Int) { nn_atomic_store(shared + 2, UInt64(max(step, 0))) }
 
@@ -156,6 +158,11 @@ final class Watchdog: @unchecked Sendable {
         var lastTick = Self.now()
         while true {
             usleep(50_000)
+            if finishing.withLock({ $0 }) {
+                closeRollCalls()
+                finished.signal()
+                return
+            }
             // A tick much later than 50 ms: this process was suspended
             // (SIGSTOP), and whatever it now finds is its own doing.
             let tick = Self.now()
@@ -177,14 +184,14 @@ final class Watchdog: @unchecked Sendable {
                 if !missing && answers.values.allSatisfy({ $0.waiting || $0.step == 0 }) && step == 0 {
                     lastExcused = current
                     if rank == 0 || answers[0]?.waiting == false {
-                        onNote("rank \(rank) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
+                        settings.onNote("rank \(rank) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
                     }
                     continue
                 }
                 stop(reason: "the \(kind) of step \(step) has waited \(Int(waited)) s on rank \(rank) (--collective-timeout \(formatted(settings.timeout)) s)",
                      answers: answers)
             }
-            if stopRequested(), waited > settings.signalWait, current != lastCounted {
+            if settings.stopRequested(), waited > settings.signalWait, current != lastCounted {
                 // A stop signal while waiting: is a rank gone? If every rank
                 // answers, the job is only slow and stops at the next step.
                 lastCounted = current
@@ -210,6 +217,21 @@ final class Watchdog: @unchecked Sendable {
         let entered = nn_atomic_load(shared)
         return Message(sequence: nn_atomic_load(shared + 1), waiting: entered != 0, step: nn_atomic_load(shared + 2),
                        waitedMilliseconds: entered == 0 ? 0 : (Self.now() &- entered) / 1_000_000)
+    }
+
+    /// Withdraws the posted ping receive, lets the answers in flight finish,
+    /// and frees the roll calls' communicator.
+    private func closeRollCalls() {
+        MPI_Cancel(&pingRequest)
+        MPI_Wait(&pingRequest, nn_mpi_status_ignore())
+        for (request, buffer) in replies {
+            var request = request
+            MPI_Wait(&request, nn_mpi_status_ignore())
+            buffer.deallocate()
+        }
+        replies.removeAll()
+        var comm: MPI_Comm? = self.comm
+        MPI_Comm_free(&comm)
     }
 
     /// Answers every ping that has arrived, and frees finished answers.
@@ -300,10 +322,7 @@ final class Watchdog: @unchecked Sendable {
         // The lowest rank among those still waiting with this one prints the line.
         let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
         let reports = waitingWithMe.allSatisfy { $0 > rank }
-        onStop(message, reports)
-        fflush(nil)
-        spawnDaemonReaper()
-        _exit(2)
+        settings.onStop(message, reports)
     }
 
     /// `rank 1 (host h2)`, `ranks 1 (h2), 3 (h4)`.
@@ -311,33 +330,6 @@ final class Watchdog: @unchecked Sendable {
         let named = ranks.map { "\($0) (host \(hosts.indices.contains($0) ? hosts[$0] : "?"))" }
         return (ranks.count == 1 ? "rank " : "ranks ") + named.joined(separator: ", ")
     }
-
-    /// Starts `sh` in a session of its own to kill this process's parent if
-    /// it is Open MPI's launcher or daemon and still runs after the grace
-    /// period (under Slurm's srun the parent is slurmstepd, which ends the
-    /// step itself, and is left alone).
-    private func spawnDaemonReaper() {
-        let parent = getppid()
-        let comm = (try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        guard Self.daemons.contains(comm) else { return }
-        let checks = Int((settings.daemonGrace / 0.2).rounded(.up))
-        let script = "i=0; while [ $i -lt \(checks) ]; do [ -e /proc/\(parent) ] || exit 0; sleep 0.2; i=$((i+1)); done; "
-            + "[ \"$(cat /proc/\(parent)/comm 2>/dev/null)\" = \(comm) ] && kill -9 \(parent)"
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        // glibc's POSIX_SPAWN_SETSID (a GNU extension Swift does not import):
-        // the helper must outlive this process's group when the launcher kills it.
-        posix_spawnattr_setflags(&attributes, 0x80)
-        let arguments = ["/bin/sh", "-c", script]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        var pid: pid_t = 0
-        posix_spawn(&pid, "/bin/sh", nil, &attributes, &argv, environ)
-        posix_spawnattr_destroy(&attributes)
-    }
-
-    /// The processes of Open MPI that start ranks.
-    static let daemons: Set<String> = ["mpirun", "mpiexec", "orterun", "orted", "prterun", "prted"]
 
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 }

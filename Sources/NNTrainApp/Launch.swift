@@ -17,32 +17,34 @@ enum ResumeChoice: Equatable {
 
 enum Launch {
     /// This process's communicator: MPI under a launcher, else a world of
-    /// one; with a collective timeout (seconds, > 0) MPI's collectives are watched.
-    static func communicator(collectiveTimeout: Double = 0) -> any Communicator {
+    /// one; with a watchdog's settings MPI's collectives are watched.
+    static func communicator(watchdog: WatchdogSettings? = nil) -> any Communicator {
         guard Environment.launchedByMPI else { return LocalCommunicator() }
         Environment.applyAllreduceDefaults()
-        return MPICommunicator(watchdog: collectiveTimeout > 0 ? WatchdogSettings(timeout: collectiveTimeout) : nil)
+        return MPICommunicator(watchdog: watchdog)
     }
 
     /// Trains as one rank of a job, as the validated command asks, and returns the exit status.
     static func train(_ job: Train) -> Int32 {
-        let communicator = communicator(collectiveTimeout: job.collectiveTimeout)
+        let stop = SignalStop()
+        var views: RunViews?
+        var watchdog: WatchdogSettings?
+        if job.collectiveTimeout > 0 {
+            // The watchdog ends a stalled job from its own thread: the line,
+            // and run.json's exit reason, come from here before the exit.
+            watchdog = WatchdogSettings(timeout: job.collectiveTimeout) { message, reports in
+                if reports { Console.error(message) }
+                views?.failed(message)
+                JobEnd.exitStalled()
+            }
+            watchdog?.onNote = { Console.warning($0) }
+            watchdog?.stopRequested = { stop.isRequested }
+        }
+        let communicator = communicator(watchdog: watchdog)
         defer { communicator.finalize() }
         let console = Console(enabled: communicator.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
-        let stop = SignalStop()
-        var views: RunViews?
-        if let mpi = communicator as? MPICommunicator {
-            if let problem = mpi.watchdogProblem { console.warn(problem) }
-            mpi.watchdogStopRequested { stop.isRequested }
-            mpi.onWatchdogNote { Console.warning($0) }
-            // The watchdog ends a stalled job from its own thread: the line,
-            // and run.json's exit reason, come from here before the exit.
-            mpi.onWatchdogStop { message, reports in
-                if reports { Console.error(message) }
-                views?.failed(message)
-            }
-        }
+        if let problem = (communicator as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
             views = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
