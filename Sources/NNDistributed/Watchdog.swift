@@ -87,8 +87,9 @@ final class Watchdog: @unchecked Sendable {
     private var lastCounted: UInt64 = 0
     /// How long this process was last suspended, and when it woke.
     private var suspension: (seconds: Double, woke: UInt64)?
-    /// The start-up collective already found to wait for slow ranks only.
-    private var lastExcused: UInt64 = 0
+    /// The start-up collective found to wait for slow ranks only, and until
+    /// when that holds before they are asked again.
+    private var excused: (sequence: UInt64, until: UInt64) = (0, 0)
     /// Set by the main thread before MPI_Finalize; the thread then stops.
     private let finishing = Locked(false)
     private let finished = DispatchSemaphore(value: 0)
@@ -155,19 +156,18 @@ final class Watchdog: @unchecked Sendable {
     // MARK: - The watchdog's thread
 
     private func watch() {
-        var lastTick = Self.now()
         while true {
+            let asleep = Self.now()
             usleep(50_000)
             if finishing.withLock({ $0 }) {
                 closeRollCalls()
                 finished.signal()
                 return
             }
-            // A tick much later than 50 ms: this process was suspended
-            // (SIGSTOP), and whatever it now finds is its own doing.
+            // A sleep of 50 ms that lasted over a second: this process was
+            // suspended (SIGSTOP), and whatever it now finds is its own doing.
             let tick = Self.now()
-            if Double(tick &- lastTick) / 1e9 > 1 { suspension = (Double(tick &- lastTick) / 1e9, tick) }
-            lastTick = tick
+            if Double(tick &- asleep) / 1e9 > 1 { suspension = (Double(tick &- asleep) / 1e9, tick) }
             answerPings()
             if let reason = failure.withLock({ $0 }) { stop(reason: reason, answers: rollCall()) }
             let entered = nn_atomic_load(shared)
@@ -176,14 +176,19 @@ final class Watchdog: @unchecked Sendable {
             let kind = CollectiveKind(rawValue: nn_atomic_load(shared + 3))?.name ?? "collective"
             let step = nn_atomic_load(shared + 2)
             let current = nn_atomic_load(shared + 1)
-            if waited > settings.timeout && current != lastExcused {
+            if waited > settings.timeout && (current != excused.sequence || tick >= excused.until) {
                 let answers = rollCall()
                 // Before the first step every rank loads its own data, at its
-                // own pace: a rank that answers is only slow, and is waited for.
-                let missing = answers.count < size - 1
-                if !missing && answers.values.allSatisfy({ $0.waiting || $0.step == 0 }) && step == 0 {
-                    lastExcused = current
-                    if rank == 0 || answers[0]?.waiting == false {
+                // own pace: when every rank answers and some are busy outside
+                // any collective, they are only slow, and are waited for
+                // (asked again after another timeout).
+                let busy = answers.values.filter { !$0.waiting }
+                if step == 0 && answers.count == size - 1 && !busy.isEmpty && busy.allSatisfy({ $0.step == 0 }) {
+                    let first = current != excused.sequence
+                    excused = (current, Self.now() + UInt64(settings.timeout * 1e9))
+                    // The lowest waiting rank says it, once per collective.
+                    let lowerWaiting = answers.contains { $0.key < rank && $0.value.waiting }
+                    if first && !lowerWaiting {
                         settings.onNote("rank \(rank) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
                     }
                     continue
@@ -322,6 +327,16 @@ final class Watchdog: @unchecked Sendable {
         // The lowest rank among those still waiting with this one prints the line.
         let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
         let reports = waitingWithMe.allSatisfy { $0 > rank }
+        if !reports {
+            // The rank that prints may reach its own timeout a little later:
+            // answer its roll call before leaving, or it would count this
+            // rank as lost.
+            let until = Self.now() + UInt64((settings.answerWindow + settings.signalWait + 0.5) * 1e9)
+            while Self.now() < until {
+                answerPings()
+                usleep(5_000)
+            }
+        }
         settings.onStop(message, reports)
     }
 

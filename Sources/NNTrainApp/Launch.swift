@@ -27,14 +27,15 @@ enum Launch {
     /// Trains as one rank of a job, as the validated command asks, and returns the exit status.
     static func train(_ job: Train) -> Int32 {
         let stop = SignalStop()
-        var views: RunViews?
+        // The watchdog's thread reads the views when it ends the job.
+        let views = LockedBox<RunViews?>(nil)
         var watchdog: WatchdogSettings?
         if job.collectiveTimeout > 0 {
             // The watchdog ends a stalled job from its own thread: the line,
             // and run.json's exit reason, come from here before the exit.
             watchdog = WatchdogSettings(timeout: job.collectiveTimeout) { message, reports in
                 if reports { Console.error(message) }
-                views?.failed(message)
+                views.value?.failed(message)
                 JobEnd.exitStalled()
             }
             watchdog?.onNote = { Console.warning($0) }
@@ -47,22 +48,23 @@ enum Launch {
         if let problem = (communicator as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
         do {
             let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
-            views = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
-            _ = try trainer.run(observers: views!.observers, stop: stop)
+            let made = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
+            views.value = made
+            _ = try trainer.run(observers: made.observers, stop: stop)
             return 0
         } catch let error as UserError {
             // Errors after start-up are collective decisions (every rank saw
             // the same values), so every rank stops here; rank 0 says why.
             if communicator.isCoordinator { Console.error(error.message) }
-            views?.failed(error.message)
+            views.value?.failed(error.message)
             return 2
         } catch let failure as CollectiveFailure {
             if let message = failure.message { Console.error(message) }
-            views?.failed(failure.message ?? "another rank failed")
+            views.value?.failed(failure.message ?? "another rank failed")
             return 2
         } catch {
             Console.error("\(error)")
-            views?.failed("\(error)")
+            views.value?.failed("\(error)")
             return 1
         }
     }
@@ -230,6 +232,19 @@ enum Launch {
             throw UserError("\(path): cannot read the file; check that it exists and is readable")
         }
         return [UInt8](data)
+    }
+}
+
+/// A value two threads share, behind a lock.
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value
+
+    init(_ value: Value) { stored = value }
+
+    var value: Value {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
     }
 }
 

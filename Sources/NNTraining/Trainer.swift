@@ -260,6 +260,8 @@ public final class Trainer {
 
     /// One optimizer step on this rank's slice `local` of the global batch.
     private func trainStep(order: [Int32], global: Range<Int>, local: Range<Int>) throws {
+        // A skipped step must leave the epoch's running figures as they were.
+        let statisticsBefore = config.training.skipLimit == nil ? nil : accelerator.values(statistics)
         model.zeroGradients()
         if !local.isEmpty {
             let (inputs, targets) = order.withUnsafeBufferPointer {
@@ -278,8 +280,8 @@ public final class Trainer {
         if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
         let step = position.globalStep + 1
         accelerator.checkFinite(model.gradients, step: step, flag: finiteGuard.tensor)
-        if let limit = config.training.skipLimit {
-            try skipOrApply(step: step, limit: limit)
+        if let limit = config.training.skipLimit, let statisticsBefore {
+            try skipOrApply(step: step, limit: limit, statisticsBefore: statisticsBefore)
             return
         }
         optimizer.apply(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
@@ -290,7 +292,7 @@ public final class Trainer {
     /// gradients and results are finite; otherwise the step is skipped (the
     /// same on every rank: they all hold the same sums and parameters), and
     /// `limit` skips in a row stop the run.
-    private func skipOrApply(step: Int, limit: Int) throws {
+    private func skipOrApply(step: Int, limit: Int, statisticsBefore: [Float]) throws {
         optimizer.trial(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
         guard let bad = finiteGuard.read(accelerator) else {
             optimizer.apply(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor, step: step)
@@ -298,6 +300,7 @@ public final class Trainer {
             return
         }
         finiteGuard.clear(accelerator)
+        statisticsBefore.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
         position.skippedSteps = (position.skippedSteps ?? 0) + 1
         position.consecutiveSkips = (position.consecutiveSkips ?? 0) + 1
         if position.consecutiveSkips! >= limit {

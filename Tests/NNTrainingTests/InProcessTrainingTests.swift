@@ -242,6 +242,8 @@ final class InProcessTrainingTests: XCTestCase {
         for run in three + one {
             XCTAssertNil(run.error, "rank \(run.rank)")
             XCTAssertEqual(run.result?.history.map(\.skippedSteps), [1, 1, 1], "rank \(run.rank): one step skipped per epoch")
+            XCTAssertEqual(run.result?.history.filter { $0.training.loss.isFinite }.count, 3,
+                           "rank \(run.rank): a skipped step's loss is not counted")
             XCTAssertTrue(run.parameters.allSatisfy(\.isFinite))
         }
         for run in three { XCTAssertEqual(run.parameters, three[0].parameters, "rank \(run.rank) skipped as rank 0 did") }
