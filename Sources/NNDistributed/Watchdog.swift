@@ -211,17 +211,16 @@ final class Watchdog: @unchecked Sendable {
 
     /// What a rank says of itself in a roll call.
     struct Message {
-        static let width = 4
+        static let width = 3
         static let pingTag: Int32 = 7001, answerTag: Int32 = 7002
-        /// Its collective's sequence number, whether it waits in it, its step, and how long it has waited (ms).
-        var sequence: UInt64, waiting: Bool, step: UInt64, waitedMilliseconds: UInt64
+        /// Its collective's sequence number, whether it waits in it, and its step.
+        var sequence: UInt64, waiting: Bool, step: UInt64
     }
 
     /// This rank's state, as an answer.
     private func myState() -> Message {
         let entered = nn_atomic_load(shared)
-        return Message(sequence: nn_atomic_load(shared + 1), waiting: entered != 0, step: nn_atomic_load(shared + 2),
-                       waitedMilliseconds: entered == 0 ? 0 : (Self.now() &- entered) / 1_000_000)
+        return Message(sequence: nn_atomic_load(shared + 1), waiting: entered != 0, step: nn_atomic_load(shared + 2))
     }
 
     /// Withdraws the posted ping receive, lets the answers in flight finish,
@@ -263,7 +262,6 @@ final class Watchdog: @unchecked Sendable {
         buffer[0] = Int64(bitPattern: message.sequence)
         buffer[1] = message.waiting ? 1 : 0
         buffer[2] = Int64(bitPattern: message.step)
-        buffer[3] = Int64(bitPattern: message.waitedMilliseconds)
         var request: MPI_Request?
         MPI_Isend(buffer, Int32(Message.width), nn_mpi_int64(), Int32(destination), tag, comm, &request)
         replies.append((request, buffer))
@@ -292,8 +290,7 @@ final class Watchdog: @unchecked Sendable {
                 pending[other]!.0 = request
                 guard done != 0 else { continue }
                 let b = entry.1
-                answers[other] = Message(sequence: UInt64(bitPattern: b[0]), waiting: b[1] != 0, step: UInt64(bitPattern: b[2]),
-                                         waitedMilliseconds: UInt64(bitPattern: b[3]))
+                answers[other] = Message(sequence: UInt64(bitPattern: b[0]), waiting: b[1] != 0, step: UInt64(bitPattern: b[2]))
                 b.deallocate()
                 pending[other] = nil
             }
