@@ -103,7 +103,7 @@ public final class Console: TrainingObserver {
 
     /// Writes and flushes, so standard output and standard error interleave
     /// in the order they were written even when both go to one file.
-    static func write(_ text: String, to stream: UnsafeMutablePointer<FILE>?) {
+    static func write(_ text: String, to stream: UnsafeMutablePointer<FILE>) {
         fputs(text, stream)
         fflush(stream)
     }
