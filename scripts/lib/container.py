@@ -8,9 +8,10 @@ builds the image and calls this.
 2. deploy/kubernetes/mpijob.yaml as the MPI Operator runs it: workers with the
    manifest's command, environment, limits and volumes on a private network,
    an ssh key pair mounted at sshAuthMountPath, the hostfile and Open MPI
-   settings the operator gives the launcher; all three containers stopped
-   mid-run with SIGTERM, as on pod deletion; a restarted launcher resumes,
-   and its model must equal the reference bit for bit.
+   settings the operator gives the launcher. Mid-run, `podman stop` (SIGTERM
+   to the first process, as on pod deletion) first on the launcher alone,
+   then, after the restarted launcher has resumed, on all three; the job
+   started again resumes and finishes with the reference's model bit for bit.
 3. The `mpirun --hostfile deploy/hostfile.example` line of deploy/README.md,
    run from the launcher with the workers also named as the hostfile names
    them, each pinned to a core of its own as a host of its own would be.
@@ -250,6 +251,45 @@ def reference(image, work, epochs):
     return model
 
 
+def stop_mid_run(c, run_dir, names, after_epochs):
+    """Waits until after_epochs epochs are done, then stops the named
+    containers at once with SIGTERM to their first process (pod deletion);
+    checks the checkpoint and the exit codes."""
+    start = time.time()
+    while epochs_done(run_dir) < after_epochs:
+        if time.time() - start > 300:
+            fail(f"epoch {after_epochs} not done in 300 s; the launcher's log ends: {logs(c.launcher_name())[-800:]}")
+        if podman("inspect", "--format", "{{.State.Running}}", c.launcher_name()).stdout.strip() == "false":
+            fail(f"the launcher ended before epoch {after_epochs}: {logs(c.launcher_name())[-800:]}")
+        time.sleep(0.2)
+    say(f"epoch {after_epochs} done after {time.time() - start:.1f} s; podman stop {' '.join(names)}")
+    stop_start = time.time()
+    stoppers = [threading.Thread(target=podman, args=("stop", n), kwargs={"check": False}) for n in names]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
+    stopped_in = time.time() - stop_start
+    # A worker that was not stopped has its container still up.
+    code = wait_exit(c.launcher_name(), 150)
+    say(f"stopped in {stopped_in:.1f} s; launcher exit {code}"
+        + "".join(f", {n} exit {exit_code(n)}" for n in names if n != c.launcher_name()))
+    if code != 75:
+        fail(f"the launcher exited {code}, not 75 (stopped, to be started again): {logs(c.launcher_name())[-800:]}")
+    for n in names:
+        if n != c.launcher_name() and exit_code(n) != 0:
+            fail(f"{n} exited {exit_code(n)}: {logs(n)[-500:]}")
+    record = read_json(os.path.join(run_dir, "run.json"))
+    if record.get("exit_reason") != "stopped":
+        fail(f"run.json says {record.get('exit_reason')!r}, not 'stopped'")
+    latest = os.path.join(run_dir, "checkpoints", "latest")
+    if not os.path.exists(latest):
+        fail("no checkpoint after the stop")
+    with open(latest) as f:
+        say(f"checkpoint {f.read().strip()} written; run.json: stopped")
+    return record
+
+
 def mpijob(cluster, reference_model):
     c = cluster
     run_dir = os.path.join(c.runs, "fashion-mnist")
@@ -257,38 +297,9 @@ def mpijob(cluster, reference_model):
     podman("network", "create", c.network)
     try:
         c.start_workers()
-        start = time.time()
         c.start_launcher()
-        while epochs_done(run_dir) < 1:
-            if time.time() - start > 300:
-                fail(f"no epoch finished in 300 s; the launcher's log ends: {logs(c.launcher_name())[-800:]}")
-            if podman("inspect", "--format", "{{.State.Running}}", c.launcher_name()).stdout.strip() == "false":
-                fail(f"the launcher ended before the first epoch: {logs(c.launcher_name())[-800:]}")
-            time.sleep(0.2)
-        say(f"first epoch after {time.time() - start:.1f} s; stopping every container (SIGTERM to the first process, as on pod deletion)")
-
-        # Pod deletion: every pod gets SIGTERM at once.
-        names = [c.launcher_name()] + [c.worker_name(i) for i in range(c.workers)]
-        stop_start = time.time()
-        stoppers = [threading.Thread(target=podman, args=("stop", n), kwargs={"check": False}) for n in names]
-        for t in stoppers:
-            t.start()
-        for t in stoppers:
-            t.join()
-        stopped_in = time.time() - stop_start
-        codes = {n: exit_code(n) for n in names}
-        launcher_log = logs(c.launcher_name())
-        say(f"all stopped in {stopped_in:.1f} s; exit codes: " + ", ".join(f"{n} {v}" for n, v in codes.items()))
-        if codes[c.launcher_name()] != 75:
-            fail(f"the launcher exited {codes[c.launcher_name()]}, not 75 (stopped, to be restarted): {launcher_log[-800:]}")
-        for n in names[1:]:
-            if codes[n] != 0:
-                fail(f"{n} exited {codes[n]}: {logs(n)[-500:]}")
-        record = read_json(os.path.join(run_dir, "run.json"))
-        if record.get("exit_reason") != "stopped":
-            fail(f"run.json says {record.get('exit_reason')!r}, not 'stopped'")
-        if not os.path.exists(os.path.join(run_dir, "checkpoints", "latest")):
-            fail("no checkpoint after the stop")
+        # The launcher's pod alone deleted: SIGUSR1 through mpirun stops the ranks.
+        record = stop_mid_run(c, run_dir, [c.launcher_name()], 1)
         hosts = record.get("hosts", [])
         if sorted(hosts) != sorted(c.worker_name(i) for i in range(c.workers) for _ in range(c.slots)):
             fail(f"the ranks ran on {hosts}, not one per worker")
@@ -296,10 +307,18 @@ def mpijob(cluster, reference_model):
         if str(record.get("blas_threads")) != wanted:
             fail(f"rank 0 used {record.get('blas_threads')} BLAS threads: the launcher's "
                  f"OPENBLAS_NUM_THREADS={wanted} did not reach it through mpirun -x")
-        say(f"checkpoint written, run.json: stopped; ranks on {', '.join(hosts)}; "
-            f"OPENBLAS_NUM_THREADS={wanted} reached rank 0 through mpirun -x")
+        say(f"ranks on {', '.join(hosts)}; OPENBLAS_NUM_THREADS={wanted} reached rank 0 through mpirun -x")
 
-        # The operator starts the launcher again; the workers come back too.
+        # The launcher's restart policy starts it again: it resumes.
+        podman("rm", c.launcher_name())
+        c.start_launcher()
+        # Then the whole job deleted: every pod gets SIGTERM at once.
+        names = [c.launcher_name()] + [c.worker_name(i) for i in range(c.workers)]
+        stop_mid_run(c, run_dir, names, 2)
+        if "resuming" not in logs(c.launcher_name()):
+            fail("the restarted launcher did not resume")
+
+        # Applied again: workers and launcher come back, and the run finishes.
         c.remove()
         restart = time.time()
         c.start_workers()
@@ -313,7 +332,7 @@ def mpijob(cluster, reference_model):
         if read_json(os.path.join(run_dir, "run.json")).get("exit_reason") != "finished":
             fail("the resumed run did not finish")
         same = filecmp.cmp(reference_model, os.path.join(run_dir, "model.safetensors"), shallow=False)
-        say(f"restarted launcher resumed and finished in {time.time() - restart:.0f} s; "
+        say(f"restarted job resumed and finished in {time.time() - restart:.0f} s; "
             f"model bit-identical to the uninterrupted run: {'yes' if same else 'NO'}")
         if not same:
             fail("the resumed model differs from the uninterrupted one")
@@ -359,7 +378,7 @@ def hostfile_line(cluster):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--image", required=True)
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--work", required=True)
     a = p.parse_args()
     model = reference(a.image, a.work, a.epochs)
