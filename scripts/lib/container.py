@@ -9,9 +9,10 @@ builds the image and calls this.
    manifest's command, environment, limits and volumes on a private network,
    an ssh key pair mounted at sshAuthMountPath, the hostfile and Open MPI
    settings the operator gives the launcher. Mid-run, `podman stop` (SIGTERM
-   to the first process, as on pod deletion) first on the launcher alone,
-   then, after the restarted launcher has resumed, on all three; the job
-   started again resumes and finishes with the reference's model bit for bit.
+   to the first process, as on pod deletion) on the launcher alone, then on
+   one worker alone, then on all three, each time after the restarted job
+   has resumed; started once more, it finishes with the reference's model
+   bit for bit.
 3. The `mpirun --hostfile deploy/hostfile.example` line of deploy/README.md,
    run from the launcher with the workers also named as the hostfile names
    them, each pinned to a core of its own as a host of its own would be.
@@ -130,16 +131,16 @@ class Cluster:
         return f"{self.name}-launcher"
 
     def make_keys(self):
-        """The key pair the operator keeps in a Secret and mounts read-only:
-        id_rsa (also sshd's host key), id_rsa.pub, authorized_keys."""
-        keys = owned_dir(os.path.join(self.work, "ssh"))
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nntrain-test",
-                        "-f", os.path.join(keys, "id_rsa")], check=True)
+        """The key pair the operator keeps in a Secret and mounts read-only,
+        as it makes it: an ECDSA P-521 key in PEM as id_rsa (also sshd's host
+        key), id_rsa.pub, authorized_keys; files of root's, mode 0644."""
+        keys = os.path.join(self.work, "ssh")
+        os.makedirs(keys)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-b", "521", "-m", "PEM", "-N", "",
+                        "-C", "nntrain-test", "-f", os.path.join(keys, "id_rsa")], check=True)
         shutil.copy(os.path.join(keys, "id_rsa.pub"), os.path.join(keys, "authorized_keys"))
         for f in os.listdir(keys):
-            os.chown(os.path.join(keys, f), MPIUSER, MPIUSER)
-            os.chmod(os.path.join(keys, f), 0o600)
-        os.chmod(keys, 0o700)
+            os.chmod(os.path.join(keys, f), 0o644)
         return keys
 
     def run_args(self, role, name, extra_env=None, extra_mounts=(), aliases=(), cpu=None):
@@ -176,12 +177,14 @@ class Cluster:
             args += ["--entrypoint", json.dumps(command[:1])]
         return args + [self.image] + (command[1:] if command else []) + list(c.get("args", []))
 
-    def start_workers(self, extra_mounts=(), pin=False):
-        for i in range(self.workers):
+    def start_workers(self, extra_mounts=(), pin=False, only=None):
+        for i in (range(self.workers) if only is None else only):
             # The second name is the one deploy/hostfile.example gives.
             podman("run", *self.run_args("Worker", self.worker_name(i), extra_mounts=extra_mounts,
                                          aliases=[f"node{i + 1:02d}"],
                                          cpu=i % os.cpu_count() if pin else None))
+        # As launcherCreationPolicy WaitForWorkersReady does: the readiness
+        # probe is sshd accepting connections.
         deadline = time.time() + 60
         for i in range(self.workers):
             while podman("exec", self.worker_name(i), "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2222",
@@ -234,6 +237,9 @@ def reference(image, work, epochs):
     words[words.index("./runs:/runs")] = f"{owned_dir(os.path.join(work, 'single'))}:/runs"
     words[words.index("mpirun") + 1] = image
     run_dir = words[words.index("--run-dir") + 1]
+    # One BLAS thread per rank, as in the MPIJob run, so that both models may
+    # be compared bit for bit whatever the core count.
+    words[2:2] = ["--env", "OPENBLAS_NUM_THREADS=1"]
     start = time.time()
     r = podman(*words[1:], "--epochs", str(epochs), check=False)
     output = r.stdout + r.stderr
@@ -294,6 +300,9 @@ def mpijob(cluster, reference_model):
     c = cluster
     run_dir = os.path.join(c.runs, "fashion-mnist")
     say(f"== {MANIFEST}: {c.workers} workers and a launcher on the podman network {c.network}")
+    # What an interrupted earlier run may have left.
+    c.remove()
+    podman("network", "rm", "--force", c.network, check=False)
     podman("network", "create", c.network)
     try:
         c.start_workers()
@@ -312,9 +321,19 @@ def mpijob(cluster, reference_model):
         # The launcher's restart policy starts it again: it resumes.
         podman("rm", c.launcher_name())
         c.start_launcher()
+        # One worker's pod deleted (its node drained): its nntrain-pod stops
+        # the rank there, and the others stop with it.
+        last = c.worker_name(c.workers - 1)
+        stop_mid_run(c, run_dir, [last], 2)
+        if "resuming" not in logs(c.launcher_name()):
+            fail("the restarted launcher did not resume")
+        # The operator makes the missing worker again; the launcher restarts.
+        podman("rm", c.launcher_name(), last)
+        c.start_workers(only=[c.workers - 1])
+        c.start_launcher()
         # Then the whole job deleted: every pod gets SIGTERM at once.
         names = [c.launcher_name()] + [c.worker_name(i) for i in range(c.workers)]
-        stop_mid_run(c, run_dir, names, 2)
+        stop_mid_run(c, run_dir, names, 3)
         if "resuming" not in logs(c.launcher_name()):
             fail("the restarted launcher did not resume")
 
@@ -378,7 +397,7 @@ def hostfile_line(cluster):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--image", required=True)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--work", required=True)
     a = p.parse_args()
     model = reference(a.image, a.work, a.epochs)
