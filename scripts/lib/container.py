@@ -397,9 +397,11 @@ def hostfile_line(cluster):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--image", required=True)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--work", required=True)
     a = p.parse_args()
+    if a.epochs < 5:
+        fail("--epochs must be at least 5: the MPIJob is stopped after epochs 1, 2 and 3")
     model = reference(a.image, a.work, a.epochs)
     cluster = Cluster(a.image, a.work, a.epochs)
     mpijob(cluster, model)
