@@ -20,6 +20,7 @@ Every failed check ends the run with one line and exit status 1.
 """
 
 import argparse
+import contextlib
 import filecmp
 import json
 import os
@@ -59,6 +60,10 @@ def owned_dir(path):
     return path
 
 
+def running(name):
+    return podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
+
+
 def exit_code(name):
     return int(podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip())
 
@@ -66,7 +71,7 @@ def exit_code(name):
 def wait_exit(name, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "false":
+        if not running(name):
             return exit_code(name)
         time.sleep(0.5)
     fail(f"{name} still running after {timeout} s; its log ends: {logs(name)[-800:]}")
@@ -218,6 +223,20 @@ class Cluster:
         names = [self.launcher_name()] + [self.worker_name(i) for i in range(self.workers)]
         podman("rm", "--force", "--time", "0", *names, check=False)
 
+    @contextlib.contextmanager
+    def network_up(self):
+        """The private network, made anew (an interrupted earlier run may
+        have left it and its containers); everything removed afterwards."""
+        def clear():
+            self.remove()
+            podman("network", "rm", "--force", self.network, check=False)
+        clear()
+        podman("network", "create", self.network)
+        try:
+            yield
+        finally:
+            clear()
+
 
 def readme_line(prefix):
     """The command of deploy/README.md that starts with prefix."""
@@ -257,15 +276,16 @@ def reference(image, work, epochs):
     return model
 
 
-def stop_mid_run(c, run_dir, names, after_epochs):
+def stop_mid_run(c, run_dir, names, after_epochs, resumed):
     """Waits until after_epochs epochs are done, then stops the named
     containers at once with SIGTERM to their first process (pod deletion);
-    checks the checkpoint and the exit codes."""
+    checks the checkpoint, the exit codes and, for a restarted launcher, that
+    it resumed."""
     start = time.time()
     while epochs_done(run_dir) < after_epochs:
         if time.time() - start > 300:
             fail(f"epoch {after_epochs} not done in 300 s; the launcher's log ends: {logs(c.launcher_name())[-800:]}")
-        if podman("inspect", "--format", "{{.State.Running}}", c.launcher_name()).stdout.strip() == "false":
+        if not running(c.launcher_name()):
             fail(f"the launcher ended before epoch {after_epochs}: {logs(c.launcher_name())[-800:]}")
         time.sleep(0.2)
     say(f"epoch {after_epochs} done after {time.time() - start:.1f} s; podman stop {' '.join(names)}")
@@ -280,8 +300,11 @@ def stop_mid_run(c, run_dir, names, after_epochs):
     code = wait_exit(c.launcher_name(), 150)
     say(f"stopped in {stopped_in:.1f} s; launcher exit {code}"
         + "".join(f", {n} exit {exit_code(n)}" for n in names if n != c.launcher_name()))
+    launcher_log = logs(c.launcher_name())
     if code != 75:
-        fail(f"the launcher exited {code}, not 75 (stopped, to be started again): {logs(c.launcher_name())[-800:]}")
+        fail(f"the launcher exited {code}, not 75 (stopped, to be started again): {launcher_log[-800:]}")
+    if resumed and "resuming" not in launcher_log:
+        fail("the restarted launcher did not resume")
     for n in names:
         if n != c.launcher_name() and exit_code(n) != 0:
             fail(f"{n} exited {exit_code(n)}: {logs(n)[-500:]}")
@@ -300,15 +323,11 @@ def mpijob(cluster, reference_model):
     c = cluster
     run_dir = os.path.join(c.runs, "fashion-mnist")
     say(f"== {MANIFEST}: {c.workers} workers and a launcher on the podman network {c.network}")
-    # What an interrupted earlier run may have left.
-    c.remove()
-    podman("network", "rm", "--force", c.network, check=False)
-    podman("network", "create", c.network)
-    try:
+    with c.network_up():
         c.start_workers()
         c.start_launcher()
         # The launcher's pod alone deleted: SIGUSR1 through mpirun stops the ranks.
-        record = stop_mid_run(c, run_dir, [c.launcher_name()], 1)
+        record = stop_mid_run(c, run_dir, [c.launcher_name()], 1, resumed=False)
         hosts = record.get("hosts", [])
         if sorted(hosts) != sorted(c.worker_name(i) for i in range(c.workers) for _ in range(c.slots)):
             fail(f"the ranks ran on {hosts}, not one per worker")
@@ -324,18 +343,14 @@ def mpijob(cluster, reference_model):
         # One worker's pod deleted (its node drained): its nntrain-pod stops
         # the rank there, and the others stop with it.
         last = c.worker_name(c.workers - 1)
-        stop_mid_run(c, run_dir, [last], 2)
-        if "resuming" not in logs(c.launcher_name()):
-            fail("the restarted launcher did not resume")
+        stop_mid_run(c, run_dir, [last], 2, resumed=True)
         # The operator makes the missing worker again; the launcher restarts.
         podman("rm", c.launcher_name(), last)
         c.start_workers(only=[c.workers - 1])
         c.start_launcher()
         # Then the whole job deleted: every pod gets SIGTERM at once.
         names = [c.launcher_name()] + [c.worker_name(i) for i in range(c.workers)]
-        stop_mid_run(c, run_dir, names, 3)
-        if "resuming" not in logs(c.launcher_name()):
-            fail("the restarted launcher did not resume")
+        stop_mid_run(c, run_dir, names, 3, resumed=True)
 
         # Applied again: workers and launcher come back, and the run finishes.
         c.remove()
@@ -355,9 +370,6 @@ def mpijob(cluster, reference_model):
             f"model bit-identical to the uninterrupted run: {'yes' if same else 'NO'}")
         if not same:
             fail("the resumed model differs from the uninterrupted one")
-    finally:
-        c.remove()
-        podman("network", "rm", "--force", c.network, check=False)
 
 
 def hostfile_line(cluster):
@@ -367,8 +379,7 @@ def hostfile_line(cluster):
     say(f"== deploy/README.md from the launcher: {line}")
     run_dir = re.search(r"--run-dir (\S+)", line).group(1)
     shared = run_dir.split("/")[1]
-    podman("network", "create", c.network)
-    try:
+    with c.network_up():
         # The shared file system of the hosts: the same directory everywhere.
         # Each worker pinned to a core of its own, as separate hosts have.
         c.start_workers(extra_mounts=[(c.runs, f"/{shared}")], pin=True)
@@ -389,9 +400,6 @@ def hostfile_line(cluster):
             fail(f"no checksum agreed by all ranks: {output[-600:]}")
         say(f"exit 0 in {time.time() - start:.0f} s; {len(hosts)} ranks over TCP: "
             + ", ".join(f"{n} on {h}" for h, n in per_host.items()) + f"; CRC-32C {crc} on all")
-    finally:
-        c.remove()
-        podman("network", "rm", "--force", c.network, check=False)
 
 
 def main():
