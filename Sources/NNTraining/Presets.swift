@@ -9,19 +9,24 @@ public enum Presets {
     public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
 
     /// Preset names; the first is the default.
-    public static let names = ["fashion-mnist", "xor", "perceptron", "spiral"]
+    public static let names = ["fashion-mnist", "xor", "perceptron", "spiral", "wide"]
+
+    /// The `data` section of the Fashion-MNIST presets.
+    private static let fashionMNISTData = """
+        data:
+          train: {format: idx, images: \(fashionMNISTDirectory)/train-images-idx3-ubyte.gz, labels: \(fashionMNISTDirectory)/train-labels-idx1-ubyte.gz}
+          test: {format: idx, images: \(fashionMNISTDirectory)/t10k-images-idx3-ubyte.gz, labels: \(fashionMNISTDirectory)/t10k-labels-idx1-ubyte.gz}
+          validation_split: 0.1
+          scale: standardize
+          class_names: [T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot]
+        """
 
     /// The YAML text of a preset, or nil for an unknown name.
     public static func yaml(_ name: String) -> String? {
         switch name {
         case "fashion-mnist": return """
             # Fashion-MNIST: 60,000 28×28 clothing images in 10 classes.
-            data:
-              train: {format: idx, images: \(fashionMNISTDirectory)/train-images-idx3-ubyte.gz, labels: \(fashionMNISTDirectory)/train-labels-idx1-ubyte.gz}
-              test: {format: idx, images: \(fashionMNISTDirectory)/t10k-images-idx3-ubyte.gz, labels: \(fashionMNISTDirectory)/t10k-labels-idx1-ubyte.gz}
-              validation_split: 0.1
-              scale: standardize
-              class_names: [T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle boot]
+            \(fashionMNISTData)
             model:
               layers:
                 - dense: {units: 256, activation: relu}
@@ -31,6 +36,20 @@ public enum Presets {
             # Adam from 0.001, cosine-decayed to 0 over the run.
             optimizer: {name: adam, learning_rate: 0.001, schedule: {name: cosine}}
             training: {epochs: 10, batch_size: 128, seed: 7}
+            """
+        case "wide": return """
+            # Fashion-MNIST on a wide model (5.8M parameters, 23 MB of gradients a
+            # step): for measuring communication, where the default model is
+            # bound by computation.
+            \(fashionMNISTData)
+            model:
+              layers:
+                - dense: {units: 2048, activation: relu}
+                - dense: {units: 2048, activation: relu}
+                - dense: {units: 10, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adam, learning_rate: 0.0005, schedule: {name: cosine}}
+            training: {epochs: 3, batch_size: 128, seed: 7}
             """
         case "xor": return """
             # The course's XOR: no single perceptron separates it, one hidden layer does.
