@@ -16,8 +16,9 @@ import Darwin
 public struct Dataset: Sendable {
     /// Where the samples came from: a path, or e.g. `synthetic spiral`.
     public var name: String
-    /// features: (N, F), row-major.
-    public var features: [Float]
+    /// features: (N, F), row-major; held in memory, or mapped from a dataset
+    /// cache file that the ranks on a host share.
+    public var features: FloatRows
     /// F: the width of one feature row.
     public var featureCount: Int
     /// labels: (N, L), row-major; empty with `labelWidth` 0 for unlabeled data.
@@ -61,6 +62,13 @@ public struct Dataset: Sendable {
     /// The loaders' initializer: like the public one, with an origin.
     init(name: String, features: [Float], featureCount: Int, labels: [Float], labelWidth: Int,
          classNames: [String]?, origin: Origin) {
+        self.init(name: name, rows: FloatRows(features), featureCount: featureCount, labels: labels, labelWidth: labelWidth,
+                  classNames: classNames, origin: origin)
+    }
+
+    /// The designated initializer, over rows held or mapped.
+    init(name: String, rows features: FloatRows, featureCount: Int, labels: [Float], labelWidth: Int,
+         classNames: [String]?, origin: Origin) {
         self.name = name
         self.features = features
         self.featureCount = featureCount
@@ -73,7 +81,7 @@ public struct Dataset: Sendable {
     // MARK: - Locations
 
     /// Where a dataset's samples came from.
-    enum Origin: Sendable {
+    enum Origin: Sendable, Codable {
         /// A CSV file: sample i sits on `lines[i]` when rows are not one per
         /// line from `firstLine` on (blank lines, quoted line breaks), else on
         /// `firstLine + i`. Lines are 1-based; the header is line 1.
@@ -105,7 +113,7 @@ public struct Dataset: Sendable {
     /// The samples `range`, keeping names, class names and locations.
     func slice(_ range: Range<Int>) -> Dataset {
         var result = self
-        result.features = Array(features[range.lowerBound * featureCount..<range.upperBound * featureCount])
+        result.features = features.rows(range.lowerBound * featureCount..<range.upperBound * featureCount)
         result.labels = Array(labels[range.lowerBound * labelWidth..<range.upperBound * labelWidth])
         result.originOffset = originOffset + range.lowerBound
         return result

@@ -88,8 +88,9 @@ public enum LinearSeparability {
     public static func test(_ dataset: Dataset) -> Verdict? {
         let width = dataset.labelWidth
         guard width > 0 else { return nil }
+        guard dataset.count * (dataset.featureCount + 2) <= maximumEntries else { return nil }
         let positive = (0..<dataset.count).map { dataset.labels[$0 * width] > 0 }
-        return test(features: dataset.features, featureCount: dataset.featureCount, positive: positive)
+        return test(features: Array(dataset.features), featureCount: dataset.featureCount, positive: positive)
     }
 
     /// Turns the certificate y of "no point in both hulls" into the

@@ -73,6 +73,11 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
     var runDir: String?
 
+    @Option(name: .customLong("data-cache"),
+            help: ArgumentHelp("Where the ranks on a host keep one shared, memory-mapped copy of the prepared data (IDX or CSV files of 1 MiB or more), reused by later runs (default: $XDG_CACHE_HOME/nntrain or ~/.cache/nntrain); none loads the data into every rank.",
+                               valueName: "dir|none"))
+    var dataCache: String?
+
     /// `--resume` takes an optional value, which the parser cannot say: a bare
     /// `--resume` reaches it as `--resume-latest` (see `CommandLineArguments`).
     @Option(name: .customLong("resume"),

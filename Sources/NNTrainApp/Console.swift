@@ -16,6 +16,8 @@ public final class Console: TrainingObserver {
     public let drawsBar: Bool
     /// Why the accelerator has the threads or device it has, for the start-up lines.
     public var computeNote = ""
+    /// Appended to the data line: how the ranks hold the data (empty: each loaded its own).
+    public var dataNote = ""
     private var lastDraw = 0.0
     private var barVisible = false
 
@@ -59,7 +61,7 @@ public final class Console: TrainingObserver {
     public func observe(_ event: TrainingEvent) {
         switch event {
         case .started(let start):
-            for text in Console.describe(start, computeNote: computeNote) { line(text) }
+            for text in Console.describe(start, computeNote: computeNote, dataNote: dataNote) { line(text) }
         case .epochStarted(let epoch, let epochs):
             line("Epoch \(epoch)/\(epochs)")
         case .batchEnded(let progress):
@@ -111,7 +113,7 @@ public final class Console: TrainingObserver {
     // MARK: - Formatting
 
     /// The start-up lines: data, model, optimizer, compute, run directory.
-    static func describe(_ start: RunStart, computeNote: String) -> [String] {
+    static func describe(_ start: RunStart, computeNote: String, dataNote: String = "") -> [String] {
         let config = start.config
         var shape = ["\(start.featureCount)"]
         for spec in config.layerSpecs {
@@ -125,7 +127,7 @@ public final class Console: TrainingObserver {
         let world = start.worldSize
         let batch = "batch \(config.training.batchSize)" + (world > 1 ? " (\(config.training.batchSize / world) per rank)" : "")
         return [
-            "data: \(config.data.train.summary): \(sizes) samples, \(start.featureCount) features",
+            "data: \(config.data.train.summary): \(sizes) samples, \(start.featureCount) features" + (dataNote.isEmpty ? "" : "; \(dataNote)"),
             "model: " + shape.joined(separator: " → ") + " (\(start.parameterCount) parameters), loss \(config.loss.rawValue)",
             "optimizer: \(describe(config.optimizer)); \(batch), \(config.training.epochs) epoch\(config.training.epochs == 1 ? "" : "s"), seed \(config.training.seed)",
             "compute: \(start.accelerator) per rank\(computeNote.isEmpty ? "" : " (\(computeNote))"); \(start.communicator)" + (world > 1 ? "; gradients: \(start.gradientReduction)" : ""),

@@ -58,6 +58,16 @@ enum Environment {
         return HostMemory.Limit(bytes: bytes, source: "NNTRAIN_MEMORY_LIMIT")
     }
 
+    /// The prepared-data cache: `--data-cache DIR`, none with `--data-cache
+    /// none`, else `$XDG_CACHE_HOME/nntrain`, else `$HOME/.cache/nntrain`
+    /// (none when neither variable is set).
+    static func dataCache(flag: String?) -> DataCache? {
+        if let flag { return flag == "none" ? nil : DataCache(directory: flag) }
+        if let base = value("XDG_CACHE_HOME") { return DataCache(directory: base + "/nntrain") }
+        if let home = value("HOME") { return DataCache(directory: home + "/.cache/nntrain") }
+        return nil
+    }
+
     /// Where cuBLAS and NVRTC are looked for first: `NNTRAIN_CUBLAS_DIR` and
     /// `NNTRAIN_NVRTC_DIR`, colon-separated lists of directories.
     static func applyCUDALibraryPaths() {

@@ -132,15 +132,14 @@ enum Launch {
         // knows the data's shape from headers (IDX, synthetic), else as soon as it is loaded (CSV).
         let expected = DataShape.expected(config)
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
+        let cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
         if shapeKnown, let expected {
-            try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
-                               accelerator: accelerator, communicator: communicator)
+            try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil, job: job,
+                               runDirectory: runDirectory, accelerator: accelerator, communicator: communicator)
         }
         let objective = try config.objective()
-        let data = try collectively(communicator) {
-            try DataLoading.prepare(config, objective: objective, includeTest: true,
-                                    scaler: checkpoint?.scaler, classNames: checkpoint?.classNames)
-        }
+        let data = try loadData(config, objective: objective, checkpoint: checkpoint, cache: cache,
+                                communicator: communicator, console: console)
         try agree(on: data, communicator)
         if !shapeKnown {
             try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
@@ -166,17 +165,48 @@ enum Launch {
         return (trainer, facts)
     }
 
+    /// The prepared data. With a cache, the first rank on each host finds
+    /// or writes the cache file while the others wait, then every rank maps
+    /// it; when it cannot be written (or without a cache) each rank loads the data.
+    static func loadData(_ config: RunConfig, objective: Objective, checkpoint: ModelSnapshot?, cache: DataCache?,
+                         communicator: any Communicator, console: Console) throws -> PreparedData {
+        let scaler = checkpoint?.scaler, classNames = checkpoint?.classNames
+        if let cache {
+            var outcome: DataCache.Outcome?
+            try collectively(communicator) {
+                guard communicator.localRank == 0 else { return }
+                outcome = try cache.prepare(config, objective: objective, includeTest: true, scaler: scaler, classNames: classNames)
+            }
+            if case .unavailable(let reason) = outcome { Console.warning(reason + "; every rank loads the data itself") }
+            let mapped = try collectively(communicator) {
+                try cache.map(for: config, objective: objective, includeTest: true, scaler: scaler, classNames: classNames)
+            }
+            // Every rank learns whether all of them mapped the file.
+            let everywhere = communicator.allGather(mapped == nil ? 0 : 1).allSatisfy { $0 == 1 }
+            if everywhere, let mapped {
+                let ranks = communicator.localSize
+                console.dataNote = "mapped from the data cache" + (ranks > 1 ? ", one copy for the \(ranks) ranks on this host" : "")
+                return mapped
+            }
+        }
+        return try collectively(communicator) {
+            try DataLoading.prepare(config, objective: objective, includeTest: true, scaler: scaler, classNames: classNames)
+        }
+    }
+
     /// Every rank checks that its host's memory holds what the run needs
     /// (its local ranks' copies together); rank 0 that the run directory's
     /// file system holds the checkpoints it keeps.
-    static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, job: Train, runDirectory: String,
+    static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
+                               job: Train, runDirectory: String,
                                accelerator: any Accelerator, communicator: any Communicator) throws {
         try collectively(communicator) {
             try TrainingLimits.check(config, trainingSamples: shape.samples)
             let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
             if let limit = try Environment.memoryLimit() ?? HostMemory.limit() {
                 try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
-                                       datasetLoaded: datasetLoaded, modelOnDevice: !accelerator.isHostMemory,
+                                       datasetLoaded: datasetLoaded, datasetShared: datasetShared,
+                                       modelOnDevice: !accelerator.isHostMemory,
                                        writesCheckpoints: communicator.isCoordinator)
             }
             guard communicator.isCoordinator else { return }

@@ -110,13 +110,17 @@ public struct MemoryEstimate: Equatable, Sendable {
 
     /// The parts as a person reads them: `parameters 3.0 GiB + gradients 3.0 GiB + …`,
     /// with the per-rank parts times `ranks` and rank 0's checkpoint copies when counted.
-    func parts(ranks: Int, checkpoint: Bool, model: Bool = true, dataset includeDataset: Bool = true) -> String {
+    func parts(ranks: Int, checkpoint: Bool, model: Bool = true, dataset includeDataset: Bool = true,
+               datasetShared: Bool = false) -> String {
         func part(_ name: String, _ bytes: Int) -> String { "\(name) \(ByteCount.format(bytes))" }
         var perRank = model ? [part("parameters", parameters), part("gradients", gradients),
                                part("optimizer state", optimizerState), part("activations", activations)] : []
-        if includeDataset { perRank.append(part("dataset", dataset)) }
+        if includeDataset && !datasetShared { perRank.append(part("dataset", dataset)) }
         var text = perRank.joined(separator: " + ")
         if ranks > 1 { text = "(\(text)) × \(ranks) ranks on this host" }
+        if includeDataset && datasetShared {
+            text += (text.isEmpty ? "" : " + ") + part("dataset", dataset) + (ranks > 1 ? " shared by them" : "")
+        }
         if checkpoint { text += (text.isEmpty ? "" : " + ") + part("checkpoint copies", checkpointCopies) }
         return text
     }
@@ -178,16 +182,19 @@ public enum MemoryBudget {
     ///     activations live in a GPU's memory, not in `limit`.
     ///   - writesCheckpoints: this rank (rank 0) also holds the checkpoint copies.
     public static func check(_ estimate: MemoryEstimate, ranksOnHost: Int, limit: HostMemory.Limit,
-                             datasetLoaded: Bool = false, modelOnDevice: Bool = false, writesCheckpoints: Bool = true) throws {
+                             datasetLoaded: Bool = false, datasetShared: Bool = false, modelOnDevice: Bool = false,
+                             writesCheckpoints: Bool = true) throws {
         let model = Count.add(estimate.parameters, estimate.gradients, estimate.optimizerState, estimate.activations)
-        let perRank = Count.add(modelOnDevice ? 0 : model, datasetLoaded ? 0 : estimate.dataset)
-        let needed = Count.add(Count.multiply(perRank, max(ranksOnHost, 1)), writesCheckpoints ? estimate.checkpointCopies : 0)
+        let dataset = datasetLoaded ? 0 : estimate.dataset
+        let perRank = Count.add(modelOnDevice ? 0 : model, datasetShared ? 0 : dataset)
+        let needed = Count.add(Count.multiply(perRank, max(ranksOnHost, 1)), datasetShared ? dataset : 0,
+                               writesCheckpoints ? estimate.checkpointCopies : 0)
         guard needed > limit.bytes else { return }
         var notes: [String] = []
         if datasetLoaded { notes.append("the dataset is already loaded and not counted") }
         if modelOnDevice { notes.append("the model's parts live on the GPU and are not counted") }
         let note = notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")
-        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
+        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded, datasetShared: datasetShared))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
     }
 }
 

@@ -16,6 +16,11 @@ public struct PreparedData: Sendable {
 
     /// Width of a feature row (the model's input size).
     public var featureCount: Int { training.featureCount }
+
+    /// Bytes of feature values over every split.
+    public var featureBytes: Int {
+        [training, validation, test].compactMap { $0 }.reduce(0) { $0 + $1.features.count * MemoryLayout<Float>.stride }
+    }
 }
 
 /// Loads and prepares the data of a run.

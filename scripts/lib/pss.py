@@ -3,7 +3,7 @@
 Runs a command (nntrain itself, or mpirun starting it), waits until the
 run directory's metrics.jsonl holds its first epoch, and samples the
 proportional set size (Pss in /proc/PID/smaps_rollup) of every process
-named nntrain every 0.2 s until the command ends; prints one JSON line:
+named nntrain that it started every 0.2 s until the command ends; prints one JSON line:
 the largest total over the samples, and each rank's share in that sample.
 
     python3 scripts/lib/pss.py RUN_DIR -- COMMAND...
@@ -26,17 +26,31 @@ def pss_kib(pid):
     return None
 
 
-def trainers():
+def parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def trainers(root):
+    """The processes named nntrain that descend from `root`."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == "nntrain":
-                    found.append(int(entry))
+                if f.read().strip() != "nntrain":
+                    continue
         except OSError:
-            pass
+            continue
+        pid = int(entry)
+        while pid > 1 and pid != root:
+            pid = parent(pid)
+        if pid == root:
+            found.append(int(entry))
     return found
 
 
@@ -49,7 +63,7 @@ def main():
         time.sleep(0.2)
         if not os.path.exists(metrics) or os.path.getsize(metrics) == 0:
             continue
-        shares = [k for k in (pss_kib(p) for p in trainers()) if k is not None]
+        shares = [k for k in (pss_kib(p) for p in trainers(process.pid)) if k is not None]
         if sum(shares) > best[0]:
             best = (sum(shares), sorted(shares))
     if process.returncode != 0:

@@ -1,0 +1,144 @@
+// One copy of the prepared data per host. The first rank on a host loads,
+// splits and scales the data once and writes it to a cache file
+// (`DatasetFile`); every rank on the host then maps that file read-only, so
+// the kernel keeps one copy of the feature rows in its page cache for all of
+// them, pages in only the rows the sampler touches, and can page them out
+// again under memory pressure. A later run with the same data and the same
+// files finds the file and skips loading altogether.
+
+import Foundation
+import NNCore
+import NNData
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A directory of prepared-data files, one per (data configuration, files).
+public struct DataCache: Sendable {
+    /// Where the files live (created when missing).
+    public let directory: String
+    /// Data whose features take fewer bytes than this is loaded by each rank:
+    /// sharing it saves little, and synthetic data is never read from files.
+    public static let minimumBytes = 1 << 20
+
+    public init(directory: String) { self.directory = directory }
+
+    /// What `prepare` did.
+    public enum Outcome: Equatable, Sendable {
+        /// The file was there already.
+        case found(path: String)
+        /// This process loaded the data and wrote the file.
+        case written(path: String)
+        /// The file could not be written (the reason); the ranks load the data themselves.
+        case unavailable(String)
+    }
+
+    /// Whether this run's data is shared through the cache: file sources
+    /// (IDX, CSV) whose features take at least `minimumBytes`, judged from
+    /// the IDX headers or, for CSV, the files' sizes.
+    public static func applies(to config: RunConfig) -> Bool {
+        let sources = [config.data.train] + [config.data.test].compactMap { $0 }
+        if sources.contains(where: { if case .synthetic = $0 { return true } else { return false } }) { return false }
+        if let shape = DataShape.expected(config) {
+            let (bytes, overflow) = shape.samples.multipliedReportingOverflow(by: shape.featureCount * MemoryLayout<Float>.stride)
+            return overflow || bytes >= minimumBytes
+        }
+        let sizes = sources.flatMap(\.files).map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? 0 }
+        return sizes.reduce(0, +) >= minimumBytes
+    }
+
+    /// The cache file for this run's data: named by a hash of the data
+    /// configuration, what the model needs of it, and every source file's
+    /// identity (device, inode, size, modification time), so changing any of
+    /// them names another file. Throws when a source file cannot be read.
+    public func path(for config: RunConfig, objective: Objective, includeTest: Bool,
+                     scaler: FeatureScaler?, classNames: [String]?) throws -> (path: String, key: String) {
+        let key = try Self.key(config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        for byte in key.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return (directory + "/data-" + String(format: "%016llx", hash) + ".nndata", key)
+    }
+
+    /// On the first rank of a host: finds this run's file, or loads the data
+    /// and writes it. Errors in the data itself are thrown as by
+    /// `DataLoading.prepare`; a file that cannot be written is `.unavailable`.
+    public func prepare(_ config: RunConfig, objective: Objective, includeTest: Bool,
+                        scaler: FeatureScaler?, classNames: [String]?) throws -> Outcome {
+        let (path, key) = try path(for: config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
+        if (try? map(path, key: key)) != nil { return .found(path: path) }
+        let data = try DataLoading.prepare(config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            return .unavailable("\(directory): cannot create the directory (\(error.localizedDescription))")
+        }
+        let metadata = Metadata(key: key, scaler: data.scaler, classNames: data.classNames)
+        let text = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
+        do {
+            try DatasetFile.write([data.training, data.validation, data.test], metadata: text, to: path)
+        } catch let error as UserError {
+            return .unavailable(error.message)
+        }
+        return .written(path: path)
+    }
+
+    /// Maps this run's file; nil when it is absent or holds other data.
+    public func map(for config: RunConfig, objective: Objective, includeTest: Bool,
+                    scaler: FeatureScaler?, classNames: [String]?) throws -> PreparedData? {
+        let (path, key) = try path(for: config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
+        return try? map(path, key: key)
+    }
+
+    private func map(_ path: String, key: String) throws -> PreparedData {
+        let (datasets, text) = try DatasetFile.read(path)
+        guard let metadata = try? JSONDecoder().decode(Metadata.self, from: Data(text.utf8)), metadata.key == key,
+              datasets.count == 3, let training = datasets[0] else {
+            throw UserError("\(path): holds other data")
+        }
+        return PreparedData(training: training, validation: datasets[1], test: datasets[2],
+                            scaler: metadata.scaler, classNames: metadata.classNames)
+    }
+
+    /// What the file holds besides the datasets.
+    private struct Metadata: Codable {
+        var key: String
+        var scaler: FeatureScaler
+        var classNames: [String]?
+    }
+
+    /// Everything the prepared data depends on, as text.
+    static func key(_ config: RunConfig, objective: Objective, includeTest: Bool,
+                    scaler: FeatureScaler?, classNames: [String]?) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var parts = ["nntrain prepared data 1",
+                     String(decoding: try encoder.encode(config.data), as: UTF8.self),
+                     "task \(config.task.rawValue), classes \(objective.classCount), outputs \(objective.outputs), test \(includeTest)",
+                     scaler.map { String(decoding: (try? encoder.encode($0)) ?? Data(), as: UTF8.self) } ?? "fitted",
+                     classNames?.joined(separator: "\u{1f}") ?? "-"]
+        let sources = [config.data.train] + (includeTest ? [config.data.test].compactMap { $0 } : [])
+        for file in sources.flatMap(\.files) {
+            var info = stat()
+            guard stat(file, &info) == 0 else {
+                throw UserError("\(file): cannot read (\(String(cString: strerror(errno)))); check the path and its permissions")
+            }
+            parts.append("\(file) \(info.st_dev) \(info.st_ino) \(info.st_size) \(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)")
+        }
+        return parts.joined(separator: "\n")
+    }
+}
+
+extension DataSource {
+    /// The files a source reads.
+    var files: [String] {
+        switch self {
+        case .csv(let path, _, _): [path]
+        case .idx(let images, let labels, _): [images, labels]
+        case .synthetic: []
+        }
+    }
+}
