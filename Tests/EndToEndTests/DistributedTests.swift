@@ -27,6 +27,46 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// The ranks of a host map one cache file of the prepared data; a
+    /// second run finds it; the model is the one of ranks that load their own.
+    func testRanksOnAHostShareOneMappedCopyOfTheData() throws {
+        let directory = Presets.fashionMNISTDirectory
+        guard FileManager.default.fileExists(atPath: directory + "/t10k-images-idx3-ubyte.gz") else {
+            throw XCTSkip("Fashion-MNIST is not installed (scripts/install-deps installs dataset-fashion-mnist)")
+        }
+        let dir = temporaryDirectory(self)
+        let config = write("""
+            data:
+              train: {format: idx, images: \(directory)/train-images-idx3-ubyte.gz, labels: \(directory)/train-labels-idx1-ubyte.gz, limit: 2000}
+              test: {format: idx, images: \(directory)/t10k-images-idx3-ubyte.gz, labels: \(directory)/t10k-labels-idx1-ubyte.gz, limit: 500}
+              validation_split: 0.1
+              scale: standardize
+            model:
+              layers:
+                - dense: {units: 32, activation: relu}
+                - dense: {units: 10, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            training: {epochs: 2, batch_size: 64, seed: 5}
+            """, "fm.yaml", in: dir)
+        let cache = dir + "/cache"
+        func cacheFiles() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: cache).sorted() }
+        let shared = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/shared", "--data-cache", cache])
+        XCTAssertEqual(shared.status, 0, shared.stderr)
+        XCTAssertTrue(shared.stdout.contains("784 features; mapped from the data cache, one copy for the 2 ranks on this host"), shared.stdout)
+        let files = try cacheFiles()
+        XCTAssertEqual(files.count, 1, "\(files)")
+        XCTAssertTrue(files.first?.hasSuffix(".nndata") == true, "\(files)")
+        let again = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/again", "--data-cache", cache])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertEqual(try cacheFiles(), files)
+        let own = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/own", "--data-cache", "none"])
+        XCTAssertEqual(own.status, 0, own.stderr)
+        XCTAssertFalse(own.stdout.contains("data cache"), own.stdout)
+        let reference = try modelParameters(dir + "/own")
+        XCTAssertEqual(try modelParameters(dir + "/shared"), reference)
+        XCTAssertEqual(try modelParameters(dir + "/again"), reference)
+    }
+
     func testMpirunWithOneRankEqualsThePlainProcess() throws {
         let dir = temporaryDirectory(self)
         let config = smallConfig(in: dir, epochs: 2)

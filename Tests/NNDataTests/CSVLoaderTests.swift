@@ -16,7 +16,7 @@ final class CSVLoaderTests: XCTestCase {
         XCTAssertEqual(data.name, path)
         XCTAssertEqual(data.count, 3)
         XCTAssertEqual(data.featureCount, 2)
-        XCTAssertEqual(data.features, [1, 2, 3, 4.5, -1, 100])
+        XCTAssertEqual(Array(data.features), [1, 2, 3, 4.5, -1, 100])
         XCTAssertEqual(data.labels, [0, 2, 1])
         XCTAssertEqual(data.labelWidth, 1)
         XCTAssertNil(data.classNames)
@@ -29,7 +29,7 @@ final class CSVLoaderTests: XCTestCase {
         let data = try CSVLoader.load(path: path, label: "species", mode: .classes)
         XCTAssertEqual(data.classNames, ["setosa", "versicolor", "virginica"])
         XCTAssertEqual(data.labels, [2, 0, 1, 0])
-        XCTAssertEqual(data.features, [1, 2, 3, 4])
+        XCTAssertEqual(Array(data.features), [1, 2, 3, 4])
 
         // A test set read with the training set's names keeps their numbering,
         // even when it lacks a class.
@@ -54,7 +54,7 @@ final class CSVLoaderTests: XCTestCase {
     func testRegression() throws {
         let path = try dir.write("rooms,price,age\n3,250.5,10\n4,-1e3,0.5\n", to: "houses.csv")
         let data = try CSVLoader.load(path: path, label: "price", mode: .values)
-        XCTAssertEqual(data.features, [3, 10, 4, 0.5])
+        XCTAssertEqual(Array(data.features), [3, 10, 4, 0.5])
         XCTAssertEqual(data.labels, [250.5, -1000])
         XCTAssertEqual(data.labelWidth, 1)
         XCTAssertNil(data.classNames)
@@ -64,7 +64,7 @@ final class CSVLoaderTests: XCTestCase {
         let text = "\u{FEFF}\"first col\" , \"la,bel\"\r\n\r\n  1.5 ,\"a \"\"quoted\"\" name\"\r\n   \r\n\"2\",  plain  \r\n\n\"3\",\"multi\nline\"\n4,plain"
         let path = try dir.write(text, to: "quoted.csv")
         let data = try CSVLoader.load(path: path, label: "la,bel", mode: .classes)
-        XCTAssertEqual(data.features, [1.5, 2, 3, 4])
+        XCTAssertEqual(Array(data.features), [1.5, 2, 3, 4])
         XCTAssertEqual(data.classNames, ["a \"quoted\" name", "multi\nline", "plain"])
         XCTAssertEqual(data.labels, [0, 2, 1, 2])
         // Lines count blank lines and the line break inside quotes.
@@ -76,12 +76,12 @@ final class CSVLoaderTests: XCTestCase {
     func testLoadFeaturesIgnoresTheLabel() throws {
         let path = try dir.write("a,label,b\n1,x,2\n3,y,4\n", to: "predict.csv")
         let data = try CSVLoader.loadFeatures(path: path, excluding: ["label"])
-        XCTAssertEqual(data.features, [1, 2, 3, 4])
+        XCTAssertEqual(Array(data.features), [1, 2, 3, 4])
         XCTAssertEqual(data.featureCount, 2)
         XCTAssertEqual(data.count, 2)
         XCTAssertEqual(data.labelWidth, 0)
         let unlabeled = try dir.write("a,b\n1,2\n", to: "unlabeled.csv")
-        XCTAssertEqual(try CSVLoader.loadFeatures(path: unlabeled, excluding: ["label"]).features, [1, 2])
+        XCTAssertEqual(Array(try CSVLoader.loadFeatures(path: unlabeled, excluding: ["label"]).features), [1, 2])
     }
 
     // MARK: - Errors

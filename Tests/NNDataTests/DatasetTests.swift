@@ -11,9 +11,9 @@ final class DatasetTests: XCTestCase {
         let (training, validation) = data.split(validationFraction: 0.3)
         XCTAssertEqual(training.count, 7)
         XCTAssertEqual(validation.count, 3)
-        XCTAssertEqual(validation.features, [70, 71, 80, 81, 90, 91])
+        XCTAssertEqual(Array(validation.features), [70, 71, 80, 81, 90, 91])
         XCTAssertEqual(validation.labels, [7, -7, 8, -8, 9, -9])
-        XCTAssertEqual(training.features, Array(data.features[0..<14]))
+        XCTAssertEqual(Array(training.features), Array(data.features[0..<14]))
         XCTAssertEqual(validation.location(ofSample: 0), "ten sample 7")
         XCTAssertEqual(data.split(validationFraction: 0.25).validation.count, 2)  // ⌊2.5⌋
         XCTAssertEqual(data.split(validationFraction: 0).validation.count, 0)

@@ -12,7 +12,7 @@ final class IDXLoaderTests: XCTestCase {
         XCTAssertEqual(dataset.count, 3, file: file, line: line)
         XCTAssertEqual(dataset.featureCount, 6, file: file, line: line)
         XCTAssertEqual(dataset.labelWidth, 1, file: file, line: line)
-        XCTAssertEqual(dataset.features, pixels.map(Float.init), file: file, line: line)
+        XCTAssertEqual(Array(dataset.features), pixels.map(Float.init), file: file, line: line)
         XCTAssertEqual(dataset.labels, [7, 0, 255], file: file, line: line)
         XCTAssertNil(dataset.classNames, file: file, line: line)
         XCTAssertEqual(dataset.location(ofSample: 2), "\(labelsPath) item 2", file: file, line: line)
@@ -46,7 +46,7 @@ final class IDXLoaderTests: XCTestCase {
         let labels = try dir.write(idxLabels([UInt8](repeating: 1, count: count)), to: "labels")
         let dataset = try IDXLoader.load(images: images, labels: labels)
         XCTAssertEqual(dataset.count, count)
-        XCTAssertEqual(dataset.features, big.map(Float.init))
+        XCTAssertEqual(Array(dataset.features), big.map(Float.init))
 
         // zlib checks the trailer's size, so a wrong one is reported as corrupt.
         var compressed = gzip(raw)
@@ -69,7 +69,7 @@ final class IDXLoaderTests: XCTestCase {
         let labels = try dir.write(idxLabels(labelBytes), to: "labels")
         let dataset = try IDXLoader.load(images: images, labels: labels, limit: 2)
         XCTAssertEqual(dataset.count, 2)
-        XCTAssertEqual(dataset.features, Array(pixels[0..<12]).map(Float.init))
+        XCTAssertEqual(Array(dataset.features), Array(pixels[0..<12]).map(Float.init))
         XCTAssertEqual(dataset.labels, [7, 0])
         XCTAssertEqual(try IDXLoader.load(images: images, labels: labels, limit: 10).count, 3)
     }

@@ -1,0 +1,99 @@
+import Foundation
+import NNCore
+import NNData
+@testable import NNTraining
+import XCTest
+
+final class DataCacheTests: XCTestCase {
+    /// An IDX pair of `count` 28×28 images in `directory`, and a config that trains on it.
+    func idxConfig(in directory: String, count: Int, validationSplit: Double = 0.25) throws -> RunConfig {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var images = [0, 0, 8, 3].map(UInt8.init) + be(count) + be(28) + be(28)
+        images += (0..<count * 784).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 784) }
+        let labels = [0, 0, 8, 1].map(UInt8.init) + be(count) + (0..<count).map { UInt8($0 % 10) }
+        try Data(images).write(to: URL(fileURLWithPath: directory + "/images.idx"))
+        try Data(labels).write(to: URL(fileURLWithPath: directory + "/labels.idx"))
+        return try ConfigReader.parse("""
+            data:
+              train: {format: idx, images: \(directory)/images.idx, labels: \(directory)/labels.idx}
+              test: {format: idx, images: \(directory)/images.idx, labels: \(directory)/labels.idx, limit: 10}
+              validation_split: \(validationSplit)
+              scale: standardize
+            model:
+              layers:
+                - dense: {units: 10, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            """, file: "c.yaml")
+    }
+
+    private func be(_ value: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (24 - 8 * $0)) } }
+
+    func testWrittenOnceThenFoundAndMappedAsLoaded() throws {
+        let root = temporaryDirectory()
+        let config = try idxConfig(in: root + "/data", count: 40)
+        let objective = try config.objective()
+        let cache = DataCache(directory: root + "/cache")
+        let first = try cache.prepare(config, objective: objective, includeTest: true, scaler: nil, classNames: nil)
+        guard case .written(let path) = first else { return XCTFail("expected a written file, got \(first)") }
+        XCTAssertTrue(path.hasPrefix(root + "/cache/data-") && path.hasSuffix(".nndata"), path)
+        XCTAssertEqual(try cache.prepare(config, objective: objective, includeTest: true, scaler: nil, classNames: nil),
+                       .found(path: path))
+
+        let loaded = try DataLoading.prepare(config, objective: objective, includeTest: true)
+        let mapped = try XCTUnwrap(cache.map(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil))
+        XCTAssertTrue(mapped.training.features.isMapped)
+        XCTAssertEqual(mapped.training.features, loaded.training.features)
+        XCTAssertEqual(mapped.training.labels, loaded.training.labels)
+        XCTAssertEqual(mapped.validation?.features, loaded.validation?.features)
+        XCTAssertEqual(mapped.test?.features, loaded.test?.features)
+        XCTAssertEqual(mapped.test?.count, 10)
+        XCTAssertEqual(mapped.scaler, loaded.scaler)
+        XCTAssertEqual(DataFingerprint(mapped), DataFingerprint(loaded))
+        XCTAssertEqual(mapped.training.location(ofSample: 2), loaded.training.location(ofSample: 2))
+    }
+
+    func testAnotherConfigOrAChangedFileNamesAnotherFile() throws {
+        let root = temporaryDirectory()
+        let config = try idxConfig(in: root + "/data", count: 20)
+        let objective = try config.objective()
+        let cache = DataCache(directory: root + "/cache")
+        let path = try cache.path(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil).path
+        var other = config
+        other.data.validationSplit = 0.5
+        XCTAssertNotEqual(try cache.path(for: other, objective: objective, includeTest: true, scaler: nil, classNames: nil).path, path)
+        XCTAssertNotEqual(try cache.path(for: config, objective: objective, includeTest: false, scaler: nil, classNames: nil).path, path)
+        _ = try cache.prepare(config, objective: objective, includeTest: true, scaler: nil, classNames: nil)
+        // Rewriting a source file (same size, new modification time) makes the old file stale.
+        let images = root + "/data/images.idx"
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 60)], ofItemAtPath: images)
+        XCTAssertNotEqual(try cache.path(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil).path, path)
+        XCTAssertNil(try cache.map(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil))
+        try FileManager.default.removeItem(atPath: images)
+        assertThrows(try cache.path(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil),
+                     contains: "images.idx: cannot read")
+    }
+
+    func testAnUnwritableCacheIsUnavailableNotAnError() throws {
+        let root = temporaryDirectory()
+        let config = try idxConfig(in: root + "/data", count: 8)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: root + "/file"))
+        let cache = DataCache(directory: root + "/file/cache")
+        let outcome = try cache.prepare(config, objective: try config.objective(), includeTest: true, scaler: nil, classNames: nil)
+        guard case .unavailable(let reason) = outcome else { return XCTFail("expected unavailable, got \(outcome)") }
+        XCTAssertTrue(reason.contains(root + "/file/cache"), reason)
+    }
+
+    func testOnlyFileDataOfAMebibyteOrMoreIsShared() throws {
+        let root = temporaryDirectory()
+        XCTAssertFalse(DataCache.applies(to: try idxConfig(in: root + "/small", count: 100)))  // 0.3 MiB
+        XCTAssertTrue(DataCache.applies(to: try idxConfig(in: root + "/large", count: 400)))  // 1.3 MiB with the test set
+        XCTAssertFalse(DataCache.applies(to: try Presets.config("spiral")))
+    }
+
+    private func assertThrows<T>(_ body: @autoclosure () throws -> T, contains text: String,
+                                 file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try body(), file: file, line: line) {
+            XCTAssertTrue(($0 as? UserError)?.message.contains(text) == true, "\($0)", file: file, line: line)
+        }
+    }
+}
