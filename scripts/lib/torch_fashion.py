@@ -1,6 +1,7 @@
 """PyTorch baseline for nntrain's benchmarks: the default preset's model
-(784-256-128-10, ReLU, softmax cross-entropy, Adam 1e-3, batch 128) trained
-eagerly on Fashion-MNIST, single process or DistributedDataParallel (gloo).
+(784-256-128-10, ReLU, softmax cross-entropy, Adam 1e-3, batch 128), or with
+--wide the wide preset's (784-2048-2048-10), trained eagerly on
+Fashion-MNIST, single process or DistributedDataParallel (gloo).
 
 Prints one JSON line: samples/s over the measured epochs (the first epoch is
 a warm-up and is not counted)."""
@@ -31,6 +32,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=128, help="global batch")
     p.add_argument("--ddp", action="store_true", help="run under torchrun-style env (gloo)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--wide", action="store_true", help="the wide preset's model, 784-2048-2048-10")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(7)
@@ -48,7 +50,9 @@ def main():
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # nntrain's default
 
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+    hidden = (2048, 2048) if a.wide else (256, 128)
+    model = nn.Sequential(nn.Linear(784, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                          nn.Linear(hidden[1], 10)).to(device)
     if a.ddp:
         model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
