@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "NNCUDA", dependencies: ["NNCore"], plugins: ["EmbedKernelSources"]),
         .target(name: "NNConformance", dependencies: ["NNCore"]),
         .target(name: "NNData", dependencies: ["NNCore", "CZlib"]),
-        .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI"]),
+        .target(name: "NNDistributed", dependencies: ["NNCore", "CMPI", "CKernels"]),
         // The file format alone: reader, writer, header parser, CRC-32C, atomic writes.
         .target(name: "SafeTensors"),
         .target(name: "NNTraining", dependencies: [

@@ -116,3 +116,68 @@ void nn_activation_backward_loop(const float *a, const float *gradient, float *d
     default: NN_BACKWARD(NN_LINEAR); break;
     }
 }
+
+// MARK: - 16-bit floats
+
+#include <string.h>
+#include <stdint.h>
+
+static inline uint16_t nn_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float nn_from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static inline uint16_t nn_to_fp16(float x) {
+    _Float16 h = (_Float16)x;
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+
+static inline float nn_from_fp16(uint16_t u) {
+    _Float16 h;
+    memcpy(&h, &u, 2);
+    return (float)h;
+}
+
+void nn_compress_half(const float *g, float *e, unsigned short *q, size_t n, int format) {
+    if (format == 0) {
+        for (size_t i = 0; i < n; i++) {
+            float c = g[i] + e[i];
+            q[i] = nn_to_bf16(c);
+            e[i] = c - nn_from_bf16(q[i]);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float c = g[i] + e[i];
+            q[i] = nn_to_fp16(c);
+            e[i] = c - nn_from_fp16(q[i]);
+        }
+    }
+}
+
+void nn_expand_half(const unsigned short *q, float *g, size_t n, int format) {
+    if (format == 0) {
+        for (size_t i = 0; i < n; i++) g[i] = nn_from_bf16(q[i]);
+    } else {
+        for (size_t i = 0; i < n; i++) g[i] = nn_from_fp16(q[i]);
+    }
+}
+
+void nn_sum_half(const unsigned short *in, unsigned short *inout, size_t n, int format) {
+    if (format == 0) {
+        for (size_t i = 0; i < n; i++) inout[i] = nn_to_bf16(nn_from_bf16(in[i]) + nn_from_bf16(inout[i]));
+    } else {
+        for (size_t i = 0; i < n; i++) inout[i] = nn_to_fp16(nn_from_fp16(in[i]) + nn_from_fp16(inout[i]));
+    }
+}

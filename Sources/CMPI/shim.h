@@ -10,6 +10,7 @@ static inline MPI_Datatype nn_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype nn_mpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Datatype nn_mpi_int(void) { return MPI_INT; }
 static inline MPI_Datatype nn_mpi_uint64(void) { return MPI_UINT64_T; }
+static inline MPI_Datatype nn_mpi_uint16(void) { return MPI_UINT16_T; }
 static inline MPI_Op nn_mpi_sum(void) { return MPI_SUM; }
 static inline MPI_Op nn_mpi_max(void) { return MPI_MAX; }
 static inline MPI_Op nn_mpi_min(void) { return MPI_MIN; }

@@ -20,6 +20,10 @@ public protocol Communicator: AnyObject {
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
     /// Sums `buffer` element-wise across all ranks (Double, for metrics).
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>)
+    /// Sums 16-bit floats of `format` element-wise across all ranks, in
+    /// place: each addition of two ranks' values is rounded back to the
+    /// format, and every rank ends with the same values.
+    func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression)
     /// Copies `buffer` from `root` to every other rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
     /// Every rank's `value`, indexed by rank.
@@ -65,6 +69,7 @@ public final class LocalCommunicator: Communicator {
     public var name: String { "single process" }
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {}
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func allGather(_ value: UInt64) -> [UInt64] { [value] }
     public func barrier() {}

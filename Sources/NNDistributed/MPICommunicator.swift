@@ -1,5 +1,6 @@
 // The Open MPI implementation of `Communicator`.
 
+import CKernels
 import CMPI
 import NNCore
 #if canImport(Glibc)
@@ -84,6 +85,35 @@ public final class MPICommunicator: Communicator {
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world) }
     }
 
+    /// The reduction of 16-bit floats, one per format, made on first use.
+    private var halfSums: [GradientCompression: MPI_Op] = [:]
+
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
+        guard size > 1, let base = buffer.baseAddress else { return }
+        let op = halfSum(format)
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_uint16(), op, world) }
+    }
+
+    /// `MPI_Op_create` of `nn_sum_half` for `format` (commutative).
+    private func halfSum(_ format: GradientCompression) -> MPI_Op {
+        if let op = halfSums[format] { return op }
+        var op: MPI_Op? = nil
+        switch format {
+        case .bf16:
+            MPI_Op_create({ input, output, count, _ in
+                nn_sum_half(input?.assumingMemoryBound(to: UInt16.self), output?.assumingMemoryBound(to: UInt16.self),
+                            Int(count?.pointee ?? 0), 0)
+            }, 1, &op)
+        case .fp16:
+            MPI_Op_create({ input, output, count, _ in
+                nn_sum_half(input?.assumingMemoryBound(to: UInt16.self), output?.assumingMemoryBound(to: UInt16.self),
+                            Int(count?.pointee ?? 0), 1)
+            }, 1, &op)
+        }
+        halfSums[format] = op!
+        return op!
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {
         guard size > 1, let base = buffer.baseAddress, buffer.count > 0 else { return }
         // Counts are Int32: send large buffers in pieces.
@@ -106,6 +136,10 @@ public final class MPICommunicator: Communicator {
     public func barrier() { watched(.barrier) { MPI_Barrier(world) } }
 
     public func finalize() {
+        for (_, op) in halfSums {
+            var freed: MPI_Op? = op
+            MPI_Op_free(&freed)
+        }
         watchdog?.finish()
         MPI_Finalize()
     }

@@ -13,6 +13,7 @@
 // forever for the failed rank. The world is therefore poisonable: the first
 // failure releases every waiting rank, and `run` reports that failure.
 
+import CKernels
 import Foundation
 
 /// The collectives of the `Communicator` protocol, as the in-process world
@@ -23,6 +24,8 @@ public enum Collective: String, Sendable, Equatable {
     case allReduceSumFloat = "allReduceSum(Float)"
     /// `allReduceSum` of Double values.
     case allReduceSumDouble = "allReduceSum(Double)"
+    /// `allReduceSum` of 16-bit floats.
+    case allReduceSumHalf = "allReduceSum(UInt16)"
     /// `broadcast(_:root:)`.
     case broadcast
     /// `allGather(_:)`.
@@ -125,6 +128,7 @@ public final class InProcessWorld: @unchecked Sendable {
     private enum Arrival {
         case floats(UnsafeMutableBufferPointer<Float>)
         case doubles(UnsafeMutableBufferPointer<Double>)
+        case halves(UnsafeMutableBufferPointer<UInt16>, GradientCompression)
         case bytes(UnsafeMutableRawBufferPointer, root: Int)
         case gather(UInt64, into: UnsafeMutableBufferPointer<UInt64>)
         case barrier
@@ -133,6 +137,7 @@ public final class InProcessWorld: @unchecked Sendable {
             switch self {
             case .floats: return .allReduceSumFloat
             case .doubles: return .allReduceSumDouble
+            case .halves: return .allReduceSumHalf
             case .bytes: return .broadcast
             case .gather: return .allGather
             case .barrier: return .barrier
@@ -284,6 +289,11 @@ public final class InProcessWorld: @unchecked Sendable {
             reduce(all.map { if case let .floats(b) = $0 { return b } else { fatalError("mixed arrivals") } })
         case .allReduceSumDouble:
             reduce(all.map { if case let .doubles(b) = $0 { return b } else { fatalError("mixed arrivals") } })
+        case .allReduceSumHalf:
+            let parts = all.map { arrival -> (UnsafeMutableBufferPointer<UInt16>, GradientCompression) in
+                if case let .halves(b, format) = arrival { return (b, format) } else { fatalError("mixed arrivals") }
+            }
+            reduce(parts.map(\.0), format: parts[0].1)
         case .broadcast:
             let parts = all.map { arrival -> (UnsafeMutableRawBufferPointer, Int) in
                 if case let .bytes(b, root) = arrival { return (b, root) } else { fatalError("mixed arrivals") }
@@ -306,6 +316,22 @@ public final class InProcessWorld: @unchecked Sendable {
         case .barrier:
             break
         }
+    }
+
+    /// 16-bit floats: adds in rank order, rounding each partial sum back to
+    /// the format as a pairwise reduction of MPI's does.
+    private func reduce(_ buffers: [UnsafeMutableBufferPointer<UInt16>], format: GradientCompression) {
+        let count = buffers[0].count
+        for (rank, buffer) in buffers.enumerated() {
+            precondition(buffer.count == count, "allReduceSum: rank \(rank) passed \(buffer.count) values, rank 0 \(count)")
+        }
+        allReduceCalls += 1
+        guard count > 0 else { return }
+        var sum = Array(buffers[0])
+        sum.withUnsafeMutableBufferPointer { total in
+            for rank in 1..<size { nn_sum_half(buffers[rank].baseAddress, total.baseAddress, count, format.code) }
+        }
+        for buffer in buffers { _ = buffer.update(from: sum) }
     }
 
     /// Adds the buffers element by element in rank order and writes the sum
@@ -370,6 +396,10 @@ public final class InProcessWorld: @unchecked Sendable {
 
     fileprivate func allReduceSum(_ rank: Int, _ buffer: UnsafeMutableBufferPointer<Double>) {
         _ = rendezvous(rank, .doubles(buffer))
+    }
+
+    fileprivate func allReduceSum(_ rank: Int, _ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
+        _ = rendezvous(rank, .halves(buffer, format))
     }
 
     fileprivate func broadcast(_ rank: Int, _ buffer: UnsafeMutableRawBufferPointer, root: Int) {
@@ -446,6 +476,10 @@ public final class ThreadCommunicator: Communicator, Sendable {
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) { world.allReduceSum(rank, buffer) }
     /// Sums in rank order into every rank's buffer; see `InProcessWorld`.
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) { world.allReduceSum(rank, buffer) }
+    /// Sums in rank order, each partial sum rounded to `format`; see `InProcessWorld`.
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
+        world.allReduceSum(rank, buffer, format: format)
+    }
     /// Copies root's bytes to every rank; every rank must pass the same length.
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) { world.broadcast(rank, buffer, root: root) }
     /// Every rank's `value`, indexed by rank.

@@ -24,6 +24,7 @@ struct NNTrain: ParsableCommand {
 }
 
 extension NonFiniteAction: ExpressibleByArgument {}
+extension GradientCompressionSetting: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
@@ -66,6 +67,9 @@ struct Train: ParsableCommand {
 
     @Option(name: .customLong("max-consecutive-skips"), parsing: .unconditional, help: "With --on-nonfinite skip: stop after this many skipped steps in a row (default 10).")
     var maxConsecutiveSkips: Int?
+
+    @Option(name: .customLong("gradient-compression"), help: "Sum the gradients over the ranks as bf16 or fp16, keeping each rank's rounding error for the next step (training.gradient_compression; default none: Float32).")
+    var gradientCompression: GradientCompressionSetting?
 
     @Option(name: .customLong("collective-timeout"), parsing: .unconditional, help: "Seconds a rank may wait in a collective (or for a lost rank) before the job is stopped; 0 waits forever.")
     var collectiveTimeout: Double = 60
@@ -154,6 +158,7 @@ struct Train: ParsableCommand {
         overrides.minDelta = minDelta
         overrides.restoreBestWeights = restoreBestWeights ? true : nil
         overrides.onNonFinite = onNonFinite
+        overrides.gradientCompression = gradientCompression
         overrides.maxConsecutiveSkips = maxConsecutiveSkips
         return overrides
     }

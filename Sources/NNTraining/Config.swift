@@ -5,6 +5,7 @@
 
 import Foundation
 import NNCore
+import NNDistributed
 import NNData
 
 /// A complete, validated run configuration.
@@ -178,6 +179,14 @@ public struct ScheduleConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// `training.gradient_compression` as a config or flag names it: `none` or a format.
+public enum GradientCompressionSetting: String, CaseIterable, Sendable {
+    case none, bf16, fp16
+
+    /// The format, nil for `none`.
+    public var format: GradientCompression? { GradientCompression(rawValue: rawValue) }
+}
+
 /// The training loop's settings.
 public struct TrainingSection: Codable, Equatable, Sendable {
     public var epochs: Int
@@ -192,6 +201,8 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var onNonFinite: NonFiniteAction?
     /// With `.skip`: stop after this many skipped steps in a row (nil: 10).
     public var maxConsecutiveSkips: Int?
+    /// The 16-bit format gradients are summed in, with error feedback (nil: Float32).
+    public var gradientCompression: GradientCompression?
 
     enum CodingKeys: String, CodingKey {
         case epochs, seed, shuffle
@@ -199,6 +210,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case earlyStopping = "early_stopping"
         case onNonFinite = "on_nonfinite"
         case maxConsecutiveSkips = "max_consecutive_skips"
+        case gradientCompression = "gradient_compression"
     }
 
     /// Skipped steps in a row that stop a run when none is configured.

@@ -16,6 +16,8 @@ public struct ConfigOverrides: Sendable, Equatable {
     public var monitor: String?, patience: Int?, minDelta: Double?, restoreBestWeights: Bool?
     /// `training.on_nonfinite` and `training.max_consecutive_skips`.
     public var onNonFinite: NonFiniteAction?, maxConsecutiveSkips: Int?
+    /// `training.gradient_compression`.
+    public var gradientCompression: GradientCompressionSetting?
 
     /// Overrides of the given settings.
     public init(epochs: Int? = nil, batchSize: Int? = nil, learningRate: Float? = nil, seed: UInt64? = nil) {
@@ -47,6 +49,10 @@ public struct ConfigOverrides: Sendable, Equatable {
             let old = result.training.maxConsecutiveSkips.map(String.init) ?? "default"
             changes.append("max_consecutive_skips \(old) → \(maxConsecutiveSkips)")
             result.training.maxConsecutiveSkips = maxConsecutiveSkips
+        }
+        if let gradientCompression, gradientCompression.format != result.training.gradientCompression {
+            changes.append("gradient_compression \(result.training.gradientCompression?.rawValue ?? "none") → \(gradientCompression.rawValue)")
+            result.training.gradientCompression = gradientCompression.format
         }
         if earlyStopping || monitor != nil || patience != nil || minDelta != nil || restoreBestWeights != nil {
             if result.training.earlyStopping == nil {

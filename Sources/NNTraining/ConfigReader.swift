@@ -389,7 +389,7 @@ private struct Parser {
         var section = TrainingSection.defaults
         guard let node else { return section }
         let map = try mapping(node, "training", allowed: ["epochs", "batch_size", "seed", "shuffle", "early_stopping",
-                                                              "on_nonfinite", "max_consecutive_skips"])
+                                                              "on_nonfinite", "max_consecutive_skips", "gradient_compression"])
         if let n = map["epochs"] { section.epochs = try int(n, "training.epochs", minimum: 1) }
         if let n = map["batch_size"] { section.batchSize = try int(n, "training.batch_size", minimum: 1) }
         if let n = map["seed"] { section.seed = UInt64(try int(n, "training.seed", minimum: 0)) }
@@ -400,6 +400,12 @@ private struct Parser {
         }
         if let n = map["max_consecutive_skips"] {
             section.maxConsecutiveSkips = try int(n, "training.max_consecutive_skips", minimum: 1)
+        }
+        if let n = map["gradient_compression"] {
+            section.gradientCompression = try choice(n, "training.gradient_compression",
+                                                     GradientCompressionSetting.allCases.map(\.rawValue)) {
+                GradientCompressionSetting(rawValue: $0)
+            }.format
         }
         return section
     }

@@ -64,6 +64,9 @@ public struct ModelSnapshot: Sendable {
     public var optimizerSteps: Int
     /// Set for checkpoints.
     public var position: TrainingPosition?
+    /// Checkpoints of runs with gradient compression: every rank's error
+    /// feedback residual, rank after rank (ranks × parameters).
+    public var gradientResiduals: [Float]?
 
     /// A snapshot; optimizer state and position only for checkpoints.
     public init(config: RunConfig, inputSize: Int, scaler: FeatureScaler, classNames: [String]?, parameters: [Float],
@@ -84,6 +87,9 @@ public struct ModelSnapshot: Sendable {
 
 /// Reads and writes `ModelSnapshot`s as safetensors.
 public enum ModelFile {
+    /// The checkpoint tensor of every rank's gradient-compression residual.
+    static let residualsName = "gradient_compression.residual"
+
     /// Version of the metadata layout written by this build.
     public static let formatVersion = "1"
 
@@ -105,6 +111,9 @@ public enum ModelFile {
         if snapshot.position != nil {
             for (index, slot) in snapshot.config.optimizer.rule.slots.enumerated() {
                 add("optimizer.\(slot).", snapshot.optimizerState[index * count..<(index + 1) * count])
+            }
+            if let residuals = snapshot.gradientResiduals, count > 0 {
+                tensors.append(NamedTensor(name: residualsName, shape: [residuals.count / count, count], values: residuals))
             }
         }
         var metadata: [String: String] = [
@@ -200,6 +209,13 @@ public enum ModelFile {
             snapshot.optimizerSteps = steps
             for slot in config.optimizer.rule.slots {
                 snapshot.optimizerState += try gather(file, prefix: "optimizer.\(slot).", layout: snapshot.layout, path: path)
+            }
+            if let residuals = file.tensors.first(where: { $0.name == residualsName }) {
+                let count = snapshot.parameters.count
+                guard residuals.shape.count == 2, residuals.shape[1] == count, residuals.shape[0] == position.worldSize else {
+                    throw UserError("\(path): tensor '\(residualsName)' has shape \(residuals.shape), not [\(position.worldSize), \(count)] (ranks × parameters); the file is damaged")
+                }
+                snapshot.gradientResiduals = residuals.values
             }
         }
         return snapshot

@@ -137,7 +137,8 @@ public final class Trainer {
         batches = BatchAssembler(accelerator: accelerator, objective: objective, featureCount: data.featureCount,
                                  labelWidth: data.training.labelWidth, rows: max(localRows, 1024))
         statistics = accelerator.tensor(rows: 1, columns: Statistic.width)
-        reducer = makeGradientReducer(communicator: communicator, accelerator: accelerator, count: model.parameterCount)
+        reducer = makeGradientReducer(communicator: communicator, accelerator: accelerator, count: model.parameterCount,
+                                      compression: config.training.gradientCompression)
         finiteGuard = FiniteGuard(accelerator: accelerator)
         position = TrainingPosition(epoch: 0, stepInEpoch: 0, globalStep: 0, worldSize: worldSize,
                                     epochStatistics: [Double](repeating: 0, count: Statistic.width), epochSamples: 0)
@@ -356,7 +357,12 @@ public final class Trainer {
         try ensureFinite()
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
-        let path = try rank0Writes { store in try store.saveCheckpoint(snapshot(epochStatistics: sums)) }
+        let residuals = gatherResiduals()
+        let path = try rank0Writes { store in
+            var saved = snapshot(epochStatistics: sums)
+            saved.gradientResiduals = residuals
+            return try store.saveCheckpoint(saved)
+        }
         lastCheckpoint = Date()
         observers.observe(.checkpointSaved(path: path ?? "", globalStep: position.globalStep))
     }

@@ -37,6 +37,7 @@ extension Trainer {
         if !state.isEmpty { communicator.broadcast(&state) }
         header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
 
+        restoreResiduals(start.checkpoint)
         parameters.withUnsafeBufferPointer { accelerator.copy($0, to: model.parameters) }
         if !state.isEmpty { state.withUnsafeBufferPointer { accelerator.copy($0, to: optimizer.state) } }
         position.epoch = Int(header[0])
@@ -50,6 +51,35 @@ extension Trainer {
             let running = saved.epochStatistics.map(Float.init)
             running.withUnsafeBufferPointer { accelerator.copy($0, to: statistics) }
         }
+    }
+
+    /// With gradient compression, every rank's residual (what rounding has
+    /// not yet passed on), rank by rank, on rank 0; nil elsewhere or without
+    /// compression. A collective: every rank calls it.
+    func gatherResiduals() -> [Float]? {
+        guard let mine = reducer.residual else { return nil }
+        let n = mine.count, ranks = communicator.size
+        var all = [Float](repeating: 0, count: n * ranks)
+        all.withUnsafeMutableBufferPointer { slots in
+            _ = UnsafeMutableBufferPointer(rebasing: slots[communicator.rank * n..<(communicator.rank + 1) * n]).update(from: mine)
+            // Every other slot is zero, so the sum is each rank's values exactly.
+            communicator.allReduceSum(slots)
+        }
+        return communicator.isCoordinator ? all : nil
+    }
+
+    /// Gives every rank its own residual from a checkpoint written by as
+    /// many ranks (a collective); with another world size, or none saved,
+    /// the residuals start at zero.
+    func restoreResiduals(_ checkpoint: ModelSnapshot?) {
+        guard reducer.residual != nil else { return }
+        let n = model.parameterCount, ranks = communicator.size
+        var header = [Double(checkpoint?.gradientResiduals?.count ?? 0), Double(checkpoint?.position?.worldSize ?? 0)]
+        header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
+        guard Int(header[0]) == n * ranks, Int(header[1]) == ranks else { return }
+        var all = communicator.isCoordinator ? checkpoint?.gradientResiduals ?? [] : [Float](repeating: 0, count: n * ranks)
+        communicator.broadcast(&all)
+        reducer.restoreResidual(Array(all[communicator.rank * n..<(communicator.rank + 1) * n]))
     }
 
     /// What `started` reports.

@@ -156,6 +156,41 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// With gradient compression every rank's rounding residual rides in
+    /// the checkpoint, so a killed two-rank run resumes bit for bit.
+    func testCompressedGradientsResumeBitIdenticalUnderMpirun() throws {
+        guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed") }
+        let dir = temporaryDirectory(self)
+        let plain = config(in: dir, epochs: 30)
+        let config = write(try String(contentsOfFile: plain, encoding: .utf8)
+            .replacingOccurrences(of: "seed: 9}", with: "seed: 9, gradient_compression: bf16}"), "bf16.yaml", in: dir)
+        func train(_ arguments: [String]) throws -> Outcome {
+            try runProcess(mpirun, ["-n", "2", "--oversubscribe", nntrainBinary, "train"] + arguments)
+        }
+        let reference = try train(["--config", config, "--run-dir", dir + "/reference"])
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        XCTAssertTrue(reference.stdout.contains("gradients: allreduce of bf16 with error feedback"), reference.stdout)
+        let float = try train(["--config", plain, "--run-dir", dir + "/float"])
+        XCTAssertEqual(float.status, 0, float.stderr)
+        let expected = try model(dir + "/reference")
+        XCTAssertNotEqual(expected, try model(dir + "/float"), "bf16 sums round, so the model differs from Float32's")
+
+        let run = dir + "/killed"
+        let killed = try interrupt(mpirun, ["-n", "2", "--oversubscribe", nntrainBinary, "train", "--config", config,
+                                            "--run-dir", run, "--checkpoint-every", "11"],
+                                   marker: run, signal: SIGKILL) { self.epochsLogged(run) >= 3 }
+        XCTAssertNotEqual(killed.status, 0)
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").filter { $0.hasSuffix(".safetensors") }
+        let newest = try XCTUnwrap(checkpoints.sorted().last)
+        let residual = try XCTUnwrap(SafeTensors.read(path: run + "/checkpoints/" + newest).tensors
+            .first { $0.name == "gradient_compression.residual" })
+        XCTAssertEqual(residual.shape.first, 2, "one residual per rank")
+        XCTAssertTrue(residual.values.contains { $0 != 0 }, "rounding left something behind")
+        let resumed = try train(["--run-dir", run, "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try model(run), expected)
+    }
+
     func testKillDuringACheckpointWriteKeepsThePreviousOne() throws {
         let dir = temporaryDirectory(self)
         let config = config(in: dir, epochs: 6)

@@ -30,4 +30,18 @@ void nn_activate_loop(const float *x, float *y, size_t n, int kind, float slope)
 /// but may not overlap it otherwise.
 void nn_activation_backward_loop(const float *a, const float *gradient, float *d, size_t n, int kind, float slope);
 
+// Gradient compression to 16-bit floats for the allreduce: formats 0 =
+// bfloat16 (float's exponent, 8 bits of significand), 1 = IEEE binary16
+// (5 exponent bits, 11 of significand, largest finite 65504); rounding is
+// to nearest, ties to even.
+
+/// q ← round(g + e); e ← (g + e) − q: what rounding lost is fed back next step.
+void nn_compress_half(const float *g, float *e, unsigned short *q, size_t n, int format);
+
+/// g ← q as floats.
+void nn_expand_half(const unsigned short *q, float *g, size_t n, int format);
+
+/// inout ← round(in + inout), the allreduce's sum of two ranks' halves.
+void nn_sum_half(const unsigned short *in, unsigned short *inout, size_t n, int format);
+
 #endif
