@@ -64,7 +64,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "NNCoreTests", dependencies: ["NNCore"]),
         .testTarget(name: "NNDataTests", dependencies: ["NNData"]),
-        .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed"]),
+        .testTarget(name: "NNDistributedTests", dependencies: ["NNDistributed", "NNCore", "CKernels"]),
         .testTarget(name: "NNConformanceTests", dependencies: ["NNConformance", "NNCore"]),
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),

@@ -137,18 +137,48 @@ static inline float nn_from_bf16(uint16_t h) {
     return x;
 }
 
-static inline uint16_t nn_to_fp16(float x) {
-    _Float16 h = (_Float16)x;
-    uint16_t u;
-    memcpy(&u, &h, 2);
-    return u;
-}
+// The fp16 loops twice: with F16C's conversion instructions where the CPU
+// has them (x86-64), else with the compiler's conversion routines.
+#define NN_FP16_LOOPS(suffix, attributes)                                                              \
+    attributes static void nn_compress_fp16##suffix(const float *g, float *e, unsigned short *q, size_t n) { \
+        for (size_t i = 0; i < n; i++) {                                                               \
+            float c = g[i] + e[i];                                                                     \
+            _Float16 h = (_Float16)c;                                                                  \
+            memcpy(&q[i], &h, 2);                                                                      \
+            e[i] = c - (float)h;                                                                       \
+        }                                                                                              \
+    }                                                                                                  \
+    attributes static void nn_expand_fp16##suffix(const unsigned short *q, float *g, size_t n) {       \
+        for (size_t i = 0; i < n; i++) {                                                               \
+            _Float16 h;                                                                                \
+            memcpy(&h, &q[i], 2);                                                                      \
+            g[i] = (float)h;                                                                           \
+        }                                                                                              \
+    }                                                                                                  \
+    attributes static void nn_sum_fp16##suffix(const unsigned short *in, unsigned short *inout, size_t n) { \
+        for (size_t i = 0; i < n; i++) {                                                               \
+            _Float16 a, b;                                                                             \
+            memcpy(&a, &in[i], 2);                                                                     \
+            memcpy(&b, &inout[i], 2);                                                                  \
+            _Float16 h = (_Float16)((float)a + (float)b);                                              \
+            memcpy(&inout[i], &h, 2);                                                                  \
+        }                                                                                              \
+    }
 
-static inline float nn_from_fp16(uint16_t u) {
-    _Float16 h;
-    memcpy(&h, &u, 2);
-    return (float)h;
+NN_FP16_LOOPS(_plain, )
+#if defined(__x86_64__)
+NN_FP16_LOOPS(_f16c, __attribute__((target("avx2,f16c"))))
+static int nn_has_f16c(void) {
+    static int known = -1;
+    if (known < 0) known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    return known;
 }
+#else
+static int nn_has_f16c(void) { return 0; }
+#define nn_compress_fp16_f16c nn_compress_fp16_plain
+#define nn_expand_fp16_f16c nn_expand_fp16_plain
+#define nn_sum_fp16_f16c nn_sum_fp16_plain
+#endif
 
 void nn_compress_half(const float *g, float *e, unsigned short *q, size_t n, int format) {
     if (format == 0) {
@@ -157,27 +187,29 @@ void nn_compress_half(const float *g, float *e, unsigned short *q, size_t n, int
             q[i] = nn_to_bf16(c);
             e[i] = c - nn_from_bf16(q[i]);
         }
+    } else if (nn_has_f16c()) {
+        nn_compress_fp16_f16c(g, e, q, n);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            float c = g[i] + e[i];
-            q[i] = nn_to_fp16(c);
-            e[i] = c - nn_from_fp16(q[i]);
-        }
+        nn_compress_fp16_plain(g, e, q, n);
     }
 }
 
 void nn_expand_half(const unsigned short *q, float *g, size_t n, int format) {
     if (format == 0) {
         for (size_t i = 0; i < n; i++) g[i] = nn_from_bf16(q[i]);
+    } else if (nn_has_f16c()) {
+        nn_expand_fp16_f16c(q, g, n);
     } else {
-        for (size_t i = 0; i < n; i++) g[i] = nn_from_fp16(q[i]);
+        nn_expand_fp16_plain(q, g, n);
     }
 }
 
 void nn_sum_half(const unsigned short *in, unsigned short *inout, size_t n, int format) {
     if (format == 0) {
         for (size_t i = 0; i < n; i++) inout[i] = nn_to_bf16(nn_from_bf16(in[i]) + nn_from_bf16(inout[i]));
+    } else if (nn_has_f16c()) {
+        nn_sum_fp16_f16c(in, inout, n);
     } else {
-        for (size_t i = 0; i < n; i++) inout[i] = nn_to_fp16(nn_from_fp16(in[i]) + nn_from_fp16(inout[i]));
+        nn_sum_fp16_plain(in, inout, n);
     }
 }
