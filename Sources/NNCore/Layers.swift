@@ -79,8 +79,17 @@ public protocol Layer: AnyObject {
     /// the next forward pass.
     func forward(_ input: Tensor, pass: Pass) -> Tensor
     /// Given ∂E/∂output (B × O, may be overwritten), *accumulates* ∂E/∂parameters
-    /// into the gradient buffer and returns ∂E/∂input when `needsInputGradient`.
-    func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool) -> Tensor?
+    /// into the gradient buffer, calls `parametersDone` once they are queued
+    /// (before ∂E/∂input is computed, so their allreduce can start), and
+    /// returns ∂E/∂input when `needsInputGradient`.
+    func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool, parametersDone: () -> Void) -> Tensor?
+}
+
+extension Layer {
+    /// `backward` with nobody waiting for the parameters' gradients.
+    public func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool) -> Tensor? {
+        backward(outputGradient, pass: pass, needsInputGradient: needsInputGradient, parametersDone: {})
+    }
 }
 
 // MARK: - Dense
@@ -149,7 +158,7 @@ public final class Dense: Layer {
     /// ∂E/∂W += δᵀ·o (the previous layer's output), ∂E/∂b += Σ_rows δ, and the
     /// previous layer's ∂E/∂o = δ·W. Accumulates into the gradient buffer.
     /// When the activation is deferred to the loss, `outputGradient` is already δ.
-    public func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool) -> Tensor? {
+    public func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool, parametersDone: () -> Void) -> Tensor? {
         guard let input else { preconditionFailure("backward before forward") }
         let delta = outputGradient
         if !deferActivation && !perceptronRule {
@@ -158,6 +167,7 @@ public final class Dense: Layer {
         }
         accelerator.gemm(transposeA: true, transposeB: false, alpha: 1, delta, input, beta: 1, weightGradient)
         accelerator.sumRows(delta, into: biasGradient, beta: 1)
+        parametersDone()
         guard needsInputGradient else { return nil }
         let dx = inputGradient!.prefix(rows: delta.rows)
         accelerator.gemm(transposeA: false, transposeB: false, alpha: 1, delta, weight, beta: 0, dx)
@@ -205,7 +215,7 @@ public final class Dropout: Layer {
     }
 
     /// ∂E/∂x = ∂E/∂y ⊙ mask (no parameters to accumulate into).
-    public func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool) -> Tensor? {
+    public func backward(_ outputGradient: Tensor, pass: Pass, needsInputGradient: Bool, parametersDone: () -> Void) -> Tensor? {
         guard needsInputGradient else { return nil }
         guard pass.training, rate > 0 else { return outputGradient }
         accelerator.multiply(outputGradient, mask!.prefix(rows: outputGradient.rows), into: outputGradient)

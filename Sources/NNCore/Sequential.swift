@@ -27,6 +27,9 @@ public final class Sequential {
     public let gradients: Tensor
     /// The flat layout, in buffer order.
     public let entries: [ParameterEntry]
+    /// Each layer's range of the flat parameter (and gradient) buffer; nil
+    /// for a layer without parameters.
+    public let parameterRanges: [Range<Int>?]
 
     /// Loss-head workspaces: probabilities and ∂E/∂output, (B × O).
     private var probabilities: Tensor?
@@ -49,6 +52,7 @@ public final class Sequential {
         gradients = gradientStorage.tensor
 
         var layers: [any Layer] = []
+        var ranges: [Range<Int>?] = []
         var entryIndex = 0
         var width = inputSize
         for (index, spec) in specs.enumerated() {
@@ -66,9 +70,11 @@ public final class Sequential {
                                   biasGradient: view(gradientStorage, b, 1, units),
                                   accelerator: accelerator)
                 layers.append(dense)
+                ranges.append(w.offset..<b.offset + b.count)
                 width = units
             case .dropout(let rate):
                 layers.append(Dropout(rate: rate, size: width, index: index, accelerator: accelerator))
+                ranges.append(nil)
             }
         }
         if let last = layers.last as? Dense {
@@ -76,6 +82,7 @@ public final class Sequential {
             last.perceptronRule = objective.perceptronRule
         }
         self.layers = layers
+        parameterRanges = ranges
     }
 
     /// The flat layout of a model's parameters: for each Dense layer i,
@@ -145,17 +152,25 @@ public final class Sequential {
     /// Forward, loss and backward for one minibatch: *accumulates* the
     /// gradient of Σ_batch loss · `gradientScale` into `gradients`, and the
     /// batch's loss and correct count into `statistics`.
-    public func accumulateGradients(inputs: Tensor, targets: Tensor, gradientScale: Float, pass: Pass, statistics: Tensor) {
+    ///
+    /// `gradientsReady`, when given, hears each layer's range of the flat
+    /// gradient buffer as soon as its gradients are queued, last layer first
+    /// (so the ranges run from the end of the buffer towards its start).
+    public func accumulateGradients(inputs: Tensor, targets: Tensor, gradientScale: Float, pass: Pass, statistics: Tensor,
+                                    gradientsReady: ((Range<Int>) -> Void)? = nil) {
         reserve(batch: inputs.rows)
         let output = forward(inputs, pass: pass)
         let delta = outputGradient!.prefix(rows: inputs.rows)
         applyLoss(output: output, targets: targets, gradient: delta, gradientScale: gradientScale, statistics: statistics)
         var gradient = delta
         for (index, layer) in layers.enumerated().reversed() {
-            guard let next = layer.backward(gradient, pass: pass, needsInputGradient: index > 0) else { break }
+            let range = parameterRanges[index]
+            let done = { if let range, let gradientsReady { gradientsReady(range) } }
+            guard let next = layer.backward(gradient, pass: pass, needsInputGradient: index > 0, parametersDone: done) else { break }
             gradient = next
         }
     }
+
 
     /// Adds the L1/L2 weight penalties' gradients, and `rows` times their
     /// value to the loss sum (so that loss sum / rows includes them once).
