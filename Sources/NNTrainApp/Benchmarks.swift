@@ -63,7 +63,7 @@ extension Benchmarks {
     /// Times a bare allreduce of `count` floats under the current MPI job and
     /// the rank 0 ↔ rank 1 bandwidth; returns rank 0's JSON line (nil elsewhere).
     static func allreduce(count: Int, iterations: Int) -> String? {
-        let communicator = Launch.communicator()
+        let (communicator, _) = Launch.communicator()
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
         let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
