@@ -33,7 +33,7 @@ public enum AllreduceTuning {
 
     /// Seconds of timed calls each algorithm gets: six of them stay near
     /// 1.5 s together, whatever the buffer.
-    public static let secondsPerAlgorithm = 0.25
+    public static let secondsPerAlgorithm = 0.2
     /// Untimed calls before each algorithm's timing (the first may set up connections).
     public static let warmUpCalls = 2
     /// The fewest and most timed calls per algorithm.
