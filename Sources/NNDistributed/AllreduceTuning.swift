@@ -32,8 +32,8 @@ public enum AllreduceTuning {
     }
 
     /// Seconds of timed calls each algorithm gets: six of them stay near
-    /// 1.5 s together, whatever the buffer.
-    public static let secondsPerAlgorithm = 0.2
+    /// 1 s together, whatever the buffer.
+    public static let secondsPerAlgorithm = 0.15
     /// Untimed calls before each algorithm's timing (the first may set up connections).
     public static let warmUpCalls = 2
     /// The fewest and most timed calls per algorithm.
@@ -46,6 +46,20 @@ public enum AllreduceTuning {
         guard callSeconds.isFinite, callSeconds > 0 else { return iterationRange.upperBound }
         let fitting = (budget / callSeconds).rounded(.down)
         return Int(min(max(fitting, Double(iterationRange.lowerBound)), Double(iterationRange.upperBound)))
+    }
+
+    /// Rounds of every algorithm in turn that share each algorithm's calls.
+    public static let rounds = 3
+
+    /// Timed calls per round for `iterations` in all (at least one).
+    public static func callsPerRound(_ iterations: Int) -> Int { Swift.max(1, iterations / rounds) }
+
+    /// The middle value (the mean of the two middle ones for an even count; 0 for none).
+    public static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
     /// Each algorithm's time on the slowest rank: the element-wise maximum
@@ -67,9 +81,9 @@ public enum AllreduceTuning {
 public struct AllreduceTiming: Equatable, Sendable {
     /// Open MPI's number for the algorithm (see `AllreduceTuning.algorithms`).
     public var algorithm: Int
-    /// Mean seconds per call on the slowest rank.
+    /// Seconds per call on the slowest rank (its median of round means).
     public var seconds: Double
-    /// Timed calls the mean is over.
+    /// Timed calls, all rounds together.
     public var iterations: Int
 
     /// A timing of algorithm `algorithm`.

@@ -125,10 +125,12 @@ public final class MPICommunicator: Communicator {
     // MARK: - The gradients' allreduce algorithm
 
     /// Times each of Open MPI's allreduce algorithms on `count` floats (a few
-    /// warm-up calls, then as many timed calls as fit a quarter second,
-    /// scaled by the slowest rank's warm-up) and keeps the fastest, judged by
-    /// the slowest rank's mean, for the gradients. Every rank computes the
-    /// same choice from the same maxima.
+    /// warm-up calls, then as many timed calls as fit `secondsPerAlgorithm`,
+    /// scaled by the slowest rank's warm-up, spread over `rounds` rounds of
+    /// every algorithm in turn; an algorithm's time is the median of its
+    /// round means) and keeps the fastest, judged by the slowest rank's
+    /// time, for the gradients. Every rank computes the same choice from the
+    /// same maxima.
     ///
     /// The mechanism: Open MPI's tuned component reads its forced algorithm
     /// (`coll_tuned_allreduce_algorithm`, honoured with
@@ -148,11 +150,15 @@ public final class MPICommunicator: Communicator {
         var buffer = [Float](repeating: 0, count: count)
         var seconds = [Double](), iterations = [Int]()
         buffer.withUnsafeMutableBufferPointer { values in
-            for comm in comms {
-                let (mean, calls) = meanAllreduceSeconds(values, comm: comm)
-                seconds.append(mean)
-                iterations.append(calls)
+            let calls = comms.map { agreedCallsPerRound(values, comm: $0) }
+            // Rounds over all algorithms in turn, so a burst of load elsewhere
+            // on the host spoils one round of each rather than one algorithm.
+            var rounds = [[Double]](repeating: [], count: comms.count)
+            for _ in 0..<AllreduceTuning.rounds {
+                for (i, comm) in comms.enumerated() { rounds[i].append(meanAllreduceSeconds(values, comm: comm, calls: calls[i])) }
             }
+            seconds = rounds.map(AllreduceTuning.median)
+            iterations = calls.map { $0 * AllreduceTuning.rounds }
         }
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &seconds, Int32(seconds.count), nn_mpi_double(), nn_mpi_max(), world) }
         let timings = numbers.indices.map { AllreduceTiming(algorithm: numbers[$0], seconds: seconds[$0], iterations: iterations[$0]) }
@@ -248,23 +254,29 @@ public final class MPICommunicator: Communicator {
         return storage != 0
     }
 
-    /// Mean seconds of one allreduce of `values` on `comm` (this rank's),
-    /// with the number of timed calls, which every rank agrees on.
-    private func meanAllreduceSeconds(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) -> (Double, Int) {
-        let count = Int32(values.count)
-        func call() {
-            watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), values.baseAddress, count, nn_mpi_float(), nn_mpi_sum(), comm) }
-        }
-        for _ in 1..<AllreduceTuning.warmUpCalls { call() }
+    /// Warms `comm` up with `values` and returns the timed calls per round
+    /// for it, from the slowest rank's last warm-up call, so every rank makes as many.
+    private func agreedCallsPerRound(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) -> Int {
+        for _ in 1..<AllreduceTuning.warmUpCalls { allreduceOnce(values, comm: comm) }
         var callSeconds = MPI_Wtime()
-        call()
+        allreduceOnce(values, comm: comm)
         callSeconds = MPI_Wtime() - callSeconds
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &callSeconds, 1, nn_mpi_double(), nn_mpi_max(), world) }
-        let iterations = AllreduceTuning.iterations(callSeconds: callSeconds)
+        return AllreduceTuning.callsPerRound(AllreduceTuning.iterations(callSeconds: callSeconds))
+    }
+
+    /// This rank's mean seconds of `calls` allreduces of `values` on `comm`.
+    private func meanAllreduceSeconds(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm, calls: Int) -> Double {
         watched(.barrier) { MPI_Barrier(comm) }
         let start = MPI_Wtime()
-        for _ in 0..<iterations { call() }
-        return ((MPI_Wtime() - start) / Double(iterations), iterations)
+        for _ in 0..<calls { allreduceOnce(values, comm: comm) }
+        return (MPI_Wtime() - start) / Double(calls)
+    }
+
+    private func allreduceOnce(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) {
+        watched(.allreduce) {
+            MPI_Allreduce(nn_mpi_in_place(), values.baseAddress, Int32(values.count), nn_mpi_float(), nn_mpi_sum(), comm)
+        }
     }
 
     /// Uses `chosen` for the gradients from now on and frees the other duplicates in `made`.

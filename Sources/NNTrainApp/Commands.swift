@@ -352,8 +352,14 @@ struct Bench: ParsableCommand {
         @Option(name: .long, help: "Allreduce calls to time.")
         var iterations: Int = 2000
 
+        @Flag(name: .customLong("all-algorithms"),
+              help: "Time each of Open MPI's allreduce algorithms in this job, as train's start-up measurement does (--iterations is then set by the buffer's size).")
+        var allAlgorithms = false
+
         func run() throws {
-            if let result = Benchmarks.allreduce(count: count, iterations: iterations) { output(result + "\n") }
+            let result = allAlgorithms ? Benchmarks.allreduceAlgorithms(count: count)
+                : Benchmarks.allreduce(count: count, iterations: iterations)
+            if let result { output(result + "\n") }
         }
     }
 

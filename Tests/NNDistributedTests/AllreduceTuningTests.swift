@@ -45,6 +45,16 @@ final class AllreduceTuningTests: XCTestCase {
         XCTAssertLessThanOrEqual(Double(AllreduceTuning.iterations(callSeconds: slow)) * slow, AllreduceTuning.secondsPerAlgorithm)
     }
 
+    func testRoundsShareTheCallsAndTheMedianIgnoresOneBadRound() {
+        XCTAssertEqual(AllreduceTuning.callsPerRound(200), 200 / AllreduceTuning.rounds)
+        XCTAssertEqual(AllreduceTuning.callsPerRound(3), 1)
+        XCTAssertEqual(AllreduceTuning.callsPerRound(1), 1)
+        XCTAssertEqual(AllreduceTuning.median([3e-4, 9e-2, 2e-4]), 3e-4)
+        XCTAssertEqual(AllreduceTuning.median([4, 1, 3, 2]), 2.5)
+        XCTAssertEqual(AllreduceTuning.median([7]), 7)
+        XCTAssertEqual(AllreduceTuning.median([]), 0)
+    }
+
     func testAlgorithmsByNumberOrName() {
         XCTAssertEqual(AllreduceTuning.number(named: "4"), 4)
         XCTAssertEqual(AllreduceTuning.number(named: "ring"), 4)
