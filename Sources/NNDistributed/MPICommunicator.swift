@@ -196,15 +196,14 @@ public final class MPICommunicator: Communicator {
     private func duplicatesForcing(_ numbers: [Int]) -> Result<[MPI_Comm], TuningProblem> {
         if !toolsStarted {
             var provided: Int32 = 0
-            guard MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success() else {
-                return .failure(TuningProblem(reason: "the MPI tool interface did not start"))
-            }
-            toolsStarted = true
+            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
         }
         // Every rank must reach the same verdict before the collective duplications.
         var problem: String?
         var found: MPI_T_cvar_handle?
-        if controlVariable("coll_tuned_use_dynamic_rules").flatMap(readFlag) != true {
+        if !toolsStarted {
+            problem = "the MPI tool interface did not start"
+        } else if controlVariable("coll_tuned_use_dynamic_rules").flatMap(readFlag) != true {
             problem = "Open MPI's coll_tuned_use_dynamic_rules is off, so its algorithm cannot be forced"
         } else if let made = controlVariable("coll_tuned_allreduce_algorithm") {
             found = made
@@ -236,7 +235,7 @@ public final class MPICommunicator: Communicator {
         return .success(comms)
     }
 
-    /// A handle on the integer control variable `name`, or nil when MPI has none.
+    /// A handle on the single-valued control variable `name`, or nil when MPI has none.
     private func controlVariable(_ name: String) -> MPI_T_cvar_handle? {
         var index: Int32 = 0, count: Int32 = 0
         guard MPI_T_cvar_get_index(name, &index) == nn_mpi_success() else { return nil }
