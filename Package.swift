@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "NNCUDATests", dependencies: ["NNCUDA", "NNConformance", "NNCore"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed", "NNCore", "NNData"]),
-        .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining", "NNCore"]),
+        .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining", "NNDistributed", "NNCore"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "NNCore", "NNData", "SafeTensors"]),
     ]
 )

@@ -33,12 +33,27 @@ public protocol Communicator: AnyObject {
     /// The training step this rank works on now, for messages about a stall
     /// (a communicator without a watchdog ignores it).
     func markProgress(step: Int)
+    /// Times every allreduce algorithm on `count` floats and uses the
+    /// fastest for every later Float `allReduceSum` (collective: every rank
+    /// calls it with the same count, before the first step). Nil where there
+    /// is no algorithm to choose.
+    func tuneAllreduce(count: Int) -> AllreduceTuningResult?
+    /// Uses allreduce algorithm `number` (see `AllreduceTuning.algorithms`)
+    /// for every later Float `allReduceSum`, unmeasured (collective). Nil
+    /// where there is no algorithm to choose.
+    func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult?
     /// Leaves the job cleanly.
     func finalize()
 }
 
 extension Communicator {
     public func markProgress(step: Int) {}
+
+    /// A world of one, or ranks as threads: one way to sum, nothing to choose.
+    public func tuneAllreduce(count: Int) -> AllreduceTuningResult? { nil }
+
+    /// A world of one, or ranks as threads: one way to sum, nothing to choose.
+    public func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult? { nil }
 
     /// Whether this rank is the coordinator (rank 0).
     public var isCoordinator: Bool { rank == 0 }

@@ -19,6 +19,13 @@ public final class MPICommunicator: Communicator {
     public private(set) var watchdogProblem: String?
     private let world: MPI_Comm
     private var watchdog: Watchdog?
+    /// Where Float allreduces (the gradients) run: the world, or a duplicate
+    /// of it that carries the chosen algorithm.
+    private var gradientComm: MPI_Comm
+    /// Duplicates this communicator made and frees at `finalize`.
+    private var duplicates: [MPI_Comm] = []
+    /// Whether the MPI tool interface (control variables) is initialized.
+    private var toolsStarted = false
 
     /// Initializes MPI (once per process). Open MPI reads its settings, such
     /// as the allreduce algorithm, from the environment at this point. With
@@ -29,6 +36,7 @@ public final class MPICommunicator: Communicator {
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, settings == nil ? 0 : nn_mpi_thread_multiple(), &provided)
         world = nn_mpi_comm_world()
+        gradientComm = world
         var value: Int32 = 0
         MPI_Comm_rank(world, &value)
         rank = Int(value)
@@ -77,7 +85,7 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
         guard size > 1, let base = buffer.baseAddress else { return }
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), gradientComm) }
     }
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
@@ -141,7 +149,179 @@ public final class MPICommunicator: Communicator {
             MPI_Op_free(&freed)
         }
         watchdog?.finish()
+        gradientComm = world
+        duplicates.forEach(Self.free)
+        duplicates = []
+        if toolsStarted { MPI_T_finalize() }
         MPI_Finalize()
+    }
+
+    // MARK: - The gradients' allreduce algorithm
+
+    /// Times each of Open MPI's allreduce algorithms on `count` floats (a few
+    /// warm-up calls, then as many timed calls as fit `secondsPerAlgorithm`,
+    /// scaled by the slowest rank's warm-up, spread over `rounds` rounds of
+    /// every algorithm in turn; an algorithm's time is the median of its
+    /// round means) and keeps the fastest, judged by the slowest rank's
+    /// time, for the gradients. Every rank computes the same choice from the
+    /// same maxima.
+    ///
+    /// The mechanism: Open MPI's tuned component reads its forced algorithm
+    /// (`coll_tuned_allreduce_algorithm`, honoured with
+    /// `coll_tuned_use_dynamic_rules` set before `MPI_Init`) when a
+    /// communicator is created, so the control variable is written through
+    /// the MPI tool interface before each `MPI_Comm_dup` of the world, and
+    /// each duplicate keeps its algorithm.
+    public func tuneAllreduce(count: Int) -> AllreduceTuningResult? {
+        guard size > 1, count > 0 else { return nil }
+        let started = MPI_Wtime()
+        let numbers = AllreduceTuning.numbers
+        let comms: [MPI_Comm]
+        switch duplicatesForcing(numbers) {
+        case .success(let made): comms = made
+        case .failure(let problem): return .unavailable(problem.reason)
+        }
+        var buffer = [Float](repeating: 0, count: count)
+        var seconds = [Double](), iterations = [Int]()
+        buffer.withUnsafeMutableBufferPointer { values in
+            let calls = comms.map { agreedCallsPerRound(values, comm: $0) }
+            // Rounds over all algorithms in turn, so a burst of load elsewhere
+            // on the host spoils one round of each rather than one algorithm.
+            var rounds = [[Double]](repeating: [], count: comms.count)
+            for _ in 0..<AllreduceTuning.rounds {
+                for (i, comm) in comms.enumerated() { rounds[i].append(meanAllreduceSeconds(values, comm: comm, calls: calls[i])) }
+            }
+            seconds = rounds.map(AllreduceTuning.median)
+            iterations = calls.map { $0 * AllreduceTuning.rounds }
+        }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &seconds, Int32(seconds.count), nn_mpi_double(), nn_mpi_max(), world) }
+        let timings = numbers.indices.map { AllreduceTiming(algorithm: numbers[$0], seconds: seconds[$0], iterations: iterations[$0]) }
+        guard let chosen = AllreduceTuning.fastest(timings), let index = numbers.firstIndex(of: chosen) else {
+            comms.forEach(Self.free)
+            return .unavailable("no algorithm had a usable time")
+        }
+        keep(comms[index], freeing: comms)
+        var elapsed = MPI_Wtime() - started
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &elapsed, 1, nn_mpi_double(), nn_mpi_max(), world) }
+        return .measured(AllreduceMeasurement(count: count, ranks: size, timings: timings, chosen: chosen, seconds: elapsed))
+    }
+
+    /// Uses algorithm `number` for the gradients, through a duplicate of the
+    /// world made while the control variable forces it (see `tuneAllreduce`).
+    public func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult? {
+        guard size > 1 else { return nil }
+        switch duplicatesForcing([number]) {
+        case .success(let made):
+            keep(made[0], freeing: made)
+            return .applied(number)
+        case .failure(let problem):
+            return .unavailable(problem.reason)
+        }
+    }
+
+    /// Why Open MPI's algorithm cannot be forced per communicator.
+    private struct TuningProblem: Error {
+        let reason: String
+    }
+
+    /// One duplicate of the world per algorithm in `numbers`, each made while
+    /// `coll_tuned_allreduce_algorithm` holds that number; the variable is
+    /// given back its value afterwards. Collective.
+    private func duplicatesForcing(_ numbers: [Int]) -> Result<[MPI_Comm], TuningProblem> {
+        if !toolsStarted {
+            var provided: Int32 = 0
+            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
+        }
+        // Every rank must reach the same verdict before the collective duplications.
+        var problem: String?
+        var found: MPI_T_cvar_handle?
+        if !toolsStarted {
+            problem = "the MPI tool interface did not start"
+        } else if controlVariable("coll_tuned_use_dynamic_rules").flatMap(readFlag) != true {
+            problem = "Open MPI's coll_tuned_use_dynamic_rules is off, so its algorithm cannot be forced"
+        } else if let made = controlVariable("coll_tuned_allreduce_algorithm") {
+            found = made
+        } else {
+            problem = "this MPI has no coll_tuned_allreduce_algorithm control variable"
+        }
+        defer { if found != nil { MPI_T_cvar_handle_free(&found) } }
+        var failures: Int32 = problem == nil ? 0 : 1
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &failures, 1, nn_mpi_int(), nn_mpi_max(), world) }
+        guard failures == 0, let handle = found else {
+            return .failure(TuningProblem(reason: problem ?? "another rank cannot force Open MPI's algorithm"))
+        }
+        var original: Int32 = 0
+        MPI_T_cvar_read(handle, &original)
+        defer { _ = withUnsafePointer(to: original) { MPI_T_cvar_write(handle, $0) } }
+        var comms: [MPI_Comm] = []
+        for number in numbers {
+            var value = Int32(number)
+            var duplicate: MPI_Comm? = nn_mpi_comm_null()
+            MPI_T_cvar_write(handle, &value)
+            watched(.duplicate) { MPI_Comm_dup(world, &duplicate) }
+            guard let duplicate else {
+                comms.forEach(Self.free)
+                return .failure(TuningProblem(reason: "MPI_Comm_dup failed"))
+            }
+            if watchdog != nil { MPI_Comm_set_errhandler(duplicate, nn_mpi_errors_return_handler()) }
+            comms.append(duplicate)
+        }
+        return .success(comms)
+    }
+
+    /// A handle on the single-valued control variable `name`, or nil when MPI has none.
+    private func controlVariable(_ name: String) -> MPI_T_cvar_handle? {
+        var index: Int32 = 0, count: Int32 = 0
+        guard MPI_T_cvar_get_index(name, &index) == nn_mpi_success() else { return nil }
+        var handle: MPI_T_cvar_handle?
+        guard MPI_T_cvar_handle_alloc(index, nil, &handle, &count) == nn_mpi_success(), count == 1 else { return nil }
+        return handle
+    }
+
+    /// Reads a boolean control variable and frees its handle.
+    private func readFlag(_ handle: MPI_T_cvar_handle) -> Bool? {
+        var storage: Int64 = 0  // room for any integer type, read from its first bytes
+        var freeing: MPI_T_cvar_handle? = handle
+        defer { MPI_T_cvar_handle_free(&freeing) }
+        guard MPI_T_cvar_read(handle, &storage) == nn_mpi_success() else { return nil }
+        return storage != 0
+    }
+
+    /// Warms `comm` up with `values` and returns the timed calls per round
+    /// for it, from the slowest rank's last warm-up call, so every rank makes as many.
+    private func agreedCallsPerRound(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) -> Int {
+        for _ in 1..<AllreduceTuning.warmUpCalls { allreduceOnce(values, comm: comm) }
+        var callSeconds = MPI_Wtime()
+        allreduceOnce(values, comm: comm)
+        callSeconds = MPI_Wtime() - callSeconds
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &callSeconds, 1, nn_mpi_double(), nn_mpi_max(), world) }
+        return AllreduceTuning.callsPerRound(AllreduceTuning.iterations(callSeconds: callSeconds))
+    }
+
+    /// This rank's mean seconds of `calls` allreduces of `values` on `comm`.
+    private func meanAllreduceSeconds(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm, calls: Int) -> Double {
+        watched(.barrier) { MPI_Barrier(comm) }
+        let start = MPI_Wtime()
+        for _ in 0..<calls { allreduceOnce(values, comm: comm) }
+        return (MPI_Wtime() - start) / Double(calls)
+    }
+
+    private func allreduceOnce(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) {
+        watched(.allreduce) {
+            MPI_Allreduce(nn_mpi_in_place(), values.baseAddress, Int32(values.count), nn_mpi_float(), nn_mpi_sum(), comm)
+        }
+    }
+
+    /// Uses `chosen` for the gradients from now on and frees the other duplicates in `made`.
+    private func keep(_ chosen: MPI_Comm, freeing made: [MPI_Comm]) {
+        made.filter { $0 != chosen }.forEach(Self.free)
+        duplicates.append(chosen)
+        gradientComm = chosen
+    }
+
+    private static func free(_ comm: MPI_Comm) {
+        var freeing: MPI_Comm? = comm
+        MPI_Comm_free(&freeing)
     }
 
     /// Every rank's processor name, by rank (before the watchdog starts).
@@ -155,14 +335,4 @@ public final class MPICommunicator: Communicator {
             all[r * width..<(r + 1) * width].withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         }
     }
-}
-
-/// Open MPI's allreduce algorithms (`coll_tuned_allreduce_algorithm`).
-public enum AllreduceTuning {
-    /// Open MPI's numbering of `coll_tuned_allreduce_algorithm` values.
-    public static let algorithms = [1: "basic linear", 2: "nonoverlapping", 3: "recursive doubling",
-                                    4: "ring", 5: "segmented ring", 6: "rabenseifner"]
-
-    /// The ring: measured fastest for gradient-sized buffers on one host.
-    public static let ring = 4
 }

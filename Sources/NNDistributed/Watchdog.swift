@@ -55,7 +55,7 @@ public struct WatchdogSettings {
 
 /// The collectives the watchdog names.
 enum CollectiveKind: UInt64 {
-    case allreduce = 1, broadcast, allgather, barrier
+    case allreduce = 1, broadcast, allgather, barrier, duplicate
 
     var name: String {
         switch self {
@@ -63,6 +63,7 @@ enum CollectiveKind: UInt64 {
         case .broadcast: return "broadcast"
         case .allgather: return "allgather"
         case .barrier: return "barrier"
+        case .duplicate: return "communicator duplication"
         }
     }
 }

@@ -63,7 +63,7 @@ extension Benchmarks {
     /// Times a bare allreduce of `count` floats under the current MPI job and
     /// the rank 0 ↔ rank 1 bandwidth; returns rank 0's JSON line (nil elsewhere).
     static func allreduce(count: Int, iterations: Int) -> String? {
-        let communicator = Launch.communicator()
+        let (communicator, _) = Launch.communicator()
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
         let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
@@ -71,6 +71,30 @@ extension Benchmarks {
         guard communicator.isCoordinator else { return nil }
         return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f}",
                       communicator.size, count, count * 4, Environment.allreduceAlgorithm, seconds * 1e6, bandwidth / 1e9)
+    }
+}
+
+extension Benchmarks {
+    /// Times every Open MPI allreduce algorithm on `count` floats in this one
+    /// job, with train's start-up measurement; returns rank 0's JSON line
+    /// (nil elsewhere).
+    static func allreduceAlgorithms(count: Int) -> String? {
+        let (communicator, _) = Launch.communicator()
+        defer { communicator.finalize() }
+        guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
+        let result = communicator.tuneAllreduce(count: count)
+        guard communicator.isCoordinator else { return nil }
+        switch result {
+        case .measured(let measurement)?:
+            let times = measurement.timings.map { String(format: "\"%@\": %.1f", AllreduceTuning.name($0.algorithm), $0.seconds * 1e6) }
+            return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"allreduce_us\": {%@}, \"fastest\": \"%@\", \"seconds\": %.2f}",
+                          communicator.size, count, count * 4, times.joined(separator: ", "), AllreduceTuning.name(measurement.chosen),
+                          measurement.seconds)
+        case .unavailable(let reason)?:
+            return "{\"error\": \"\(reason)\"}"
+        case .applied?, nil:
+            return "{\"error\": \"nothing was measured\"}"
+        }
     }
 }
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import NNCore
 import NNData
+import NNDistributed
 import NNTraining
 #if canImport(Glibc)
 import Glibc
@@ -73,6 +74,14 @@ struct Train: ParsableCommand {
 
     @Option(name: .customLong("collective-timeout"), parsing: .unconditional, help: "Seconds a rank may wait in a collective (or for a lost rank) before the job is stopped; 0 waits forever.")
     var collectiveTimeout: Double = 60
+
+    @Option(name: .customLong("allreduce-algorithm"),
+            help: ArgumentHelp("How the gradients are summed under MPI: auto (time Open MPI's allreduce algorithms at start-up, use the fastest), default (Open MPI's decision rules), or one algorithm: 1-6 or \(AllreduceTuning.flagNames.joined(separator: ", ")).",
+                               valueName: "algorithm"))
+    var allreduceAlgorithm = "auto"
+
+    /// What `--allreduce-algorithm` asks for (validated).
+    var allreduce: AllreduceRequest { AllreduceRequest(flag: allreduceAlgorithm) ?? .measure }
 
     @Option(name: .customLong("run-dir"), help: "Where metrics, checkpoints and the model go (default: runs/NAME, numbered if taken).")
     var runDir: String?
@@ -143,6 +152,9 @@ struct Train: ParsableCommand {
         }
         if !(collectiveTimeout >= 0) || !collectiveTimeout.isFinite {
             throw ValidationError("--collective-timeout: must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
+        }
+        if AllreduceRequest(flag: allreduceAlgorithm) == nil {
+            throw ValidationError(AllreduceRequest.unknown(allreduceAlgorithm))
         }
         if resume != nil && initFrom != nil {
             throw ValidationError("--init-from starts a new run; it cannot be combined with --resume")
@@ -350,8 +362,14 @@ struct Bench: ParsableCommand {
         @Option(name: .long, help: "Allreduce calls to time.")
         var iterations: Int = 2000
 
+        @Flag(name: .customLong("all-algorithms"),
+              help: "Time each of Open MPI's allreduce algorithms in this job, as train's start-up measurement does (--iterations is then set by the buffer's size).")
+        var allAlgorithms = false
+
         func run() throws {
-            if let result = Benchmarks.allreduce(count: count, iterations: iterations) { output(result + "\n") }
+            let result = allAlgorithms ? Benchmarks.allreduceAlgorithms(count: count)
+                : Benchmarks.allreduce(count: count, iterations: iterations)
+            if let result { output(result + "\n") }
         }
     }
 

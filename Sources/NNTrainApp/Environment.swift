@@ -77,23 +77,42 @@ enum Environment {
 
     // MARK: - Open MPI's allreduce algorithm
 
-    /// Asks Open MPI for the ring allreduce before `MPI_Init`, unless the user
-    /// chose an algorithm (`OMPI_MCA_coll_tuned_allreduce_algorithm`, or
-    /// `--mca` on mpirun) or left the choice to Open MPI
-    /// (`NNTRAIN_ALLREDUCE=default`). Its own decision rules picked a slow
-    /// algorithm for gradient-sized buffers on a shared-memory host.
-    static func applyAllreduceDefaults() {
-        if value("NNTRAIN_ALLREDUCE") == "default" || value("OMPI_MCA_coll_tuned_allreduce_algorithm") != nil { return }
-        setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0)
-        setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", String(AllreduceTuning.ring), 0)
+    /// Prepares Open MPI, before `MPI_Init`, for the way `request` (the
+    /// `--allreduce-algorithm` flag) and the environment choose the
+    /// gradients' allreduce algorithm, and says which way that is. In order:
+    /// the flag when it names an algorithm or `default`; a user's
+    /// `OMPI_MCA_coll_tuned_allreduce_algorithm` (also what `--mca` on
+    /// mpirun sets); `NNTRAIN_ALLREDUCE=default`; otherwise measuring, for
+    /// which Open MPI's dynamic rules must be on from the start.
+    static func applyAllreduceDefaults(_ request: AllreduceRequest) -> AllreducePlan {
+        let variable = "OMPI_MCA_coll_tuned_allreduce_algorithm"
+        switch request {
+        case .algorithm(let number):
+            setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 1)
+            setenv(variable, String(number), 1)
+            return .fixed(number, source: "--allreduce-algorithm \(request.flagValue)")
+        case .openMPIDefault:
+            unsetenv(variable)
+            return .openMPI(source: "--allreduce-algorithm default")
+        case .measure:
+            if let text = value(variable) {
+                guard let number = Int(text), number != 0 else { return .openMPI(source: "\(variable)=\(text)") }
+                // Open MPI honours a forced algorithm only with its dynamic rules on.
+                setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0)
+                return .fixed(number, source: "\(variable)=\(text)")
+            }
+            if value("NNTRAIN_ALLREDUCE") == "default" { return .openMPI(source: "NNTRAIN_ALLREDUCE=default") }
+            setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0)
+            return .measure
+        }
     }
 
     /// The allreduce algorithm Open MPI was told to use, for reports.
     static var allreduceAlgorithm: String {
-        guard let text = value("OMPI_MCA_coll_tuned_allreduce_algorithm"), let n = Int(text) else {
+        guard let text = value("OMPI_MCA_coll_tuned_allreduce_algorithm"), let n = Int(text), n != 0 else {
             return "Open MPI's default decision"
         }
-        return "\(n) (\(AllreduceTuning.algorithms[n] ?? "?"))"
+        return "\(n) (\(AllreduceTuning.name(n)))"
     }
 
     // MARK: - Test hooks

@@ -17,11 +17,14 @@ enum ResumeChoice: Equatable {
 
 enum Launch {
     /// This process's communicator: MPI under a launcher, else a world of
-    /// one; with a watchdog's settings MPI's collectives are watched.
-    static func communicator(watchdog: WatchdogSettings? = nil) -> any Communicator {
-        guard Environment.launchedByMPI else { return LocalCommunicator() }
-        Environment.applyAllreduceDefaults()
-        return MPICommunicator(watchdog: watchdog)
+    /// one; with a watchdog's settings MPI's collectives are watched. Open
+    /// MPI is prepared for `allreduce` first; the plan says how the
+    /// gradients' algorithm is then settled (`chooseAllreduce`).
+    static func communicator(watchdog: WatchdogSettings? = nil,
+                             allreduce: AllreduceRequest = .measure) -> (any Communicator, AllreducePlan) {
+        guard Environment.launchedByMPI else { return (LocalCommunicator(), .measure) }
+        let plan = Environment.applyAllreduceDefaults(allreduce)
+        return (MPICommunicator(watchdog: watchdog), plan)
     }
 
     /// Trains as one rank of a job, as the validated command asks, and returns the exit status.
@@ -41,13 +44,18 @@ enum Launch {
             watchdog?.onNote = { Console.warning($0) }
             watchdog?.stopRequested = { stop.isRequested }
         }
-        let communicator = communicator(watchdog: watchdog)
+        let (communicator, plan) = communicator(watchdog: watchdog, allreduce: job.allreduce)
         defer { communicator.finalize() }
         let console = Console(enabled: communicator.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         if let problem = (communicator as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
         do {
-            let (trainer, facts) = try prepare(job, communicator: communicator, console: console)
+            var (trainer, facts) = try prepare(job, communicator: communicator, console: console)
+            // Before the first step, with the gradient buffer's size known.
+            facts.allreduce = chooseAllreduce(plan, count: trainer.model.parameterCount,
+                                              resuming: job.resume != nil, runDirectory: trainer.runDirectory,
+                                              communicator: communicator)
+            console.allreduce = facts.allreduce
             let made = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
             views.value = made
             _ = try trainer.run(observers: made.observers, stop: stop)

@@ -5,6 +5,7 @@
 
 import Foundation
 import NNCore
+import NNDistributed
 import SafeTensors
 
 /// Facts about a job that only the launcher knows.
@@ -13,11 +14,80 @@ public struct JobFacts: Sendable {
     public var device: String
     /// OpenBLAS threads per rank (nil on a GPU).
     public var blasThreads: Int?
+    /// How the gradients' allreduce algorithm was chosen (nil: one rank, nothing to choose).
+    public var allreduce: AllreduceRecord?
 
     /// Facts for run.json.
-    public init(device: String, blasThreads: Int?) {
+    public init(device: String, blasThreads: Int?, allreduce: AllreduceRecord? = nil) {
         self.device = device
         self.blasThreads = blasThreads
+        self.allreduce = allreduce
+    }
+}
+
+/// The gradients' allreduce algorithm of a run, and how it was chosen: run.json's `allreduce`.
+public struct AllreduceRecord: Equatable, Sendable {
+    /// How the algorithm was chosen.
+    public enum Source: String, Sendable {
+        /// Timed at start-up; the fastest won.
+        case measured
+        /// The one the run being resumed measured.
+        case resumed
+        /// `--allreduce-algorithm`.
+        case flag
+        /// An environment variable.
+        case environment
+        /// Open MPI's decision rules: asked for, or the algorithm could not be chosen at run time.
+        case openMPI = "open_mpi"
+    }
+
+    /// Open MPI's number of the algorithm in use (nil: Open MPI decides per call).
+    public var algorithm: Int?
+    public var source: Source
+    /// What asked for it (`--allreduce-algorithm ring`, `NNTRAIN_ALLREDUCE=default`), or why
+    /// the algorithm could not be chosen.
+    public var detail: String?
+    /// The timings, when measured.
+    public var measurement: AllreduceMeasurement?
+
+    /// A record of algorithm `algorithm` (nil: Open MPI's rules), chosen by `source`.
+    public init(algorithm: Int?, source: Source, detail: String? = nil, measurement: AllreduceMeasurement? = nil) {
+        self.algorithm = algorithm
+        self.source = source
+        self.detail = detail
+        self.measurement = measurement
+    }
+
+    /// run.json's `allreduce` object.
+    var json: [String: Any] {
+        var object: [String: Any] = [
+            "algorithm": algorithm ?? NSNull(), "name": algorithm.map(AllreduceTuning.name) ?? NSNull(),
+            "source": source.rawValue, "detail": detail ?? NSNull(),
+        ]
+        if let measurement {
+            object["floats"] = measurement.count
+            object["ranks"] = measurement.ranks
+            object["seconds"] = measurement.seconds
+            object["timings"] = measurement.timings.map {
+                ["algorithm": $0.algorithm, "name": AllreduceTuning.name($0.algorithm),
+                 "mean_us": $0.seconds * 1e6, "iterations": $0.iterations] as [String: Any]
+            }
+        }
+        return object
+    }
+
+    /// The algorithm an earlier start of the run in `runDirectory` measured
+    /// (or reused from its own earlier start), with the world size it was
+    /// measured for; nil when run.json holds none.
+    public static func measured(inRunDirectory runDirectory: String) -> (algorithm: Int, worldSize: Int)? {
+        guard let data = FileManager.default.contents(atPath: runDirectory + "/run.json"),
+              let run = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let record = run["allreduce"] as? [String: Any],
+              let source = (record["source"] as? String).flatMap(Source.init(rawValue:)),
+              source == .measured || source == .resumed,
+              let algorithm = record["algorithm"] as? Int, AllreduceTuning.algorithms[algorithm] != nil,
+              let worldSize = run["world_size"] as? Int else { return nil }
+        return (algorithm, worldSize)
     }
 }
 
@@ -92,6 +162,7 @@ public final class RunRecord: TrainingObserver {
             "nntrain_version": NNTrainVersion.string, "config": config ?? NSNull(),
             "world_size": start.worldSize, "hosts": start.hosts,
             "device": facts.device, "blas_threads": facts.blasThreads ?? NSNull(),
+            "allreduce": facts.allreduce?.json ?? NSNull(),
             "accelerator": start.accelerator, "communicator": start.communicator,
             "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
             "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),

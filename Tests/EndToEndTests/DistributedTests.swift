@@ -230,3 +230,103 @@ final class MultiHostTests: XCTestCase {
         XCTAssertTrue(outcome.stdout.contains("relative difference to a single process"), outcome.stdout)
     }
 }
+
+/// The gradients' allreduce algorithm: measured at start-up, or named.
+final class AllreduceAlgorithmTests: XCTestCase {
+    static let names = ["basic linear", "nonoverlapping", "recursive doubling", "ring", "segmented ring", "rabenseifner"]
+
+    func allreduceLines(_ outcome: Outcome) -> [String] {
+        outcome.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("allreduce: ") }
+    }
+
+    func allreduceRecord(_ runDirectory: String) throws -> [String: Any] {
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: runDirectory + "/run.json"))) as? [String: Any])
+        return try XCTUnwrap(run["allreduce"] as? [String: Any], "run.json's allreduce")
+    }
+
+    func testStartUpTimesEveryAlgorithmAndRecordsTheChoice() throws {
+        let dir = temporaryDirectory(self)
+        let outcome = try mpirun(2, ["train", "--config", smallConfig(in: dir, epochs: 1), "--run-dir", dir + "/r"], timeout: 120)
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
+        let lines = allreduceLines(outcome)
+        XCTAssertEqual(lines.count, 1, outcome.stdout)
+        let line = lines.first ?? ""
+        XCTAssertNotNil(line.range(of: "^allreduce: measured on [0-9,]+ floats × 2 ranks: ", options: .regularExpression), line)
+        for name in Self.names {
+            XCTAssertNotNil(line.range(of: "\(name) [0-9,]+ µs", options: .regularExpression), "\(name) has a time: \(line)")
+        }
+        let chosen = try XCTUnwrap(line.range(of: " → ").map { line[$0.upperBound...].prefix { $0 != "(" } }).trimmingCharacters(in: .whitespaces)
+        XCTAssertTrue(Self.names.contains(chosen), line)
+        XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+
+        let record = try allreduceRecord(dir + "/r")
+        XCTAssertEqual(record["source"] as? String, "measured")
+        XCTAssertEqual(record["name"] as? String, chosen)
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r/run.json"))) as? [String: Any])
+        XCTAssertEqual(record["floats"] as? Int, run["parameter_count"] as? Int, "timed on the gradients' size")
+        let timings = try XCTUnwrap(record["timings"] as? [[String: Any]])
+        XCTAssertEqual(timings.compactMap { $0["algorithm"] as? Int }, [1, 2, 3, 4, 5, 6])
+        XCTAssertTrue(timings.allSatisfy { ($0["mean_us"] as? Double).map { $0 > 0 } == true && ($0["iterations"] as? Int ?? 0) >= 3 }, "\(timings)")
+        let fastest = timings.min { ($0["mean_us"] as? Double ?? .infinity) < ($1["mean_us"] as? Double ?? .infinity) }
+        XCTAssertEqual(fastest?["algorithm"] as? Int, record["algorithm"] as? Int)
+    }
+
+    func testANamedAlgorithmOrTheEnvironmentSkipsTheMeasurement() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir, epochs: 1)
+        let cases: [(arguments: [String], environment: [String: String], line: String, source: String)] = [
+            (["--allreduce-algorithm", "ring"], [:], "allreduce: ring (--allreduce-algorithm ring), not measured", "flag"),
+            ([], ["OMPI_MCA_coll_tuned_allreduce_algorithm": "3"],
+             "allreduce: recursive doubling (OMPI_MCA_coll_tuned_allreduce_algorithm=3), not measured", "environment"),
+            ([], ["NNTRAIN_ALLREDUCE": "default"], "allreduce: Open MPI's decision rules (NNTRAIN_ALLREDUCE=default), not measured", "open_mpi"),
+        ]
+        for (n, item) in cases.enumerated() {
+            let run = dir + "/r\(n)"
+            let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", run] + item.arguments,
+                                     environment: item.environment, timeout: 120)
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertEqual(allreduceLines(outcome), [item.line], outcome.stdout)
+            XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+            let record = try allreduceRecord(run)
+            XCTAssertEqual(record["source"] as? String, item.source)
+            XCTAssertNil(record["timings"], "nothing measured")
+        }
+    }
+
+    func testAnUnknownAlgorithmExitsWith2AndOneLine() throws {
+        let outcome = try nntrain(["train", "--preset", "spiral", "--allreduce-algorithm", "fastest"])
+        assertUserError(outcome, contains: ["--allreduce-algorithm: unknown algorithm 'fastest'; choose auto, default, 1-6 or one of basic-linear,"])
+    }
+
+    /// With 4 ranks the algorithms add in different orders, so the bits show
+    /// which one summed: the measured choice sums exactly as the same
+    /// algorithm named on the command line, another family differs, and a
+    /// resumed run reuses the measured algorithm.
+    func testTheMeasuredAlgorithmIsTheOneUsedAndResumeKeepsIt() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir, epochs: 1)
+        let measured = try mpirun(4, ["train", "--config", config, "--run-dir", dir + "/auto"], timeout: 180)
+        XCTAssertEqual(measured.status, 0, measured.stderr)
+        let chosen = try XCTUnwrap(allreduceRecord(dir + "/auto")["algorithm"] as? Int)
+        let resumed = try mpirun(4, ["train", "--run-dir", dir + "/auto", "--resume", "--epochs", "2"], timeout: 180)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(allreduceLines(resumed), ["allreduce: \(Self.names[chosen - 1]) (measured by the run being resumed), not measured again"],
+                       resumed.stdout)
+        let record = try allreduceRecord(dir + "/auto")
+        XCTAssertEqual(record["source"] as? String, "resumed")
+        XCTAssertEqual(record["algorithm"] as? Int, chosen)
+
+        let named = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/named",
+                                   "--allreduce-algorithm", String(chosen)], timeout: 180)
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertEqual(try modelParameters(dir + "/auto"), try modelParameters(dir + "/named"),
+                       "measured, then resumed, sums as algorithm \(chosen) named")
+        // Open MPI's families on 4 ranks: {1, 2} reduce at one rank, {3, 6} pairwise, {4, 5} around the ring.
+        let other = [1, 2].contains(chosen) ? 4 : 1
+        let different = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/other",
+                                       "--allreduce-algorithm", String(other)], timeout: 180)
+        XCTAssertEqual(different.status, 0, different.stderr)
+        XCTAssertNotEqual(try modelParameters(dir + "/other"), try modelParameters(dir + "/named"),
+                          "algorithms \(other) and \(chosen) add in different orders")
+    }
+}

@@ -1,4 +1,5 @@
 import NNCore
+import NNDistributed
 import NNTraining
 import XCTest
 @testable import NNTrainApp
@@ -90,5 +91,62 @@ final class CommandLineTests: XCTestCase {
         let lines = Table(header: ["Name", "Count"], rightAligned: [1], rows: [["a", "1"], ["longer", "123"]]).lines
         XCTAssertEqual(lines, ["______________", "Name     Count", "==============", "a            1",
                                "longer     123", "=============="])
+    }
+}
+
+final class AllreduceChoiceTests: XCTestCase {
+    func testTheFlagTakesAutoDefaultANumberOrAName() throws {
+        XCTAssertEqual(try Train.parse([]).allreduce, .measure)
+        XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "auto"]).allreduce, .measure)
+        XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "default"]).allreduce, .openMPIDefault)
+        XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "6"]).allreduce, .algorithm(6))
+        XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "recursive-doubling"]).allreduce, .algorithm(3))
+        XCTAssertEqual(AllreduceRequest.algorithm(5).flagValue, "segmented-ring")
+        for bad in ["0", "7", "tree", ""] {
+            XCTAssertThrowsError(try Train.parse(["--allreduce-algorithm", bad])) { error in
+                XCTAssertEqual(Train.message(for: error).split(separator: "\n").first.map(String.init),
+                               "--allreduce-algorithm: unknown algorithm '\(bad)'; choose auto, default, 1-6 or one of basic-linear, nonoverlapping, recursive-doubling, ring, segmented-ring, rabenseifner")
+            }
+        }
+    }
+
+    func testTheStartUpLineListsEveryTimeAndTheChoice() {
+        let timings = [890.4, 881, 398.2, 412.3, 413, 12_345.6].enumerated().map {
+            AllreduceTiming(algorithm: $0.offset + 1, seconds: $0.element * 1e-6, iterations: 200)
+        }
+        let measured = AllreduceMeasurement(count: 235_146, ranks: 2, timings: timings, chosen: 3, seconds: 0.62)
+        XCTAssertEqual(Console.describe(AllreduceRecord(algorithm: 3, source: .measured, measurement: measured)),
+                       "allreduce: measured on 235,146 floats × 2 ranks: basic linear 890 µs, nonoverlapping 881 µs, recursive doubling 398 µs, ring 412 µs, segmented ring 413 µs, rabenseifner 12,346 µs → recursive doubling (0.6 s)")
+        XCTAssertEqual(Console.describe(AllreduceRecord(algorithm: 4, source: .flag, detail: "--allreduce-algorithm ring")),
+                       "allreduce: ring (--allreduce-algorithm ring), not measured")
+        XCTAssertEqual(Console.describe(AllreduceRecord(algorithm: nil, source: .openMPI, detail: "NNTRAIN_ALLREDUCE=default")),
+                       "allreduce: Open MPI's decision rules (NNTRAIN_ALLREDUCE=default), not measured")
+        XCTAssertEqual(Console.describe(AllreduceRecord(algorithm: 6, source: .resumed, detail: "measured by the run being resumed")),
+                       "allreduce: rabenseifner (measured by the run being resumed), not measured again")
+        XCTAssertEqual(Console.grouped(0), "0")
+        XCTAssertEqual(Console.grouped(999), "999")
+        XCTAssertEqual(Console.grouped(1_000), "1,000")
+        XCTAssertEqual(Console.grouped(5_800_000), "5,800,000")
+    }
+
+    func testAResumedRunFindsOnlyAMeasuredAlgorithm() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nntrain-allreduce-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func record(_ allreduce: String) throws {
+            try Data("{\"world_size\": 4, \"allreduce\": \(allreduce)}".utf8).write(to: URL(fileURLWithPath: dir + "/run.json"))
+        }
+        XCTAssertNil(AllreduceRecord.measured(inRunDirectory: dir), "no run.json")
+        try record("{\"algorithm\": 3, \"source\": \"measured\"}")
+        XCTAssertEqual(AllreduceRecord.measured(inRunDirectory: dir)?.algorithm, 3)
+        XCTAssertEqual(AllreduceRecord.measured(inRunDirectory: dir)?.worldSize, 4)
+        try record("{\"algorithm\": 5, \"source\": \"resumed\"}")
+        XCTAssertEqual(AllreduceRecord.measured(inRunDirectory: dir)?.algorithm, 5)
+        try record("{\"algorithm\": 4, \"source\": \"flag\"}")
+        XCTAssertNil(AllreduceRecord.measured(inRunDirectory: dir), "a forced algorithm is not reused")
+        try record("{\"algorithm\": null, \"source\": \"open_mpi\"}")
+        XCTAssertNil(AllreduceRecord.measured(inRunDirectory: dir))
+        try record("null")
+        XCTAssertNil(AllreduceRecord.measured(inRunDirectory: dir))
     }
 }
