@@ -29,6 +29,7 @@ static inline int nn_mpi_errors_return(MPI_Comm comm) { return MPI_Comm_set_errh
 static inline void nn_atomic_store(uint64_t *p, uint64_t v) { atomic_store_explicit((_Atomic uint64_t *)p, v, memory_order_release); }
 static inline uint64_t nn_atomic_load(uint64_t *p) { return atomic_load_explicit((_Atomic uint64_t *)p, memory_order_acquire); }
 static inline int nn_mpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int nn_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int nn_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline MPI_Datatype nn_mpi_int64(void) { return MPI_INT64_T; }
 static inline MPI_Datatype nn_mpi_char(void) { return MPI_CHAR; }

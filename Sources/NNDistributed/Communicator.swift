@@ -42,12 +42,19 @@ public protocol Communicator: AnyObject {
     /// for every later Float `allReduceSum`, unmeasured (collective). Nil
     /// where there is no algorithm to choose.
     func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult?
+    /// Whether a thread other than the one that made the communicator may
+    /// run its collectives, one thread at a time (MPI_THREAD_SERIALIZED or
+    /// more): what an allreduce overlapped with backward needs.
+    var collectivesFromAnyThread: Bool { get }
     /// Leaves the job cleanly.
     func finalize()
 }
 
 extension Communicator {
     public func markProgress(step: Int) {}
+
+    /// By default collectives belong to the thread that made the communicator.
+    public var collectivesFromAnyThread: Bool { false }
 
     /// A world of one, or ranks as threads: one way to sum, nothing to choose.
     public func tuneAllreduce(count: Int) -> AllreduceTuningResult? { nil }

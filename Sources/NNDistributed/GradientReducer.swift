@@ -21,6 +21,12 @@ public protocol GradientReducer: AnyObject {
     var residual: [Float]? { get }
     /// Restores a residual saved by a checkpoint (same length as the gradients).
     func restoreResidual(_ values: [Float])
+    /// Whether it starts summing during backward (then `gradientsReady` is worth calling).
+    var overlapsBackward: Bool { get }
+    /// Backward has queued the final gradients `range` of the flat buffer;
+    /// ranges come from the end of the buffer towards its start. `sum` must
+    /// still be called, and sums whatever this did not start.
+    func gradientsReady(_ gradients: Tensor, range: Range<Int>)
 }
 
 /// 16-bit formats the gradients can travel in (`--gradient-compression`).
@@ -38,6 +44,9 @@ extension GradientReducer {
     /// Without compression nothing is left over.
     public var residual: [Float]? { nil }
     public func restoreResidual(_ values: [Float]) {}
+    /// By default the sum waits for the whole buffer.
+    public var overlapsBackward: Bool { false }
+    public func gradientsReady(_ gradients: Tensor, range: Range<Int>) {}
 }
 
 /// Picks the reducer for `accelerator`'s memory: direct on host memory,

@@ -15,6 +15,10 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     /// Every rank's host name (MPI's processor name), by rank.
     public let hostNames: [String]
+    /// The thread support MPI_Init_thread provided.
+    private let threadLevel: Int32
+    /// MPI_THREAD_SERIALIZED or more: another thread may run collectives in turn.
+    public var collectivesFromAnyThread: Bool { threadLevel >= nn_mpi_thread_serialized() }
     /// Why there is no watchdog though one was asked for (nil: none asked, or it runs).
     public private(set) var watchdogProblem: String?
     private let world: MPI_Comm
@@ -35,6 +39,7 @@ public final class MPICommunicator: Communicator {
     public init(watchdog settings: WatchdogSettings? = nil) {
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, settings == nil ? 0 : nn_mpi_thread_multiple(), &provided)
+        threadLevel = provided
         world = nn_mpi_comm_world()
         gradientComm = world
         var value: Int32 = 0

@@ -465,6 +465,8 @@ public final class ThreadCommunicator: Communicator, Sendable {
 
     /// Number of ranks in the world.
     public var size: Int { world.size }
+    /// A rank's collectives may come from any thread, one at a time.
+    public var collectivesFromAnyThread: Bool { true }
     /// Equals `rank`: every rank is on this host.
     public var localRank: Int { rank }
     /// Equals `size`: every rank is on this host.

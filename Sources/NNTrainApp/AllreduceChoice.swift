@@ -54,6 +54,21 @@ enum AllreducePlan: Equatable {
 }
 
 extension Launch {
+    /// Settles whether the allreduce overlaps backward (collective): on
+    /// `--resume` with `auto`, rank 0 reads what the run being resumed
+    /// measured for the same world size and every rank follows it, so the
+    /// resumed run sums in the same buckets.
+    static func chooseOverlap(_ request: OverlapRequest, trainer: Trainer, communicator: any Communicator) -> OverlapRecord? {
+        guard communicator.size > 1 else { return nil }
+        var earlier: [UInt64] = [0]  // 0: none, 1: fused, 2: overlapped
+        if request == .auto, let directory = trainer.runDirectory, trainer.resumedAt != nil,
+           let found = OverlapRecord.measured(inRunDirectory: directory), found.worldSize == communicator.size {
+            earlier[0] = found.overlapped ? 2 : 1
+        }
+        if request == .auto { earlier.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) } }
+        return trainer.settleOverlap(request, resumed: earlier[0] == 0 ? nil : earlier[0] == 2)
+    }
+
     /// Settles the gradients' allreduce algorithm before the first step
     /// (collective): measured on `count` floats, or on `--resume` the
     /// algorithm the run being resumed measured for the same world size, so

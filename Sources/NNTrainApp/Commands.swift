@@ -26,6 +26,7 @@ struct NNTrain: ParsableCommand {
 
 extension NonFiniteAction: ExpressibleByArgument {}
 extension GradientCompressionSetting: ExpressibleByArgument {}
+extension OverlapRequest: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
@@ -79,6 +80,10 @@ struct Train: ParsableCommand {
             help: ArgumentHelp("How the gradients are summed under MPI: auto (time Open MPI's allreduce algorithms at start-up, use the fastest), default (Open MPI's decision rules), or one algorithm: 1-6 or \(AllreduceTuning.flagNames.joined(separator: ", ")).",
                                valueName: "algorithm"))
     var allreduceAlgorithm = "auto"
+
+    @Option(name: .customLong("overlap-allreduce"),
+            help: "Sum each layer's gradients while backward computes the layers below: auto (time both ways at start-up, keep the faster), on, or off (one allreduce after backward).")
+    var overlapAllreduce: OverlapRequest = .auto
 
     /// What `--allreduce-algorithm` asks for (validated).
     var allreduce: AllreduceRequest { AllreduceRequest(flag: allreduceAlgorithm) ?? .measure }

@@ -20,6 +20,8 @@ public final class Console: TrainingObserver {
     public var dataNote = ""
     /// How the gradients' allreduce algorithm was chosen, for the start-up lines (nil: one rank).
     public var allreduce: AllreduceRecord?
+    /// Whether the allreduce overlaps backward, for the start-up lines (nil: one rank).
+    public var overlap: OverlapRecord?
     private var lastDraw = 0.0
     private var barVisible = false
 
@@ -63,7 +65,7 @@ public final class Console: TrainingObserver {
     public func observe(_ event: TrainingEvent) {
         switch event {
         case .started(let start):
-            for text in Console.describe(start, computeNote: computeNote, dataNote: dataNote, allreduce: allreduce) { line(text) }
+            for text in Console.describe(start, computeNote: computeNote, dataNote: dataNote, allreduce: allreduce, overlap: overlap) { line(text) }
         case .epochStarted(let epoch, let epochs):
             line("Epoch \(epoch)/\(epochs)")
         case .batchEnded(let progress):
@@ -115,7 +117,8 @@ public final class Console: TrainingObserver {
     // MARK: - Formatting
 
     /// The start-up lines: data, model, optimizer, compute, run directory.
-    static func describe(_ start: RunStart, computeNote: String, dataNote: String = "", allreduce: AllreduceRecord? = nil) -> [String] {
+    static func describe(_ start: RunStart, computeNote: String, dataNote: String = "", allreduce: AllreduceRecord? = nil,
+                         overlap: OverlapRecord? = nil) -> [String] {
         let config = start.config
         var shape = ["\(start.featureCount)"]
         for spec in config.layerSpecs {
@@ -128,12 +131,13 @@ public final class Console: TrainingObserver {
             + (start.testSamples.map { ", \($0) test" } ?? "")
         let world = start.worldSize
         let batch = "batch \(config.training.batchSize)" + (world > 1 ? " (\(config.training.batchSize / world) per rank)" : "")
+        let choices: [String] = [allreduce.map(describe), overlap.flatMap(describe)].compactMap { $0 }
         return [
             "data: \(config.data.train.summary): \(sizes) samples, \(start.featureCount) features" + (dataNote.isEmpty ? "" : "; \(dataNote)"),
             "model: " + shape.joined(separator: " → ") + " (\(start.parameterCount) parameters), loss \(config.loss.rawValue)",
             "optimizer: \(describe(config.optimizer)); \(batch), \(config.training.epochs) epoch\(config.training.epochs == 1 ? "" : "s"), seed \(config.training.seed)",
             "compute: \(start.accelerator) per rank\(computeNote.isEmpty ? "" : " (\(computeNote))"); \(start.communicator)" + (world > 1 ? "; gradients: \(start.gradientReduction)" : ""),
-        ] + (allreduce.map { [describe($0)] } ?? []) + [
+        ] + choices + [
             "run directory: \(start.runDirectory)",
         ]
     }
@@ -150,6 +154,21 @@ public final class Console: TrainingObserver {
         let times = measurement.timings.map { "\(AllreduceTuning.name($0.algorithm)) \(microseconds($0.seconds))" }
         return "allreduce: measured on \(grouped(measurement.count)) floats × \(measurement.ranks) ranks: "
             + times.joined(separator: ", ") + " → \(name) (\(String(format: "%.1f", measurement.seconds)) s)"
+    }
+
+    /// The overlap line, when there was a choice: `overlap: measured per
+    /// pass: one allreduce after backward 46.10 ms, 2 buckets during
+    /// backward 44.00 ms → overlapped`; nil when overlap cannot apply.
+    static func describe(_ record: OverlapRecord) -> String? {
+        let way = record.overlapped ? "overlapped (\(record.buckets) buckets)" : "one allreduce after backward"
+        switch record.source {
+        case .inapplicable: return nil
+        case .flag, .resumed: return "overlap: \(way) (\(record.detail ?? record.source.rawValue))"
+        case .measured:
+            func ms(_ s: Double?) -> String { s.map { String(format: "%.2f ms", $0 * 1000) } ?? "–" }
+            return "overlap: measured per pass: one allreduce after backward \(ms(record.fusedSeconds)), "
+                + "\(record.buckets) buckets during backward \(ms(record.overlappedSeconds)) → \(record.overlapped ? "overlapped" : "one allreduce")"
+        }
     }
 
     /// `412 µs`, `12,345 µs`.

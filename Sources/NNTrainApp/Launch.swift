@@ -55,7 +55,9 @@ enum Launch {
             facts.allreduce = chooseAllreduce(plan, count: trainer.model.parameterCount,
                                               resuming: job.resume != nil, runDirectory: trainer.runDirectory,
                                               communicator: communicator)
+            facts.overlap = chooseOverlap(job.overlapAllreduce, trainer: trainer, communicator: communicator)
             console.allreduce = facts.allreduce
+            console.overlap = facts.overlap
             let made = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
             views.value = made
             _ = try trainer.run(observers: made.observers, stop: stop)

@@ -16,6 +16,8 @@ public struct JobFacts: Sendable {
     public var blasThreads: Int?
     /// How the gradients' allreduce algorithm was chosen (nil: one rank, nothing to choose).
     public var allreduce: AllreduceRecord?
+    /// Whether the allreduce overlaps backward, and why (nil: one rank).
+    public var overlap: OverlapRecord?
 
     /// Facts for run.json.
     public init(device: String, blasThreads: Int?, allreduce: AllreduceRecord? = nil) {
@@ -163,6 +165,7 @@ public final class RunRecord: TrainingObserver {
             "world_size": start.worldSize, "hosts": start.hosts,
             "device": facts.device, "blas_threads": facts.blasThreads ?? NSNull(),
             "allreduce": facts.allreduce?.json ?? NSNull(),
+            "overlap": facts.overlap?.json ?? NSNull(),
             "accelerator": start.accelerator, "communicator": start.communicator,
             "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
             "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),

@@ -81,7 +81,7 @@ public final class Trainer {
     public let model: Sequential
     public let optimizer: Optimizer
     /// Sums the gradients over the ranks, wherever the accelerator keeps them.
-    public let reducer: any GradientReducer
+    public internal(set) var reducer: any GradientReducer
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
     let store: RunStore?
@@ -94,7 +94,8 @@ public final class Trainer {
     /// The device's record of the first step with non-finite gradients.
     let finiteGuard: FiniteGuard
     var position: TrainingPosition
-    let resumedAt: TrainingPosition?
+    /// Where a resumed run continues from (nil for a fresh one).
+    public let resumedAt: TrainingPosition?
     var allreduceTimer = AllreduceTimer()
     /// Early stopping's rule and standing (nil when the config has none).
     var earlyStopping: EarlyStopping?
@@ -270,8 +271,10 @@ public final class Trainer {
             }
             let pass = Pass(training: true, seed: config.training.seed, step: position.globalStep,
                             rowOffset: local.lowerBound - global.lowerBound)
+            let reducer = reducer, gradients = model.gradients
             model.accumulateGradients(inputs: inputs, targets: targets, gradientScale: 1 / Float(global.count),
-                                      pass: pass, statistics: statistics)
+                                      pass: pass, statistics: statistics,
+                                      gradientsReady: reducer.overlapsBackward ? { reducer.gradientsReady(gradients, range: $0) } : nil)
         }
         if communicator.size > 1 {
             allreduceTimer.time(lineUpFirst: position.globalStep % AllreduceTimer.sampleInterval == 0, communicator) {
