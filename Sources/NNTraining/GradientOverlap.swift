@@ -86,15 +86,15 @@ extension Trainer {
     /// the first batch of the run and keeps the faster, unless `resumed`
     /// (what the run being resumed chose, for the same world size) says.
     /// Nil with one rank.
-    public func settleOverlap(_ request: OverlapRequest, resumed: Bool?) -> OverlapRecord? {
+    public func settleOverlap(_ request: OverlapRequest, resumed: Bool?, bucketBytes: Int = Trainer.bucketBytes) -> OverlapRecord? {
         guard communicator.size > 1 else { return nil }
         let ranges = model.parameterRanges.compactMap { $0 }
-        let plan = OverlappingGradientReducer.plan(layerRanges: ranges, bucketValues: Self.bucketBytes / MemoryLayout<Float>.stride)
+        let plan = OverlappingGradientReducer.plan(layerRanges: ranges, bucketValues: max(1, bucketBytes / MemoryLayout<Float>.stride))
         if let problem = overlapProblem {
             return OverlapRecord(overlapped: false, buckets: plan.count, source: .inapplicable, detail: problem)
         }
         func overlapping() -> OverlappingGradientReducer {
-            OverlappingGradientReducer(communicator: communicator, layerRanges: ranges, bucketBytes: Self.bucketBytes)
+            OverlappingGradientReducer(communicator: communicator, layerRanges: ranges, bucketBytes: bucketBytes)
         }
         switch request {
         case .off:

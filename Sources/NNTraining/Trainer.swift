@@ -277,7 +277,10 @@ public final class Trainer {
                                       gradientsReady: reducer.overlapsBackward ? { reducer.gradientsReady(gradients, range: $0) } : nil)
         }
         if communicator.size > 1 {
-            allreduceTimer.time(lineUpFirst: position.globalStep % AllreduceTimer.sampleInterval == 0, communicator) {
+            // An overlapped sum has started during backward: no barrier may
+            // come between its buckets, so its allreduce is not sampled alone.
+            let lineUp = !reducer.overlapsBackward && position.globalStep % AllreduceTimer.sampleInterval == 0
+            allreduceTimer.time(lineUpFirst: lineUp, communicator) {
                 reducer.sum(model.gradients)
             }
         }

@@ -330,3 +330,75 @@ final class AllreduceAlgorithmTests: XCTestCase {
                           "algorithms \(other) and \(chosen) add in different orders")
     }
 }
+
+/// The gradients' allreduce overlapped with backward, under real mpirun.
+final class OverlapTests: XCTestCase {
+    /// Spiral data on 2-1100-1000-1: the last two layers (1.1M values) fill
+    /// one 4 MB bucket, the first layer another.
+    func config(in dir: String) -> String {
+        write("""
+            data:
+              train: {format: synthetic, name: spiral, samples: 256, noise: 0.1, seed: 3}
+            model:
+              layers:
+                - dense: {units: 1100, activation: relu}
+                - dense: {units: 1000, activation: relu}
+                - dense: {units: 1, activation: sigmoid}
+            loss: binary_crossentropy
+            optimizer: {name: adam, learning_rate: 0.001}
+            training: {epochs: 2, batch_size: 32, seed: 4}
+            """, "wide-spiral.yaml", in: dir)
+    }
+
+    func overlapRecord(_ runDirectory: String) throws -> [String: Any] {
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: runDirectory + "/run.json"))) as? [String: Any])
+        return try XCTUnwrap(run["overlap"] as? [String: Any], "run.json's overlap")
+    }
+
+    func testOverlappedSumsEqualTheFusedOnesAndAutoMeasuresBoth() throws {
+        let dir = temporaryDirectory(self)
+        let config = config(in: dir)
+        var models: [String: [Float]] = [:]
+        for request in ["on", "off", "auto"] {
+            let run = dir + "/" + request
+            let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", run, "--overlap-allreduce", request,
+                                         "--allreduce-algorithm", "ring"], timeout: 180)
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+            let record = try overlapRecord(run)
+            XCTAssertEqual(record["buckets"] as? Int, 2)
+            switch request {
+            case "on":
+                XCTAssertTrue(outcome.stdout.contains("gradients: allreduce in 2 buckets overlapped with backward"), outcome.stdout)
+                XCTAssertTrue(outcome.stdout.contains("overlap: overlapped (2 buckets) (--overlap-allreduce on)"), outcome.stdout)
+                XCTAssertEqual(record["overlapped"] as? Bool, true)
+                XCTAssertEqual(record["source"] as? String, "flag")
+            case "off":
+                XCTAssertTrue(outcome.stdout.contains("gradients: allreduce on host memory"), outcome.stdout)
+                XCTAssertEqual(record["overlapped"] as? Bool, false)
+            default:
+                XCTAssertNotNil(outcome.stdout.range(of: "overlap: measured per pass: one allreduce after backward [0-9.]+ ms, 2 buckets during backward [0-9.]+ ms → ",
+                                                     options: .regularExpression), outcome.stdout)
+                XCTAssertEqual(record["source"] as? String, "measured")
+                XCTAssertGreaterThan(record["fused_ms"] as? Double ?? 0, 0)
+                XCTAssertGreaterThan(record["overlapped_ms"] as? Double ?? 0, 0)
+            }
+            models[request] = try modelParameters(run)
+        }
+        // Two ranks add each value once, x₀ + x₁, in whatever buckets: the same bits.
+        XCTAssertEqual(models["on"], models["off"])
+        XCTAssertEqual(models["auto"], models["off"])
+    }
+
+    func testWithoutThreadSupportTheSumIsOneAllreduce() throws {
+        let dir = temporaryDirectory(self)
+        let outcome = try mpirun(2, ["train", "--config", config(in: dir), "--run-dir", dir + "/r", "--overlap-allreduce", "on",
+                                     "--collective-timeout", "0"], timeout: 180)
+        XCTAssertEqual(outcome.status, 0, outcome.stderr)
+        XCTAssertTrue(outcome.stdout.contains("gradients: allreduce on host memory"), outcome.stdout)
+        XCTAssertFalse(outcome.stdout.contains("overlap:"), outcome.stdout)
+        let record = try overlapRecord(dir + "/r")
+        XCTAssertEqual(record["source"] as? String, "inapplicable")
+        XCTAssertTrue((record["detail"] as? String)?.contains("without thread support") == true, "\(record)")
+    }
+}

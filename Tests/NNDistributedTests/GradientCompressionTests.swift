@@ -75,3 +75,14 @@ extension ThreadCommunicatorTests {
         (0..<count).map { i -> Float in Float(sin(Double(i * (rank + 1)))) * 0.01 }
     }
 }
+
+/// The overlapped allreduce's buckets, and its sums against the fused one.
+final class OverlappingGradientReducerTests: XCTestCase {
+    func testBucketsAreLayersGroupedFromTheEnd() {
+        // Layers of 10, 100, 5, 200 and 3 values.
+        let layers = [0..<10, 10..<110, 110..<115, 115..<315, 315..<318]
+        XCTAssertEqual(OverlappingGradientReducer.plan(layerRanges: layers, bucketValues: 100), [115..<318, 10..<115, 0..<10])
+        XCTAssertEqual(OverlappingGradientReducer.plan(layerRanges: layers, bucketValues: 1), layers.reversed())
+        XCTAssertEqual(OverlappingGradientReducer.plan(layerRanges: layers, bucketValues: 1000), [0..<318])
+    }
+}

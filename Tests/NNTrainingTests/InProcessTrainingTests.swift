@@ -54,6 +54,21 @@ final class InProcessTrainingTests: XCTestCase {
         XCTAssertEqual(comparison.epochs, 4)
     }
 
+    /// Buckets of 64 bytes cut the model's gradients into one bucket per
+    /// layer; summed as backward goes (and all at the end on the ranks
+    /// without samples in the last step), they add in rank order as the
+    /// one allreduce does, so the parameters agree bit for bit.
+    func testOverlappedAllreduceEqualsTheFusedOneBitForBit() throws {
+        let fused = try train(ranks: 3, yaml: Self.classifier)
+        let overlapped = try train(ranks: 3, yaml: Self.classifier, overlapBuckets: 64)
+        XCTAssertEqual(overlapped.map(\.error), [nil, nil, nil])
+        for rank in 0..<3 {
+            XCTAssertEqual(overlapped[rank].parameters, fused[rank].parameters, "rank \(rank)")
+        }
+        XCTAssertNotEqual(fused[0].parameters, try train(ranks: 1, yaml: Self.classifier)[0].parameters,
+                          "another world size adds in another order: the comparison can tell")
+    }
+
     // MARK: - 2. Stop and resume on another world size
 
     func testStopOnOneRankThenResumeOnOtherWorldSizes() throws {
@@ -398,7 +413,7 @@ final class InProcessTrainingTests: XCTestCase {
     /// only when a rank is left waiting, and then this throws.
     func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
                keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil,
-               directory: String? = nil) throws -> [RankRun] {
+               directory: String? = nil, overlapBuckets: Int? = nil) throws -> [RankRun] {
         let directory = directory ?? temporaryDirectory()
         return try withDeadline(30) {
             try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
@@ -408,6 +423,11 @@ final class InProcessTrainingTests: XCTestCase {
                 let start: StartingPoint = try checkpoint.map { .checkpoint(try ModelFile.read(path: $0)) } ?? .fresh
                 let trainer = try Trainer(config: config, data: data, accelerator: CPUAccelerator(threads: 1),
                                           communicator: communicator, start: start, schedule: schedule, store: store)
+                if let overlapBuckets {
+                    let record = trainer.settleOverlap(.on, resumed: nil, bucketBytes: overlapBuckets)
+                    XCTAssertEqual(record?.overlapped, true)
+                    XCTAssertTrue(trainer.reducer.name.contains("overlapped with backward"), trainer.reducer.name)
+                }
                 let flag = StopFlag()
                 let events = EventLog(stop: stop?.rank == communicator.rank ? (flag, stop!.afterSteps) : nil)
                 var run = RankRun(rank: communicator.rank, directory: directory, parameters: [], events: events,
