@@ -24,12 +24,14 @@ enum Environment {
         ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { value($0) != nil }
     }
 
-    /// BLAS threads per rank: max(1, cores / ranks on this host), unless
-    /// OPENBLAS_NUM_THREADS says otherwise; with the reason, for the start-up line.
-    static func blasThreads(localRanks: Int) -> (count: Int, reason: String) {
+    /// BLAS threads per rank: max(1, cores / ranks on this host), and 1 on
+    /// an oversubscribed host, unless OPENBLAS_NUM_THREADS says otherwise;
+    /// with the reason, for the start-up line.
+    static func blasThreads(localRanks: Int, oversubscribed: Bool = false) -> (count: Int, reason: String) {
         if let text = value("OPENBLAS_NUM_THREADS"), let n = Int(text), n > 0 {
             return (n, "OPENBLAS_NUM_THREADS=\(n)")
         }
+        if oversubscribed { return (1, "1 thread per rank on an oversubscribed host") }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let n = max(1, cores / max(1, localRanks))
         return (n, "\(cores) cores / \(localRanks) rank\(localRanks == 1 ? "" : "s") on this host")
@@ -63,6 +65,66 @@ enum Environment {
     static func applyCUDALibraryPaths() {
         CUDALibraryPaths.cublas = CUDALibraryPaths.directories(value("NNTRAIN_CUBLAS_DIR"))
         CUDALibraryPaths.nvrtc = CUDALibraryPaths.directories(value("NNTRAIN_NVRTC_DIR"))
+    }
+
+    // MARK: - Ranks and cores
+
+    /// The CPUs this process may run on (its affinity, from
+    /// /proc/self/status), else as many as Foundation counts.
+    static func allowedCPUs() -> [Int] {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }),
+           let cpus = HostLoad.cpus(list: line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)) {
+            return cpus
+        }
+        return Array(0..<max(1, ProcessInfo.processInfo.activeProcessorCount))
+    }
+
+    /// The ranks on this host against the cores they share, gathered from
+    /// every rank's affinity (a collective; see `HostLoad.measure`).
+    static func hostLoad(_ communicator: any Communicator) -> HostLoad {
+        let hosts = (communicator as? MPICommunicator)?.hostNames ?? Array(repeating: "", count: communicator.size)
+        return HostLoad.measure(communicator, hosts: hosts, allowedCPUs: allowedCPUs())
+    }
+
+    /// The host's load as a rank guesses it before `MPI_Init`, from the local
+    /// size Open MPI's launcher sets and whether it bound the rank (nil
+    /// without that size).
+    static var hostLoadAtLaunch: HostLoad? {
+        guard let text = value("OMPI_COMM_WORLD_LOCAL_SIZE"), let ranks = Int(text), ranks > 0 else { return nil }
+        let cores = HostLoad.cores(allowed: allowedCPUs().count, online: max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+                                   boundByLauncher: value("OMPI_MCA_orte_bound_at_launch") == "1")
+        return HostLoad(ranks: ranks, cores: cores)
+    }
+
+    /// On an oversubscribed host, asks Open MPI to yield the core while it
+    /// waits (`mpi_yield_when_idle`) unless the user set it. mpirun turns it
+    /// on by itself only when it counts more ranks than slots, not when the
+    /// slots or a CPU set outnumber the cores.
+    static func applyOversubscriptionDefaults(_ load: HostLoad?) {
+        guard let load, load.isOversubscribed else { return }
+        setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0)
+    }
+
+    /// How the allreduces wait: `NNTRAIN_COLLECTIVE_WAIT` (`blocking`,
+    /// `yielding`, or `iallreduce`) when set, else as the load suggests.
+    static func collectiveWait(_ load: HostLoad) throws -> CollectiveWait {
+        switch value("NNTRAIN_COLLECTIVE_WAIT") {
+        case nil: return load.collectiveWait
+        case "blocking": return .blocking
+        case "yielding": return .yielding(backoff())
+        case "iallreduce": return .yieldingReduction(backoff())
+        case let other?:
+            throw UserError("NNTRAIN_COLLECTIVE_WAIT: '\(other)' is not a wait; give blocking, yielding or iallreduce")
+        }
+    }
+
+    /// `NNTRAIN_COLLECTIVE_BACKOFF=FIRST,LONGEST` in microseconds (0 first:
+    /// sched_yield), else the standard backoff.
+    private static func backoff() -> CollectiveWait.Backoff {
+        let parts = (value("NNTRAIN_COLLECTIVE_BACKOFF") ?? "").split(separator: ",").compactMap { Int($0) }
+        guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else { return .standard }
+        return CollectiveWait.Backoff(first: parts[0], longest: parts[1])
     }
 
     // MARK: - Open MPI's allreduce algorithm
