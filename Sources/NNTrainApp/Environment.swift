@@ -106,25 +106,28 @@ enum Environment {
         setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0)
     }
 
-    /// How the allreduces wait: `NNTRAIN_COLLECTIVE_WAIT` (`blocking`,
-    /// `yielding`, or `iallreduce`) when set, else as the load suggests.
+    /// How the sum allreduces wait: `NNTRAIN_COLLECTIVE_WAIT` (`blocking` or
+    /// `yielding`) when set, else as the load suggests.
     static func collectiveWait(_ load: HostLoad) throws -> CollectiveWait {
         switch value("NNTRAIN_COLLECTIVE_WAIT") {
         case nil: return load.collectiveWait
         case "blocking": return .blocking
-        case "yielding": return .yielding(backoff())
-        case "iallreduce": return .yieldingReduction(backoff())
+        case "yielding": return .yielding(try backoff())
         case let other?:
-            throw UserError("NNTRAIN_COLLECTIVE_WAIT: '\(other)' is not a wait; give blocking, yielding or iallreduce")
+            throw UserError("NNTRAIN_COLLECTIVE_WAIT: '\(other)' is not a wait; give blocking or yielding")
         }
     }
 
-    /// `NNTRAIN_COLLECTIVE_BACKOFF=FIRST,LONGEST` in microseconds (0 first:
-    /// sched_yield), else the standard backoff.
-    private static func backoff() -> CollectiveWait.Backoff {
-        let parts = (value("NNTRAIN_COLLECTIVE_BACKOFF") ?? "").split(separator: ",").compactMap { Int($0) }
-        guard parts.count == 2, parts.allSatisfy({ $0 >= 0 }) else { return .standard }
-        return CollectiveWait.Backoff(first: parts[0], longest: parts[1])
+    /// `NNTRAIN_COLLECTIVE_BACKOFF=FIRST,LONGEST`: microseconds slept between
+    /// tests of a yielding wait, doubling from FIRST to LONGEST (`0,0`, the
+    /// default: `sched_yield` instead of sleeping).
+    static func backoff() throws -> CollectiveWait.Backoff {
+        guard let text = value("NNTRAIN_COLLECTIVE_BACKOFF") else { return .yieldOnly }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let first = parts[0], let longest = parts[1], first >= 0, longest >= 0, longest <= 1_000_000 else {
+            throw UserError("NNTRAIN_COLLECTIVE_BACKOFF: '\(text)' is not FIRST,LONGEST in microseconds; give e.g. 20,1000 (0,0: sched_yield)")
+        }
+        return CollectiveWait.Backoff(first: first, longest: longest)
     }
 
     // MARK: - Open MPI's allreduce algorithm

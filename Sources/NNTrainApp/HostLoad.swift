@@ -65,7 +65,7 @@ struct HostLoad: Equatable {
 
     /// How the sum allreduces wait: yielding the core when oversubscribed,
     /// else MPI's blocking call.
-    var collectiveWait: CollectiveWait { isOversubscribed ? .yielding(.standard) : .blocking }
+    var collectiveWait: CollectiveWait { isOversubscribed ? .yielding(.yieldOnly) : .blocking }
 
     /// The start-up line for an oversubscribed host (nil otherwise).
     var note: String? {
@@ -76,21 +76,11 @@ struct HostLoad: Equatable {
 }
 
 extension CollectiveWait {
-    /// The wait as a number ranks can compare: 0 blocking, 1 yielding, 2 iallreduce.
+    /// The wait as a number ranks can compare: 0 blocking, 1 yielding.
     var kind: Int {
         switch self {
         case .blocking: return 0
         case .yielding: return 1
-        case .yieldingReduction: return 2
-        }
-    }
-
-    /// The wait of number `kind` with `backoff`.
-    init(kind: Int, backoff: Backoff) {
-        switch kind {
-        case 0: self = .blocking
-        case 1: self = .yielding(backoff)
-        default: self = .yieldingReduction(backoff)
         }
     }
 }

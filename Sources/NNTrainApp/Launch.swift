@@ -78,7 +78,7 @@ enum Launch {
             // Every rank must wait alike; one oversubscribed host makes all yield.
             let wanted = try collectively(communicator) { try Environment.collectiveWait(load) }
             let kind = communicator.allGather(UInt64(wanted.kind)).max().map(Int.init) ?? wanted.kind
-            mpi.wait = kind == wanted.kind ? wanted : CollectiveWait(kind: kind, backoff: .standard)
+            mpi.wait = kind == wanted.kind ? wanted : .yielding(.yieldOnly)
         }
         if let note = load.note { console.line(note) }
         let threads = Environment.blasThreads(localRanks: communicator.localSize, oversubscribed: load.isOversubscribed)
