@@ -107,10 +107,12 @@ enum Environment {
     }
 
     /// How the sum allreduces wait: `NNTRAIN_COLLECTIVE_WAIT` (`blocking` or
-    /// `yielding`) when set, else as the load suggests.
-    static func collectiveWait(_ load: HostLoad) throws -> CollectiveWait {
+    /// `yielding`), else blocking. On an oversubscribed host the blocking
+    /// call, with Open MPI yielding the core while it waits, measured as
+    /// fast as the yielding barrier and varied less.
+    static func collectiveWait() throws -> CollectiveWait {
         switch value("NNTRAIN_COLLECTIVE_WAIT") {
-        case nil: return load.collectiveWait
+        case nil: return .blocking
         case "blocking": return .blocking
         case "yielding": return .yielding(try backoff())
         case let other?:

@@ -1,6 +1,5 @@
-// Whether this host runs more ranks than it has cores, and what a rank
-// does about it: BLAS on one thread, and waiting in allreduces that gives
-// the core back.
+// Whether this host runs more ranks than it has cores: rank 0 says so, and
+// BLAS runs on one thread (Open MPI's waits yield the core, see Environment).
 
 import Foundation
 import NNDistributed
@@ -62,10 +61,6 @@ struct HostLoad: Equatable {
     static func cores(allowed: Int, online: Int, boundByLauncher: Bool) -> Int {
         max(1, boundByLauncher ? max(allowed, online) : allowed)
     }
-
-    /// How the sum allreduces wait: yielding the core when oversubscribed,
-    /// else MPI's blocking call.
-    var collectiveWait: CollectiveWait { isOversubscribed ? .yielding(.yieldOnly) : .blocking }
 
     /// The start-up line for an oversubscribed host (nil otherwise).
     var note: String? {

@@ -75,8 +75,8 @@ enum Launch {
     static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> (Trainer, JobFacts) {
         let load = Environment.hostLoad(communicator)
         if let mpi = communicator as? MPICommunicator {
-            // Every rank must wait alike; one oversubscribed host makes all yield.
-            let wanted = try collectively(communicator) { try Environment.collectiveWait(load) }
+            // Every rank must wait alike: one that asks to yield makes all yield.
+            let wanted = try collectively(communicator) { try Environment.collectiveWait() }
             let kind = communicator.allGather(UInt64(wanted.kind)).max().map(Int.init) ?? wanted.kind
             mpi.wait = kind == wanted.kind ? wanted : .yielding(.yieldOnly)
         }

@@ -1,5 +1,5 @@
 // More ranks than cores on one host: rank 0 says so, run.json records it,
-// and waiting ranks yield their core without changing a single bit.
+// and neither oversubscription nor the yielding wait changes a single bit.
 
 import Foundation
 import XCTest
@@ -57,9 +57,14 @@ final class OversubscriptionTests: XCTestCase {
         guard ProcessInfo.processInfo.activeProcessorCount >= 2 else { throw XCTSkip("needs 2 cores") }
         let dir = temporaryDirectory(self)
         let config = smallConfig(in: dir)
-        // The same 2 ranks: on one core (waiting yields), and on two with MPI's blocking wait.
-        let yielding = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/yielding"])
+        // The same 2 ranks: on one core waiting in the yielding barrier, and
+        // on two in MPI's blocking call.
+        let yielding = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/yielding"],
+                                  environment: ["NNTRAIN_COLLECTIVE_WAIT": "yielding"])
         let blocking = try mpirun(2, onCPUs: "0,1", ["train", "--config", config, "--run-dir", dir + "/blocking"])
+        let plain = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/plain"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertEqual(try modelParameters(dir + "/plain"), try modelParameters(dir + "/blocking"), "oversubscribed, blocking")
         for (name, outcome) in [("yielding", yielding), ("blocking", blocking)] {
             XCTAssertEqual(outcome.status, 0, "\(name): \(outcome.stderr)")
             XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), "\(name): \(outcome.stdout)")
