@@ -30,13 +30,18 @@ public final class MPICommunicator: Communicator {
     private var duplicates: [MPI_Comm] = []
     /// Whether the MPI tool interface (control variables) is initialized.
     private var toolsStarted = false
+    /// How the sum allreduces wait for the other ranks (see `CollectiveWait`);
+    /// every rank must use the same.
+    public var wait: CollectiveWait
 
     /// Initializes MPI (once per process). Open MPI reads its settings, such
     /// as the allreduce algorithm, from the environment at this point. With
     /// `watchdog` settings every collective is watched (see `Watchdog`); that
     /// needs MPI_THREAD_MULTIPLE, and collectives then report errors to the
-    /// watchdog instead of aborting inside MPI.
-    public init(watchdog settings: WatchdogSettings? = nil) {
+    /// watchdog instead of aborting inside MPI. `wait` is how the sum
+    /// allreduces wait for the other ranks (see `CollectiveWait`).
+    public init(watchdog settings: WatchdogSettings? = nil, wait: CollectiveWait = .blocking) {
+        self.wait = wait
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, settings == nil ? 0 : nn_mpi_thread_multiple(), &provided)
         threadLevel = provided
@@ -90,12 +95,51 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
         guard size > 1, let base = buffer.baseAddress else { return }
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), gradientComm) }
+        watched(.allreduce) {
+            reduce { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), gradientComm) }
+        }
     }
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
         guard size > 1, let base = buffer.baseAddress else { return }
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world) }
+        watched(.allreduce) {
+            reduce { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world) }
+        }
+    }
+
+    /// Runs the blocking allreduce `blocking` as `wait` asks: as it is, or
+    /// after the ranks meet in a barrier that waits yielding (the allreduce
+    /// itself, and so its sums, stay the blocking one's).
+    private func reduce(_ blocking: () -> Int32) -> Int32 {
+        switch wait {
+        case .blocking:
+            return blocking()
+        case .yielding(let backoff):
+            var request: MPI_Request? = nn_mpi_request_null()
+            let code = MPI_Ibarrier(world, &request)
+            guard code == nn_mpi_success() else { return code }
+            let waited = waitYielding(&request, backoff)
+            return waited == nn_mpi_success() ? blocking() : waited
+        }
+    }
+
+    /// Tests `request` until it completes, sleeping between tests (or
+    /// yielding the core when the backoff's first pause is zero); returns
+    /// the first error code.
+    private func waitYielding(_ request: inout MPI_Request?, _ backoff: CollectiveWait.Backoff) -> Int32 {
+        var done: Int32 = 0
+        var pause = backoff.first
+        while true {
+            let code = MPI_Test(&request, &done, nn_mpi_status_ignore())
+            if code != nn_mpi_success() || done != 0 { return code }
+            if pause <= 0 {
+                sched_yield()
+                continue
+            }
+            var time = timespec(tv_sec: 0, tv_nsec: pause * 1000)
+            nanosleep(&time, nil)
+            pause = min(backoff.longest, pause * 2)
+        }
     }
 
     /// The reduction of 16-bit floats, one per format, made on first use.
@@ -340,4 +384,34 @@ public final class MPICommunicator: Communicator {
             all[r * width..<(r + 1) * width].withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         }
     }
+}
+
+/// How a rank waits in the sum allreduces for ranks that have not arrived.
+public enum CollectiveWait: Equatable, Sendable {
+    /// Pauses between tests of a request, in microseconds: `first`, doubled
+    /// after each test up to `longest`. A `first` of 0 yields the core
+    /// (`sched_yield`) between tests instead of sleeping.
+    public struct Backoff: Equatable, Sendable {
+        public var first: Int
+        public var longest: Int
+
+        /// A backoff from `first` to `longest` microseconds.
+        public init(first: Int, longest: Int) {
+            self.first = first
+            self.longest = max(first, longest)
+        }
+
+        /// `sched_yield` between tests: the fastest measured with 4 ranks on 2 cores.
+        public static let yieldOnly = Backoff(first: 0, longest: 0)
+        /// 20 µs doubling up to 1 ms.
+        public static let sleeping = Backoff(first: 20, longest: 1000)
+    }
+
+    /// MPI's own blocking call: the fastest when every rank has a core.
+    case blocking
+    /// The ranks first meet in a non-blocking barrier, tested with the
+    /// backoff, and then run the blocking allreduce, so the sums are the
+    /// blocking call's bit for bit. For hosts with more ranks than cores,
+    /// where a rank spinning in MPI takes the core a late rank needs.
+    case yielding(Backoff)
 }

@@ -24,12 +24,14 @@ enum Environment {
         ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { value($0) != nil }
     }
 
-    /// BLAS threads per rank: max(1, cores / ranks on this host), unless
-    /// OPENBLAS_NUM_THREADS says otherwise; with the reason, for the start-up line.
-    static func blasThreads(localRanks: Int) -> (count: Int, reason: String) {
+    /// BLAS threads per rank: max(1, cores / ranks on this host), and 1 on
+    /// an oversubscribed host, unless OPENBLAS_NUM_THREADS says otherwise;
+    /// with the reason, for the start-up line.
+    static func blasThreads(localRanks: Int, oversubscribed: Bool = false) -> (count: Int, reason: String) {
         if let text = value("OPENBLAS_NUM_THREADS"), let n = Int(text), n > 0 {
             return (n, "OPENBLAS_NUM_THREADS=\(n)")
         }
+        if oversubscribed { return (1, "1 thread per rank on an oversubscribed host") }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let n = max(1, cores / max(1, localRanks))
         return (n, "\(cores) cores / \(localRanks) rank\(localRanks == 1 ? "" : "s") on this host")
@@ -73,6 +75,71 @@ enum Environment {
     static func applyCUDALibraryPaths() {
         CUDALibraryPaths.cublas = CUDALibraryPaths.directories(value("NNTRAIN_CUBLAS_DIR"))
         CUDALibraryPaths.nvrtc = CUDALibraryPaths.directories(value("NNTRAIN_NVRTC_DIR"))
+    }
+
+    // MARK: - Ranks and cores
+
+    /// The CPUs this process may run on (its affinity, from
+    /// /proc/self/status), else as many as Foundation counts.
+    static func allowedCPUs() -> [Int] {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }),
+           let cpus = HostLoad.cpus(list: line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)) {
+            return cpus
+        }
+        return Array(0..<max(1, ProcessInfo.processInfo.activeProcessorCount))
+    }
+
+    /// The ranks on this host against the cores they share, gathered from
+    /// every rank's affinity (a collective; see `HostLoad.measure`).
+    static func hostLoad(_ communicator: any Communicator) -> HostLoad {
+        let hosts = (communicator as? MPICommunicator)?.hostNames ?? Array(repeating: "", count: communicator.size)
+        return HostLoad.measure(communicator, hosts: hosts, allowedCPUs: allowedCPUs())
+    }
+
+    /// The host's load as a rank guesses it before `MPI_Init`, from the local
+    /// size Open MPI's launcher sets and whether it bound the rank (nil
+    /// without that size).
+    static var hostLoadAtLaunch: HostLoad? {
+        guard let text = value("OMPI_COMM_WORLD_LOCAL_SIZE"), let ranks = Int(text), ranks > 0 else { return nil }
+        let cores = HostLoad.cores(allowed: allowedCPUs().count, online: max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+                                   boundByLauncher: value("OMPI_MCA_orte_bound_at_launch") == "1")
+        return HostLoad(ranks: ranks, cores: cores)
+    }
+
+    /// On an oversubscribed host, asks Open MPI to yield the core while it
+    /// waits (`mpi_yield_when_idle`) unless the user set it. mpirun turns it
+    /// on by itself only when it counts more ranks than slots, not when the
+    /// slots or a CPU set outnumber the cores.
+    static func applyOversubscriptionDefaults(_ load: HostLoad?) {
+        guard let load, load.isOversubscribed else { return }
+        setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0)
+    }
+
+    /// How the sum allreduces wait: `NNTRAIN_COLLECTIVE_WAIT` (`blocking` or
+    /// `yielding`), else blocking. On an oversubscribed host the blocking
+    /// call, with Open MPI yielding the core while it waits, measured as
+    /// fast as the yielding barrier and varied less.
+    static func collectiveWait() throws -> CollectiveWait {
+        switch value("NNTRAIN_COLLECTIVE_WAIT") {
+        case nil: return .blocking
+        case "blocking": return .blocking
+        case "yielding": return .yielding(try backoff())
+        case let other?:
+            throw UserError("NNTRAIN_COLLECTIVE_WAIT: '\(other)' is not a wait; give blocking or yielding")
+        }
+    }
+
+    /// `NNTRAIN_COLLECTIVE_BACKOFF=FIRST,LONGEST`: microseconds slept between
+    /// tests of a yielding wait, doubling from FIRST to LONGEST (`0,0`, the
+    /// default: `sched_yield` instead of sleeping).
+    static func backoff() throws -> CollectiveWait.Backoff {
+        guard let text = value("NNTRAIN_COLLECTIVE_BACKOFF") else { return .yieldOnly }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2, let first = parts[0], let longest = parts[1], first >= 0, longest >= 0, longest <= 1_000_000 else {
+            throw UserError("NNTRAIN_COLLECTIVE_BACKOFF: '\(text)' is not FIRST,LONGEST in microseconds; give e.g. 20,1000 (0,0: sched_yield)")
+        }
+        return CollectiveWait.Backoff(first: first, longest: longest)
     }
 
     // MARK: - Open MPI's allreduce algorithm

@@ -24,6 +24,7 @@ enum Launch {
                              allreduce: AllreduceRequest = .measure) -> (any Communicator, AllreducePlan) {
         guard Environment.launchedByMPI else { return (LocalCommunicator(), .measure) }
         let plan = Environment.applyAllreduceDefaults(allreduce)
+        Environment.applyOversubscriptionDefaults(Environment.hostLoadAtLaunch)
         return (MPICommunicator(watchdog: watchdog), plan)
     }
 
@@ -82,13 +83,22 @@ enum Launch {
     /// Everything before the first step: device, configuration (from a
     /// checkpoint when resuming), agreement across ranks, data, trainer.
     static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> (Trainer, JobFacts) {
-        let threads = Environment.blasThreads(localRanks: communicator.localSize)
+        let load = Environment.hostLoad(communicator)
+        if let mpi = communicator as? MPICommunicator {
+            // Every rank must wait alike: one that asks to yield makes all yield.
+            let wanted = try collectively(communicator) { try Environment.collectiveWait() }
+            let kind = communicator.allGather(UInt64(wanted.kind)).max().map(Int.init) ?? wanted.kind
+            mpi.wait = kind == wanted.kind ? wanted : .yielding(.yieldOnly)
+        }
+        if let note = load.note { console.line(note) }
+        let threads = Environment.blasThreads(localRanks: communicator.localSize, oversubscribed: load.isOversubscribed)
         let (accelerator, deviceNote) = try collectively(communicator) {
             try Devices.open(job.device, localRank: communicator.localRank, cpuThreads: threads.count, allowTF32: job.allowTF32)
         }
         console.computeNote = threads.reason + (deviceNote.isEmpty ? "" : "; " + deviceNote)
         let facts = JobFacts(device: job.device.rawValue + (deviceNote.isEmpty ? "" : " (\(deviceNote))"),
-                             blasThreads: accelerator.isHostMemory ? threads.count : nil)
+                             blasThreads: accelerator.isHostMemory ? threads.count : nil,
+                             hostLoad: (ranks: load.ranks, cores: load.cores))
 
         var runDirectory = ""
         var checkpoint: ModelSnapshot?

@@ -18,13 +18,19 @@ public struct JobFacts: Sendable {
     public var allreduce: AllreduceRecord?
     /// Whether the allreduce overlaps backward, and why (nil: one rank).
     public var overlap: OverlapRecord?
+    /// The job's ranks on this host and the cores they share (nil: not known).
+    public var hostLoad: (ranks: Int, cores: Int)?
 
     /// Facts for run.json.
-    public init(device: String, blasThreads: Int?, allreduce: AllreduceRecord? = nil) {
+    public init(device: String, blasThreads: Int?, allreduce: AllreduceRecord? = nil, hostLoad: (ranks: Int, cores: Int)? = nil) {
         self.device = device
         self.blasThreads = blasThreads
         self.allreduce = allreduce
+        self.hostLoad = hostLoad
     }
+
+    /// More ranks than cores on this host (nil: not known).
+    public var oversubscribed: Bool? { hostLoad.map { $0.ranks > $0.cores } }
 }
 
 /// The gradients' allreduce algorithm of a run, and how it was chosen: run.json's `allreduce`.
@@ -170,6 +176,8 @@ public final class RunRecord: TrainingObserver {
             "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
             "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),
             "test_samples": start.testSamples ?? NSNull(),
+            "local_ranks": facts.hostLoad?.ranks ?? NSNull(), "host_cores": facts.hostLoad?.cores ?? NSNull(),
+            "oversubscribed": facts.oversubscribed ?? NSNull(),
             "start_time": firstStart, "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
         ]
         if let position = start.resumedAt {
