@@ -167,10 +167,16 @@ static inline float nn_from_bf16(uint16_t h) {
 
 NN_FP16_LOOPS(_plain, )
 #if defined(__x86_64__)
+#include <cpuid.h>
 NN_FP16_LOOPS(_f16c, __attribute__((target("avx2,f16c"))))
 static int nn_has_f16c(void) {
     static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    if (known < 0) {
+        // F16C is bit 29 of ECX in CPUID leaf 1 (older compilers' builtins do not name it).
+        unsigned a, b, c = 0, d;
+        int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+        known = f16c && __builtin_cpu_supports("avx2");
+    }
     return known;
 }
 #else
