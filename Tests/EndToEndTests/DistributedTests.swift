@@ -30,10 +30,7 @@ final class DistributedTests: XCTestCase {
     /// The ranks of a host map one cache file of the prepared data; a
     /// second run finds it; the model is the one of ranks that load their own.
     func testRanksOnAHostShareOneMappedCopyOfTheData() throws {
-        let directory = Presets.fashionMNISTDirectory
-        guard FileManager.default.fileExists(atPath: directory + "/t10k-images-idx3-ubyte.gz") else {
-            throw XCTSkip("Fashion-MNIST is not installed (scripts/install-deps installs dataset-fashion-mnist)")
-        }
+        let directory = try fashionMNISTDirectory()
         let dir = temporaryDirectory(self)
         let config = write("""
             data:

@@ -170,3 +170,12 @@ func modelParameters(_ runDirectory: String) throws -> [Float] {
     let file = try SafeTensors.read(path: runDirectory + "/model.safetensors")
     return file.tensors.sorted { $0.name < $1.name }.flatMap(\.values)
 }
+
+/// Debian's Fashion-MNIST directory, or a skip that says how to install it.
+func fashionMNISTDirectory() throws -> String {
+    let directory = Presets.fashionMNISTDirectory
+    guard FileManager.default.fileExists(atPath: directory + "/t10k-images-idx3-ubyte.gz") else {
+        throw XCTSkip("Fashion-MNIST is not installed (scripts/install-deps installs dataset-fashion-mnist)")
+    }
+    return directory
+}

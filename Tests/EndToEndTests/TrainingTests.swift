@@ -183,10 +183,7 @@ final class TrainingTests: XCTestCase {
 
     /// Fashion-MNIST smoke test on a subset of the real data.
     func testFashionMNISTSubsetLearns() throws {
-        let directory = "/usr/share/datasets/fashion-mnist"
-        guard FileManager.default.fileExists(atPath: directory + "/t10k-images-idx3-ubyte.gz") else {
-            throw XCTSkip("Fashion-MNIST is not installed (scripts/install-deps installs dataset-fashion-mnist)")
-        }
+        let directory = try fashionMNISTDirectory()
         let dir = temporaryDirectory(self)
         let config = write("""
             data:
