@@ -84,12 +84,28 @@ public final class Optimizer {
 
     /// Applies one update to `parameters` from `gradients`, checked by the
     /// `FiniteGuard` record `guardRecord` as step `step` (see `Accelerator.update`).
-    public func apply(parameters: Tensor, gradients: Tensor, guardRecord: Tensor? = nil, step: Int = 0) {
+    ///
+    /// With `range`, only that range of the flat layout is updated (the
+    /// parameters, gradients and state there); a guard record then counts
+    /// indices from the range's start. Every rule is element-wise, so the
+    /// ranges of one step, updated anywhere, give the whole update's values.
+    public func apply(parameters: Tensor, gradients: Tensor, guardRecord: Tensor? = nil, step: Int = 0,
+                      range: Range<Int>? = nil) {
         let rate = currentRate
         steps += 1
+        var (parameters, gradients, slots) = (parameters, gradients, slotViews)
+        if let range {
+            (parameters, gradients) = (Self.view(parameters, range), Self.view(gradients, range))
+            slots = slots.map { Self.view($0, range) }
+        }
         accelerator.update(rule.constants(step: steps, learningRate: rate, weightDecay: weightDecay),
-                           parameters: parameters, gradients: gradients, state: slotViews,
+                           parameters: parameters, gradients: gradients, state: slots,
                            guarded: guardRecord.map { UpdateGuard(record: $0, step: step) })
+    }
+
+    /// `range` of a (1 × P) tensor, as a (1 × range.count) view.
+    public static func view(_ flat: Tensor, _ range: Range<Int>) -> Tensor {
+        Tensor(storage: flat.storage, offset: flat.offset + range.lowerBound, rows: 1, columns: range.count)
     }
 
     /// Computes the next update without applying it, and records it in

@@ -24,6 +24,15 @@ public protocol Communicator: AnyObject {
     /// place: each addition of two ranks' values is rounded back to the
     /// format, and every rank ends with the same values.
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression)
+    /// Sums `buffer` element-wise across all ranks, but only rank r's
+    /// `parts[r]` of the sum lands, in place, on rank r; the rest of the
+    /// buffer is left unspecified. `parts` cut the buffer into consecutive
+    /// ranges, one per rank in rank order (some may be empty), the same on
+    /// every rank. Half of an allreduce: `allGather(_:parts:)` is the other.
+    func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>])
+    /// Copies each rank's `parts[rank]` of `buffer` to the same place on
+    /// every other rank (`parts` as for `reduceScatterSum`).
+    func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>])
     /// Copies `buffer` from `root` to every other rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
     /// Every rank's `value`, indexed by rank.
@@ -92,6 +101,8 @@ public final class LocalCommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {}
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {}
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {}
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func allGather(_ value: UInt64) -> [UInt64] { [value] }
     public func barrier() {}

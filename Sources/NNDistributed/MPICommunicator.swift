@@ -107,6 +107,40 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Counts and offsets of `parts`, as MPI's vector collectives take them.
+    private static func countsAndOffsets(_ parts: [Range<Int>]) -> (counts: [Int32], offsets: [Int32]) {
+        (parts.map { Int32($0.count) }, parts.map { Int32($0.lowerBound) })
+    }
+
+    /// The reduce-scatter's landing place for this rank's part (MPI's
+    /// receive buffer may not overlap its send buffer).
+    private var scatterScratch: [Float] = []
+
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        guard size > 1, let base = buffer.baseAddress else { return }
+        precondition(parts.count == size, "reduceScatterSum: \(parts.count) parts for \(size) ranks")
+        let mine = parts[rank]
+        let (counts, _) = Self.countsAndOffsets(parts)
+        if scatterScratch.count < max(mine.count, 1) { scatterScratch = [Float](repeating: 0, count: max(mine.count, 1)) }
+        scatterScratch.withUnsafeMutableBufferPointer { scratch in
+            watched(.reduceScatter) {
+                reduce { MPI_Reduce_scatter(base, scratch.baseAddress, counts, nn_mpi_float(), nn_mpi_sum(), world) }
+            }
+            if !mine.isEmpty {
+                (base + mine.lowerBound).update(from: scratch.baseAddress!, count: mine.count)
+            }
+        }
+    }
+
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        guard size > 1, let base = buffer.baseAddress else { return }
+        precondition(parts.count == size, "allGather: \(parts.count) parts for \(size) ranks")
+        let (counts, offsets) = Self.countsAndOffsets(parts)
+        watched(.allgather) {
+            reduce { MPI_Allgatherv(nn_mpi_in_place(), 0, nn_mpi_float(), base, counts, offsets, nn_mpi_float(), world) }
+        }
+    }
+
     /// Runs the blocking allreduce `blocking` as `wait` asks: as it is, or
     /// after the ranks meet in a barrier that waits yielding (the allreduce
     /// itself, and so its sums, stay the blocking one's).

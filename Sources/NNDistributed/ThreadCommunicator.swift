@@ -26,6 +26,10 @@ public enum Collective: String, Sendable, Equatable {
     case allReduceSumDouble = "allReduceSum(Double)"
     /// `allReduceSum` of 16-bit floats.
     case allReduceSumHalf = "allReduceSum(UInt16)"
+    /// `reduceScatterSum(_:parts:)`.
+    case reduceScatterSum = "reduceScatterSum(Float)"
+    /// `allGather(_:parts:)`.
+    case allGatherParts = "allGather(Float, parts)"
     /// `broadcast(_:root:)`.
     case broadcast
     /// `allGather(_:)`.
@@ -131,6 +135,8 @@ public final class InProcessWorld: @unchecked Sendable {
         case halves(UnsafeMutableBufferPointer<UInt16>, GradientCompression)
         case bytes(UnsafeMutableRawBufferPointer, root: Int)
         case gather(UInt64, into: UnsafeMutableBufferPointer<UInt64>)
+        case scatterSum(UnsafeMutableBufferPointer<Float>, parts: [Range<Int>])
+        case gatherParts(UnsafeMutableBufferPointer<Float>, parts: [Range<Int>])
         case barrier
 
         var collective: Collective {
@@ -140,6 +146,8 @@ public final class InProcessWorld: @unchecked Sendable {
             case .halves: return .allReduceSumHalf
             case .bytes: return .broadcast
             case .gather: return .allGather
+            case .scatterSum: return .reduceScatterSum
+            case .gatherParts: return .allGatherParts
             case .barrier: return .barrier
             }
         }
@@ -313,8 +321,40 @@ public final class InProcessWorld: @unchecked Sendable {
             for (_, output) in parts {
                 for (rank, (value, _)) in parts.enumerated() { output[rank] = value }
             }
+        case .reduceScatterSum, .allGatherParts:
+            let parts = all.map { arrival -> (UnsafeMutableBufferPointer<Float>, [Range<Int>]) in
+                switch arrival {
+                case let .scatterSum(b, parts), let .gatherParts(b, parts): return (b, parts)
+                default: fatalError("mixed arrivals")
+                }
+            }
+            exchangeParts(parts.map(\.0), parts: parts[0].1, summing: all[0].collective == .reduceScatterSum)
         case .barrier:
             break
+        }
+    }
+
+    /// Reduce-scatter (`summing`: rank r's part of its buffer becomes the
+    /// sum, in rank order, of every rank's values there) or all-gather
+    /// (rank r's part is copied to every other buffer).
+    private func exchangeParts(_ buffers: [UnsafeMutableBufferPointer<Float>], parts: [Range<Int>], summing: Bool) {
+        let count = buffers[0].count
+        precondition(parts.count == size && parts.first?.lowerBound == 0 && parts.last?.upperBound == count
+                     && zip(parts, parts.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound },
+                     "parts must cut the \(count) values into \(size) consecutive ranges")
+        for (rank, buffer) in buffers.enumerated() {
+            precondition(buffer.count == count, "rank \(rank) passed \(buffer.count) values, rank 0 \(count)")
+        }
+        for (owner, part) in parts.enumerated() {
+            for i in part {
+                if summing {
+                    var sum = buffers[0][i]
+                    for rank in 1..<size { sum += buffers[rank][i] }
+                    buffers[owner][i] = sum
+                } else {
+                    for rank in 0..<size where rank != owner { buffers[rank][i] = buffers[owner][i] }
+                }
+            }
         }
     }
 
@@ -402,6 +442,14 @@ public final class InProcessWorld: @unchecked Sendable {
         _ = rendezvous(rank, .halves(buffer, format))
     }
 
+    fileprivate func reduceScatterSum(_ rank: Int, _ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        _ = rendezvous(rank, .scatterSum(buffer, parts: parts))
+    }
+
+    fileprivate func allGather(_ rank: Int, _ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        _ = rendezvous(rank, .gatherParts(buffer, parts: parts))
+    }
+
     fileprivate func broadcast(_ rank: Int, _ buffer: UnsafeMutableRawBufferPointer, root: Int) {
         precondition((0..<size).contains(root), "broadcast: root \(root) outside 0..<\(size)")
         _ = rendezvous(rank, .bytes(buffer, root: root))
@@ -483,6 +531,14 @@ public final class ThreadCommunicator: Communicator, Sendable {
         world.allReduceSum(rank, buffer, format: format)
     }
     /// Copies root's bytes to every rank; every rank must pass the same length.
+    public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        world.reduceScatterSum(rank, buffer, parts: parts)
+    }
+
+    public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
+        world.allGather(rank, buffer, parts: parts)
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) { world.broadcast(rank, buffer, root: root) }
     /// Every rank's `value`, indexed by rank.
     public func allGather(_ value: UInt64) -> [UInt64] { world.allGather(rank, value) }

@@ -55,7 +55,7 @@ public struct WatchdogSettings {
 
 /// The collectives the watchdog names.
 enum CollectiveKind: UInt64 {
-    case allreduce = 1, broadcast, allgather, barrier, duplicate
+    case allreduce = 1, broadcast, allgather, barrier, duplicate, reduceScatter
 
     var name: String {
         switch self {
@@ -64,6 +64,7 @@ enum CollectiveKind: UInt64 {
         case .allgather: return "allgather"
         case .barrier: return "barrier"
         case .duplicate: return "communicator duplication"
+        case .reduceScatter: return "reduce-scatter"
         }
     }
 }

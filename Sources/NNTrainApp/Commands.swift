@@ -27,6 +27,7 @@ struct NNTrain: ParsableCommand {
 extension NonFiniteAction: ExpressibleByArgument {}
 extension GradientCompressionSetting: ExpressibleByArgument {}
 extension OverlapRequest: ExpressibleByArgument {}
+extension ShardingRequest: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
@@ -84,6 +85,17 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("overlap-allreduce"),
             help: "Sum each layer's gradients while backward computes the layers below: auto (time both ways at start-up, keep the faster), on, or off (one allreduce after backward).")
     var overlapAllreduce: OverlapRequest = .auto
+
+    @Option(name: .customLong("shard-optimizer"),
+            help: "Split the optimizer update over the ranks (each sums and updates its part of the parameters, then the parts are gathered): auto (wherever it applies: CPU ranks without gradient compression or on_nonfinite: skip), on, or off.")
+    var shardOptimizer: ShardingRequest = .auto
+
+    /// What `--shard-optimizer` asks for once `--overlap-allreduce` is
+    /// heard: overlap asked for by name keeps the whole allreduce, unless
+    /// sharding is asked for by name too (which validation refuses).
+    var shardingRequest: ShardingRequest {
+        shardOptimizer == .auto && overlapAllreduce == .on ? .off : shardOptimizer
+    }
 
     /// What `--allreduce-algorithm` asks for (validated).
     var allreduce: AllreduceRequest { AllreduceRequest(flag: allreduceAlgorithm) ?? .measure }
@@ -148,6 +160,9 @@ struct Train: ParsableCommand {
         }
         if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints: must be at least 1 (got \(keepCheckpoints))") }
         if resumeLatest && resumeFrom != nil { throw ValidationError("give --resume once") }
+        if shardOptimizer == .on && overlapAllreduce == .on {
+            throw ValidationError("--shard-optimizer on and --overlap-allreduce on: a sharded update sums with a reduce-scatter after backward, so it cannot overlap; choose one")
+        }
         if let patience, patience < 0 { throw ValidationError("--patience: must be 0 or more (got \(patience))") }
         if let minDelta, !(minDelta >= 0) || !minDelta.isFinite {
             throw ValidationError("--min-delta: must be a non-negative number (got \(minDelta))")

@@ -76,6 +76,7 @@ extension Trainer {
         if communicator.size == 1 { return "one rank" }
         if !accelerator.isHostMemory { return "gradients in device memory are staged through the host in one copy" }
         if config.training.gradientCompression != nil { return "gradient compression sums the whole buffer at once" }
+        if sharding != nil { return "the optimizer update is sharded: its reduce-scatter runs after backward" }
         if !communicator.collectivesFromAnyThread { return "MPI was started without thread support (--collective-timeout 0)" }
         return nil
     }

@@ -18,6 +18,8 @@ public struct JobFacts: Sendable {
     public var allreduce: AllreduceRecord?
     /// Whether the allreduce overlaps backward, and why (nil: one rank).
     public var overlap: OverlapRecord?
+    /// Whether the optimizer update is sharded over the ranks, and why (nil: one rank).
+    public var sharding: ShardingRecord?
     /// The job's ranks on this host and the cores they share (nil: not known).
     public var hostLoad: (ranks: Int, cores: Int)?
 
@@ -172,6 +174,7 @@ public final class RunRecord: TrainingObserver {
             "device": facts.device, "blas_threads": facts.blasThreads ?? NSNull(),
             "allreduce": facts.allreduce?.json ?? NSNull(),
             "overlap": facts.overlap?.json ?? NSNull(),
+            "optimizer_sharding": facts.sharding?.json ?? NSNull(),
             "accelerator": start.accelerator, "communicator": start.communicator,
             "gradient_reduction": start.gradientReduction, "parameter_count": start.parameterCount,
             "training_samples": start.trainingSamples, "validation_samples": start.validationSamples ?? NSNull(),

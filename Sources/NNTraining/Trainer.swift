@@ -82,6 +82,9 @@ public final class Trainer {
     public let optimizer: Optimizer
     /// Sums the gradients over the ranks, wherever the accelerator keeps them.
     public internal(set) var reducer: any GradientReducer
+    /// Each rank's part of the optimizer update, when it is sharded (see
+    /// `OptimizerSharding`); nil: every rank sums and applies everything.
+    public internal(set) var sharding: OptimizerSharding?
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
     let store: RunStore?
@@ -281,11 +284,20 @@ public final class Trainer {
             // come between its buckets, so its allreduce is not sampled alone.
             let lineUp = !reducer.overlapsBackward && position.globalStep % AllreduceTimer.sampleInterval == 0
             allreduceTimer.time(lineUpFirst: lineUp, communicator) {
-                reducer.sum(model.gradients)
+                if let sharding {
+                    communicator.reduceScatterSum(UnsafeMutableBufferPointer(start: model.gradients.hostPointer, count: model.parameterCount),
+                                                  parts: sharding.parts)
+                } else {
+                    reducer.sum(model.gradients)
+                }
             }
         }
         if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
         let step = position.globalStep + 1
+        if let sharding {
+            try applySharded(sharding, step: step)
+            return
+        }
         accelerator.checkFinite(model.gradients, step: step, flag: finiteGuard.tensor)
         if let limit = config.training.skipLimit, let statisticsBefore {
             try skipOrApply(step: step, limit: limit, statisticsBefore: statisticsBefore)
@@ -319,7 +331,7 @@ public final class Trainer {
     /// update computed, held NaN or ±inf. The optimizer skipped every later
     /// step, and no checkpoint was written since: the latest checkpoint is
     /// the last good one. Every rank reads the same record at the same step.
-    private func ensureFinite() throws {
+    func ensureFinite() throws {
         guard let bad = finiteGuard.read(accelerator) else { return }
         let advice = bad.source == .gradients
             ? "Lower optimizer.learning_rate, scale the data (data.scale: standardize), or skip such steps (--on-nonfinite skip)"
@@ -361,6 +373,7 @@ public final class Trainer {
     /// running sums are reduced first (every rank takes part).
     private func checkpoint(_ observers: any TrainingObserver) throws {
         try ensureFinite()
+        gatherShardedState()
         var sums = accelerator.values(statistics).map(Double.init)
         sums.withUnsafeMutableBufferPointer { communicator.allReduceSum($0) }
         let residuals = gatherResiduals()

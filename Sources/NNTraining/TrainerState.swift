@@ -86,7 +86,8 @@ extension Trainer {
     var summary: RunStart {
         RunStart(config: config, trainingSamples: data.training.count, validationSamples: data.validation?.count,
                  testSamples: data.test?.count, featureCount: data.featureCount, parameterCount: model.parameterCount,
-                 accelerator: accelerator.name, communicator: communicator.name, gradientReduction: reducer.name,
+                 accelerator: accelerator.name, communicator: communicator.name,
+                 gradientReduction: sharding == nil ? reducer.name : "reduce-scatter, each rank updates 1/\(communicator.size) of the parameters, all-gather",
                  worldSize: communicator.size, resumedAt: resumedAt, runDirectory: store?.directory ?? "", hosts: hosts)
     }
 

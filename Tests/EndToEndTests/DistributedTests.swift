@@ -359,7 +359,7 @@ final class OverlapTests: XCTestCase {
         for request in ["on", "off", "auto"] {
             let run = dir + "/" + request
             let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", run, "--overlap-allreduce", request,
-                                         "--allreduce-algorithm", "ring"], timeout: 180)
+                                         "--allreduce-algorithm", "ring", "--shard-optimizer", "off"], timeout: 180)
             XCTAssertEqual(outcome.status, 0, outcome.stderr)
             XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
             let record = try overlapRecord(run)
@@ -397,5 +397,72 @@ final class OverlapTests: XCTestCase {
         let record = try overlapRecord(dir + "/r")
         XCTAssertEqual(record["source"] as? String, "inapplicable")
         XCTAssertTrue((record["detail"] as? String)?.contains("without thread support") == true, "\(record)")
+    }
+}
+
+/// The optimizer update sharded over the ranks, under real mpirun.
+final class ShardingTests: XCTestCase {
+    /// Spiral data on 2-300-220-1: 67,341 parameters, enough for `auto` to shard.
+    func config(in dir: String) -> String {
+        write("""
+            data:
+              train: {format: synthetic, name: spiral, samples: 256, noise: 0.1, seed: 3}
+            model:
+              layers:
+                - dense: {units: 300, activation: relu}
+                - dense: {units: 220, activation: relu}
+                - dense: {units: 1, activation: sigmoid}
+            loss: binary_crossentropy
+            optimizer: {name: adam, learning_rate: 0.001}
+            training: {epochs: 2, batch_size: 32, seed: 4}
+            """, "spiral-67k.yaml", in: dir)
+    }
+
+    func shardingRecord(_ runDirectory: String) throws -> [String: Any] {
+        let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: runDirectory + "/run.json"))) as? [String: Any])
+        return try XCTUnwrap(run["optimizer_sharding"] as? [String: Any], "run.json's optimizer_sharding")
+    }
+
+    /// Two ranks add each value once, in the reduce-scatter as in the
+    /// allreduce, and the update is element-wise: the same bits either way.
+    func testAutoShardsAndGivesTheUnshardedModelBitForBit() throws {
+        let dir = temporaryDirectory(self)
+        let config = config(in: dir)
+        var models: [String: [Float]] = [:]
+        for request in ["auto", "off"] {
+            let run = dir + "/" + request
+            let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", run, "--shard-optimizer", request,
+                                         "--allreduce-algorithm", "ring"], timeout: 180)
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
+            let record = try shardingRecord(run)
+            if request == "auto" {
+                XCTAssertTrue(outcome.stdout.contains("gradients: reduce-scatter, each rank updates 1/2 of the parameters, all-gather"), outcome.stdout)
+                XCTAssertEqual(record["sharded"] as? Bool, true)
+                XCTAssertEqual(record["source"] as? String, "auto")
+                XCTAssertEqual(record["part_size"] as? Int, 33_680)
+            } else {
+                XCTAssertTrue(outcome.stdout.contains("gradients: allreduce on host memory"), outcome.stdout)
+                XCTAssertEqual(record["sharded"] as? Bool, false)
+                XCTAssertEqual(record["source"] as? String, "flag")
+            }
+            models[request] = try modelParameters(run)
+        }
+        XCTAssertEqual(models["auto"], models["off"])
+    }
+
+    /// Where sharding cannot apply, asking for it is one line and exit 2.
+    func testShardingOnWhereItCannotApplyIsOneLine() throws {
+        let dir = temporaryDirectory(self)
+        let compressed = try mpirun(2, ["train", "--config", config(in: dir), "--run-dir", dir + "/c", "--shard-optimizer", "on",
+                                        "--gradient-compression", "bf16"], timeout: 120)
+        XCTAssertEqual(compressed.status, 2, compressed.stderr)
+        XCTAssertTrue(compressed.stderr.contains("--shard-optimizer on: cannot shard the update here: gradient compression sums the whole buffer at once"),
+                      compressed.stderr)
+        let both = try nntrain(["train", "--config", config(in: dir), "--run-dir", dir + "/o", "--shard-optimizer", "on",
+                                "--overlap-allreduce", "on"])
+        XCTAssertEqual(both.status, 2, both.stderr)
+        XCTAssertTrue(both.stderr.contains("--shard-optimizer on and --overlap-allreduce on"), both.stderr)
+        XCTAssertFalse(both.stderr.contains("Fatal error"), both.stderr)
     }
 }

@@ -51,6 +51,28 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// A reduce-scatter leaves each rank its part of the allreduce's sum
+    /// (the same bits), and an all-gather of the parts rebuilds the whole sum
+    /// everywhere; an empty part is allowed.
+    func testReduceScatterThenAllGatherIsTheAllreduce() throws {
+        let ranks = 3, count = 40
+        let parts = [0..<16, 16..<40, 40..<40]
+        let results = try withDeadline { try ThreadCommunicator.run(ranks: ranks) { c -> ([Float], [Float], [Float]) in
+            var whole = Self.values(rank: c.rank, count: count).map(Float.init)
+            var scattered = whole
+            whole.withUnsafeMutableBufferPointer { c.allReduceSum($0) }
+            scattered.withUnsafeMutableBufferPointer { c.reduceScatterSum($0, parts: parts) }
+            let own = Array(scattered[parts[c.rank]])
+            scattered.withUnsafeMutableBufferPointer { c.allGather($0, parts: parts) }
+            return (whole, own, scattered)
+        } }
+        for (rank, (whole, own, gathered)) in results.enumerated() {
+            XCTAssertEqual(own.map(\.bitPattern), whole[parts[rank]].map(\.bitPattern), "rank \(rank)'s part")
+            XCTAssertEqual(gathered.map(\.bitPattern), whole.map(\.bitPattern), "rank \(rank) after the all-gather")
+        }
+        XCTAssertNotEqual(results[0].0, Self.values(rank: 0, count: count).map(Float.init), "the sum is not one rank's values")
+    }
+
     func testAllReduceAddsInRankOrder() throws {
         // In Float, (1e8 + 1) − 1e8 is 0 while (1e8 − 1e8) + 1 is 1.
         let contributions: [Float] = [1e8, 1, -1e8]

@@ -69,6 +69,96 @@ final class InProcessTrainingTests: XCTestCase {
                           "another world size adds in another order: the comparison can tell")
     }
 
+    /// Each rank sums and updates its part (parts of 48, 48 and 9 of the
+    /// 105 parameters), and the parts are gathered: the ranks add in rank
+    /// order as the allreduce does and the update is element-wise, so the
+    /// parameters, and the optimizer state every checkpoint holds, agree
+    /// bit for bit with the whole update on every rank.
+    func testShardedUpdateEqualsTheWholeOneBitForBit() throws {
+        let whole = try train(ranks: 3, yaml: Self.classifier, schedule: TrainingSchedule(checkpointEvery: 5))
+        let sharded = try train(ranks: 3, yaml: Self.classifier, schedule: TrainingSchedule(checkpointEvery: 5), shard: true)
+        XCTAssertEqual(sharded.map(\.error), [nil, nil, nil])
+        XCTAssertEqual(OptimizerSharding(count: 105, ranks: 3).parts, [0..<48, 48..<96, 96..<105])
+        for rank in 0..<3 {
+            XCTAssertEqual(sharded[rank].parameters, whole[rank].parameters, "rank \(rank)")
+        }
+        let wholeCheckpoints = Checkpoints.list(whole[0].directory), shardedCheckpoints = Checkpoints.list(sharded[0].directory)
+        XCTAssertEqual(wholeCheckpoints.count, 3)
+        XCTAssertEqual(shardedCheckpoints.map { URL(fileURLWithPath: $0).lastPathComponent },
+                       wholeCheckpoints.map { URL(fileURLWithPath: $0).lastPathComponent })
+        for (a, b) in zip(wholeCheckpoints, shardedCheckpoints) {
+            let (expected, found) = (try ModelFile.read(path: a), try ModelFile.read(path: b))
+            XCTAssertFalse(expected.optimizerState.isEmpty)
+            XCTAssertEqual(found.optimizerState, expected.optimizerState, b)
+            XCTAssertEqual(found.parameters, expected.parameters, b)
+        }
+    }
+
+    func testShardingPartsCoverTheLayoutInAlignedPieces() {
+        XCTAssertEqual(OptimizerSharding(count: 235_146, ranks: 4).parts,
+                       [0..<58_800, 58_800..<117_600, 117_600..<176_400, 176_400..<235_146])
+        XCTAssertEqual(OptimizerSharding(count: 10, ranks: 3).parts, [0..<10, 10..<10, 10..<10], "small layouts leave parts empty")
+        XCTAssertEqual(OptimizerSharding(count: 0, ranks: 2).parts, [0..<0, 0..<0])
+        for ranks in 1...9 {
+            let parts = OptimizerSharding(count: 1000, ranks: ranks).parts
+            XCTAssertEqual(parts.count, ranks)
+            XCTAssertEqual(parts.first?.lowerBound, 0)
+            XCTAssertEqual(parts.last?.upperBound, 1000)
+            XCTAssertTrue(zip(parts, parts.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound && $1.lowerBound % 16 == 0 }, "\(parts)")
+        }
+    }
+
+    /// A sharded run stopped mid-epoch and resumed, sharded, on as many
+    /// ranks repeats the uninterrupted one exactly (the checkpoint holds
+    /// every part of the optimizer state), and resumes unsharded too.
+    func testShardedRunStoppedAndResumedContinuesExactly() throws {
+        let config = Self.classifier.replacingOccurrences(of: "epochs: 4", with: "epochs: 3")
+        let uninterrupted = try train(ranks: 3, yaml: config, shard: true)
+        let stopped = try train(ranks: 3, yaml: config, stop: (rank: 2, afterSteps: 10), shard: true)
+        guard case .stopped? = stopped[0].outcome else { return XCTFail(stopped[0].error ?? "finished instead of stopping") }
+        let (_, path) = try Checkpoints.latestValid(in: stopped[0].directory) { XCTFail($0) }
+        let resumed = try train(ranks: 3, yaml: config, resumeFrom: path, shard: true)
+        XCTAssertEqual(resumed.compactMap(\.error), [])
+        XCTAssertEqual(resumed[0].parameters, uninterrupted[0].parameters, "resumed sharded vs uninterrupted sharded")
+        let unsharded = try train(ranks: 3, yaml: config, resumeFrom: path)
+        XCTAssertEqual(unsharded[0].parameters, uninterrupted[0].parameters, "resumed unsharded vs uninterrupted sharded")
+    }
+
+    /// With the update sharded, each rank checks only its part of the
+    /// gradients and weights; the ranks still stop at the same step with the
+    /// message the whole update gives (counts and first index in the flat layout).
+    func testShardedRanksAgreeOnNonFiniteValuesAsTheWholeUpdateDoes() throws {
+        let overflowing = """
+            data:
+              train: {format: synthetic, name: spiral, samples: 40, noise: 0.1, seed: 1}
+            model:
+              layers:
+                - dense: {units: 8, activation: tanh}
+                - dense: {units: 2, activation: softmax}
+            loss: sparse_categorical_crossentropy
+            optimizer: {name: adamw, learning_rate: 1000, weight_decay: 1000000}
+            training: {epochs: 5, batch_size: 4, seed: 1}
+            """
+        let diverging = """
+            data:
+              train: {format: synthetic, name: gaussian, samples: 97, seed: 1}
+            model:
+              layers:
+                - dense: {units: 1}
+            loss: mse
+            optimizer: {name: sgd, learning_rate: 1}
+            training: {epochs: 6, batch_size: 12, seed: 7}
+            """
+        for (name, yaml, ranks) in [("update", overflowing, 2), ("gradients", diverging, 3)] {
+            let whole = try train(ranks: ranks, yaml: yaml)
+            let sharded = try train(ranks: ranks, yaml: yaml, shard: true)
+            let message = try XCTUnwrap(whole[0].error, name)
+            XCTAssertTrue(message.contains(name == "update" ? "the update made" : "NaN, infinite or too large to square"), message)
+            XCTAssertEqual(sharded.map(\.error), Array(repeating: message, count: ranks), name)
+            XCTAssertEqual(sharded.map(\.events.stepsRun), whole.map(\.events.stepsRun), name)
+        }
+    }
+
     // MARK: - 2. Stop and resume on another world size
 
     func testStopOnOneRankThenResumeOnOtherWorldSizes() throws {
@@ -413,7 +503,7 @@ final class InProcessTrainingTests: XCTestCase {
     /// only when a rank is left waiting, and then this throws.
     func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
                keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil,
-               directory: String? = nil, overlapBuckets: Int? = nil) throws -> [RankRun] {
+               directory: String? = nil, overlapBuckets: Int? = nil, shard: Bool = false) throws -> [RankRun] {
         let directory = directory ?? temporaryDirectory()
         return try withDeadline(30) {
             try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
@@ -427,6 +517,10 @@ final class InProcessTrainingTests: XCTestCase {
                     let record = trainer.settleOverlap(.on, resumed: nil, bucketBytes: overlapBuckets)
                     XCTAssertEqual(record?.overlapped, true)
                     XCTAssertTrue(trainer.reducer.name.contains("overlapped with backward"), trainer.reducer.name)
+                }
+                if shard {
+                    let record = try trainer.settleSharding(.on)
+                    XCTAssertEqual(record?.sharded, ranks > 1 ? true : nil)
                 }
                 let flag = StopFlag()
                 let events = EventLog(stop: stop?.rank == communicator.rank ? (flag, stop!.afterSteps) : nil)
