@@ -122,14 +122,18 @@ extension Trainer {
 
     /// The sharded step after backward: this rank's part of the summed
     /// gradients is checked and applied, the parts of the parameters are
-    /// gathered, and the ranks agree on the finite guard's record.
-    func applySharded(_ sharding: OptimizerSharding, step: Int) throws {
+    /// gathered, and the ranks agree on the finite guard's record. The
+    /// all-gather's time joins the reduce-scatter's in the allreduce
+    /// figures (`sampled`: this step's reduce-scatter was lined up).
+    func applySharded(_ sharding: OptimizerSharding, step: Int, sampled: Bool) throws {
         let mine = sharding.parts[communicator.rank]
         accelerator.checkFinite(Optimizer.view(model.gradients, mine), step: step, flag: finiteGuard.tensor)
         optimizer.apply(parameters: model.parameters, gradients: model.gradients, guardRecord: finiteGuard.tensor,
                         step: step, range: mine)
-        communicator.allGather(UnsafeMutableBufferPointer(start: model.parameters.hostPointer, count: model.parameterCount),
-                               parts: sharding.parts)
+        allreduceTimer.timeContinuing(sampled: sampled) {
+            communicator.allGather(UnsafeMutableBufferPointer(start: model.parameters.hostPointer, count: model.parameterCount),
+                                   parts: sharding.parts)
+        }
         agreeOnGuard(sharding)
         try ensureFinite()
     }

@@ -295,7 +295,7 @@ public final class Trainer {
         if model.hasPenalties { model.addPenalties(rows: local.count, statistics: statistics) }
         let step = position.globalStep + 1
         if let sharding {
-            try applySharded(sharding, step: step)
+            try applySharded(sharding, step: step, sampled: position.globalStep % AllreduceTimer.sampleInterval == 0)
             return
         }
         accelerator.checkFinite(model.gradients, step: step, flag: finiteGuard.tensor)

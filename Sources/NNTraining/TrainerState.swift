@@ -218,6 +218,17 @@ struct AllreduceTimer {
         }
     }
 
+    /// Times `body`, the second collective of the same sum (a sharded
+    /// update's all-gather), into the same step: `sampled` when the step's
+    /// first collective was lined up.
+    mutating func timeContinuing(sampled: Bool, _ body: () -> Void) {
+        let started = DispatchTime.now().uptimeNanoseconds
+        body()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - started
+        total += elapsed
+        if sampled { self.sampled += elapsed }
+    }
+
     /// Mean milliseconds of the lined-up allreduces (nil when none ran).
     var sampledMilliseconds: Double? { samples > 0 ? Double(sampled) / 1e6 / Double(samples) : nil }
 
