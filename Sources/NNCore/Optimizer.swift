@@ -93,14 +93,16 @@ public final class Optimizer {
                       range: Range<Int>? = nil) {
         let rate = currentRate
         steps += 1
-        var (parameters, gradients, slots) = (parameters, gradients, slotViews)
-        if let range {
-            (parameters, gradients) = (Self.view(parameters, range), Self.view(gradients, range))
-            slots = slots.map { Self.view($0, range) }
-        }
+        let (parameters, gradients, slots) = views(parameters, gradients, range)
         accelerator.update(rule.constants(step: steps, learningRate: rate, weightDecay: weightDecay),
                            parameters: parameters, gradients: gradients, state: slots,
                            guarded: guardRecord.map { UpdateGuard(record: $0, step: step) })
+    }
+
+    /// The parameters, gradients and state slots an update reads: whole, or their `range`.
+    private func views(_ parameters: Tensor, _ gradients: Tensor, _ range: Range<Int>?) -> (Tensor, Tensor, [Tensor]) {
+        guard let range else { return (parameters, gradients, slotViews) }
+        return (Self.view(parameters, range), Self.view(gradients, range), slotViews.map { Self.view($0, range) })
     }
 
     /// `range` of a (1 × P) tensor, as a (1 × range.count) view.

@@ -69,6 +69,21 @@ extension Launch {
         return trainer.settleOverlap(request, resumed: earlier[0] == 0 ? nil : earlier[0] == 2)
     }
 
+    /// Settles whether the optimizer update is sharded (collective), as
+    /// `chooseOverlap` settles the overlap: on `--resume` with `auto`, the
+    /// choice the run being resumed measured for the same world size, so
+    /// the resumed run adds in the same order.
+    static func chooseSharding(_ request: ShardingRequest, trainer: Trainer, communicator: any Communicator) throws -> ShardingRecord? {
+        guard communicator.size > 1 else { return try trainer.settleSharding(request) }
+        var earlier: [UInt64] = [0]  // 0: none, 1: whole, 2: sharded
+        if request == .auto, let directory = trainer.runDirectory, trainer.resumedAt != nil,
+           let found = ShardingRecord.measured(inRunDirectory: directory), found.worldSize == communicator.size {
+            earlier[0] = found.sharded ? 2 : 1
+        }
+        if request == .auto { earlier.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) } }
+        return try trainer.settleSharding(request, resumed: earlier[0] == 0 ? nil : earlier[0] == 2)
+    }
+
     /// Settles the gradients' allreduce algorithm before the first step
     /// (collective): measured on `count` floats, or on `--resume` the
     /// algorithm the run being resumed measured for the same world size, so

@@ -56,7 +56,8 @@ enum Launch {
             facts.allreduce = chooseAllreduce(plan, count: trainer.model.parameterCount,
                                               resuming: job.resume != nil, runDirectory: trainer.runDirectory,
                                               communicator: communicator)
-            facts.sharding = try trainer.settleSharding(job.shardingRequest)
+            facts.sharding = try chooseSharding(job.shardingRequest, trainer: trainer, communicator: communicator)
+            console.sharding = facts.sharding
             facts.overlap = chooseOverlap(job.overlapAllreduce, trainer: trainer, communicator: communicator)
             console.allreduce = facts.allreduce
             console.overlap = facts.overlap

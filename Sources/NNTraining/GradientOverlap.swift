@@ -115,24 +115,36 @@ extension Trainer {
                                  detail: "the gradients fill one bucket, which can start only when backward ends")
         }
         let fused = reducer, overlapped = overlapping()
-        let (fusedSeconds, overlappedSeconds) = timeGradientPasses(fused, overlapped)
+        let gradients = model.gradients
+        let (fusedSeconds, overlappedSeconds) = timeGradientPasses(
+            PassEnding(overlapping: nil) { fused.sum(gradients) },
+            PassEnding(overlapping: overlapped) { overlapped.sum(gradients) })
         let faster = overlappedSeconds < fusedSeconds
         if faster { reducer = overlapped }
         return OverlapRecord(overlapped: faster, buckets: plan.count, source: .measured,
                              fusedSeconds: fusedSeconds, overlappedSeconds: overlappedSeconds)
     }
 
+    /// How one way of timing a gradient pass ends after backward: the
+    /// reducer that hears backward's ranges as they finish (nil: none), and
+    /// what sums the gradients (and, for the optimizer's choice, updates
+    /// without writing).
+    struct PassEnding {
+        var overlapping: (any GradientReducer)?
+        var finish: () -> Void
+    }
+
     /// Mean seconds of one gradient pass (zero, forward and backward on this
-    /// rank's share of the run's first batch, sum over the ranks) with each
-    /// reducer, on the slowest rank: three interleaved rounds after a warm-up
+    /// rank's share of the run's first batch, then the way's ending) each
+    /// way, on the slowest rank: three interleaved rounds after a warm-up
     /// pass each, each way's time the median of its round means. The
     /// epoch's running statistics are put back afterwards and no parameter changes.
-    func timeGradientPasses(_ a: any GradientReducer, _ b: any GradientReducer) -> (Double, Double) {
+    func timeGradientPasses(_ a: PassEnding, _ b: PassEnding) -> (Double, Double) {
         let saved = accelerator.values(statistics)
         let order = sampler.order(epoch: 0)
         let global = sampler.globalBatch(step: 0)
         let local = sampler.localBatch(step: 0, rank: communicator.rank, worldSize: communicator.size)
-        func pass(_ reducer: any GradientReducer) {
+        func pass(_ way: PassEnding) {
             model.zeroGradients()
             if !local.isEmpty {
                 let (inputs, targets) = order.withUnsafeBufferPointer {
@@ -141,13 +153,13 @@ extension Trainer {
                 let pass = Pass(training: true, seed: config.training.seed, step: 0, rowOffset: local.lowerBound - global.lowerBound)
                 model.accumulateGradients(inputs: inputs, targets: targets, gradientScale: 1 / Float(max(global.count, 1)),
                                           pass: pass, statistics: statistics,
-                                          gradientsReady: reducer.overlapsBackward ? { reducer.gradientsReady(self.model.gradients, range: $0) } : nil)
+                                          gradientsReady: way.overlapping.map { reducer in { reducer.gradientsReady(self.model.gradients, range: $0) } })
             }
-            reducer.sum(model.gradients)
+            way.finish()
         }
-        func seconds(_ reducer: any GradientReducer, passes: Int) -> Double {
+        func seconds(_ way: PassEnding, passes: Int) -> Double {
             let start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<passes { pass(reducer) }
+            for _ in 0..<passes { pass(way) }
             return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(passes)
         }
         // Warm-up; the slowest rank's pass sets how many passes fill about 0.1 s.

@@ -47,10 +47,14 @@ public struct OptimizerSharding: Equatable, Sendable {
 /// Whether the optimizer update is sharded in a run, and why: run.json's `optimizer_sharding`.
 public struct ShardingRecord: Equatable, Sendable {
     public enum Source: String, Sendable {
-        /// `--shard-optimizer auto` on a run it applies to.
-        case auto
+        /// Both ways timed on real batches at start-up; the faster won.
+        case measured
+        /// The one the run being resumed measured.
+        case resumed
         /// `--shard-optimizer on|off`.
         case flag
+        /// Fewer parameters than `Trainer.shardingMinimum`: whole, unmeasured.
+        case small
         /// Sharding cannot apply (`detail` says why).
         case inapplicable
     }
@@ -60,17 +64,36 @@ public struct ShardingRecord: Equatable, Sendable {
     public var detail: String?
     /// Parameters each rank updates (the largest part), when sharded.
     public var partSize: Int?
+    /// Mean seconds of one step's gradient pass and update, each way, when measured.
+    public var wholeSeconds: Double?, shardedSeconds: Double?
 
-    public init(sharded: Bool, source: Source, detail: String? = nil, partSize: Int? = nil) {
+    public init(sharded: Bool, source: Source, detail: String? = nil, partSize: Int? = nil,
+                wholeSeconds: Double? = nil, shardedSeconds: Double? = nil) {
         self.sharded = sharded
         self.source = source
         self.detail = detail
         self.partSize = partSize
+        self.wholeSeconds = wholeSeconds
+        self.shardedSeconds = shardedSeconds
     }
 
     /// run.json's `optimizer_sharding` object.
     var json: [String: Any] {
-        ["sharded": sharded, "source": source.rawValue, "detail": detail ?? NSNull(), "part_size": partSize ?? NSNull()]
+        ["sharded": sharded, "source": source.rawValue, "detail": detail ?? NSNull(), "part_size": partSize ?? NSNull(),
+         "whole_ms": wholeSeconds.map { $0 * 1000 } ?? NSNull(), "sharded_ms": shardedSeconds.map { $0 * 1000 } ?? NSNull()]
+    }
+
+    /// What an earlier start of the run in `runDirectory` measured (or
+    /// reused), with the world size it was measured for; nil when run.json holds none.
+    public static func measured(inRunDirectory runDirectory: String) -> (sharded: Bool, worldSize: Int)? {
+        guard let data = FileManager.default.contents(atPath: runDirectory + "/run.json"),
+              let run = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              let record = run["optimizer_sharding"] as? [String: Any],
+              let source = (record["source"] as? String).flatMap(Source.init(rawValue:)),
+              source == .measured || source == .resumed,
+              let sharded = record["sharded"] as? Bool,
+              let worldSize = run["world_size"] as? Int else { return nil }
+        return (sharded, worldSize)
     }
 }
 
@@ -84,19 +107,23 @@ extension Trainer {
         return nil
     }
 
-    /// The fewest parameters `auto` shards: the update costs about 1 ns a
-    /// parameter on one core (Adam, 235,146 parameters: 0.25 ms), and
-    /// sharding adds a small all-gather (the finite guard's records) to each
-    /// step, tens of microseconds on one host; below this the update saved
-    /// is no larger than that.
+    /// The fewest parameters `auto` measures sharding for: the update costs
+    /// about 1 ns a parameter on one core (Adam, 235,146 parameters:
+    /// 0.25 ms), and sharding adds a small all-gather (the finite guard's
+    /// records) to each step, tens of microseconds on one host; below this
+    /// the update saved is no larger than that, and the model keeps the
+    /// whole update without spending start-up time on a measurement.
     public static let shardingMinimum = 65_536
 
     /// Settles, before the first step and before the overlap, whether the
     /// update is sharded (collective: every rank calls it with the same
-    /// request). `auto` shards wherever it applies and the model has at
-    /// least `shardingMinimum` parameters; `on` shards wherever it applies,
-    /// and is an error where it cannot. Nil with one rank.
-    public func settleSharding(_ request: ShardingRequest) throws -> ShardingRecord? {
+    /// arguments). `auto` times both ways on the run's first batch (see
+    /// `timeShardedAndWhole`) and keeps the faster, unless the model has
+    /// fewer than `shardingMinimum` parameters or `resumed` (what the run
+    /// being resumed chose, for the same world size) says; `on` and `off`
+    /// decide without measuring, and `on` where sharding cannot apply is an
+    /// error. Nil with one rank.
+    public func settleSharding(_ request: ShardingRequest, resumed: Bool? = nil) throws -> ShardingRecord? {
         guard communicator.size > 1 else {
             if request == .on { throw UserError("--shard-optimizer on: there is one rank, so there is nothing to shard") }
             return nil
@@ -105,19 +132,62 @@ extension Trainer {
             if request == .on { throw UserError("--shard-optimizer on: cannot shard the update here: \(problem); use auto or off") }
             return ShardingRecord(sharded: false, source: .inapplicable, detail: problem)
         }
-        if request == .off {
-            sharding = nil
-            return ShardingRecord(sharded: false, source: .flag, detail: "--shard-optimizer off")
-        }
-        if request == .auto && model.parameterCount < Self.shardingMinimum {
-            return ShardingRecord(sharded: false, source: .auto,
-                                  detail: "\(model.parameterCount) parameters, fewer than the \(Self.shardingMinimum) worth sharding")
-        }
         let made = OptimizerSharding(count: model.parameterCount, ranks: communicator.size)
-        sharding = made
-        return ShardingRecord(sharded: true, source: request == .on ? .flag : .auto,
-                              detail: request == .on ? "--shard-optimizer on" : nil,
-                              partSize: made.parts.map(\.count).max())
+        let partSize = made.parts.map(\.count).max()
+        switch request {
+        case .off:
+            return ShardingRecord(sharded: false, source: .flag, detail: "--shard-optimizer off")
+        case .on:
+            sharding = made
+            return ShardingRecord(sharded: true, source: .flag, detail: "--shard-optimizer on", partSize: partSize)
+        case .auto:
+            break
+        }
+        if let resumed {
+            if resumed { sharding = made }
+            return ShardingRecord(sharded: resumed, source: .resumed, detail: "measured by the run being resumed", partSize: partSize)
+        }
+        if model.parameterCount < Self.shardingMinimum {
+            return ShardingRecord(sharded: false, source: .small,
+                                  detail: "\(model.parameterCount) parameters, fewer than the \(Self.shardingMinimum) worth measuring")
+        }
+        let (whole, sharded) = timeShardedAndWhole(made)
+        let faster = sharded < whole
+        if faster { sharding = made }
+        return ShardingRecord(sharded: faster, source: .measured, partSize: partSize, wholeSeconds: whole, shardedSeconds: sharded)
+    }
+
+    /// Seconds of one step's gradient work each way, on the slowest rank
+    /// (`timeGradientPasses`): the whole way sums with the reducer and
+    /// applies the whole update; the sharded way reduce-scatters, applies
+    /// its part, and all-gathers the parameters and the guard records. The
+    /// updates are real (a trial that writes nothing would cost less than
+    /// an update and favour the whole way), so the parameters, the
+    /// optimizer state and its step count are saved first and put back
+    /// afterwards, on every rank alike; the guard record is a scratch one.
+    func timeShardedAndWhole(_ made: OptimizerSharding) -> (whole: Double, sharded: Double) {
+        let scratch = FiniteGuard(accelerator: accelerator)
+        let gradients = model.gradients, parameters = model.parameters, count = model.parameterCount
+        let whole = reducer, mine = made.parts[communicator.rank]
+        let (savedParameters, savedState, savedSteps) = (accelerator.values(parameters), accelerator.values(optimizer.state), optimizer.steps)
+        defer {
+            savedParameters.withUnsafeBufferPointer { accelerator.copy($0, to: parameters) }
+            savedState.withUnsafeBufferPointer { accelerator.copy($0, to: optimizer.state) }
+            optimizer.steps = savedSteps
+        }
+        return timeGradientPasses(
+            PassEnding(overlapping: nil) { [self] in
+                whole.sum(gradients)
+                optimizer.apply(parameters: parameters, gradients: gradients, guardRecord: scratch.tensor, step: 1)
+                scratch.clear(accelerator)
+            },
+            PassEnding(overlapping: nil) { [self] in
+                communicator.reduceScatterSum(UnsafeMutableBufferPointer(start: gradients.hostPointer, count: count), parts: made.parts)
+                optimizer.apply(parameters: parameters, gradients: gradients, guardRecord: scratch.tensor, step: 1, range: mine)
+                scratch.clear(accelerator)
+                communicator.allGather(UnsafeMutableBufferPointer(start: parameters.hostPointer, count: count), parts: made.parts)
+                agreeOnGuard(made)
+            })
     }
 
     /// The sharded step after backward: this rank's part of the summed

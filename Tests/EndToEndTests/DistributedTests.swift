@@ -424,30 +424,40 @@ final class ShardingTests: XCTestCase {
     }
 
     /// Two ranks add each value once, in the reduce-scatter as in the
-    /// allreduce, and the update is element-wise: the same bits either way.
-    func testAutoShardsAndGivesTheUnshardedModelBitForBit() throws {
+    /// allreduce, and the update is element-wise: the same bits either way,
+    /// and `auto` times both ways before choosing.
+    func testShardedUpdateGivesTheWholeOneBitForBitAndAutoMeasuresBoth() throws {
         let dir = temporaryDirectory(self)
         let config = config(in: dir)
         var models: [String: [Float]] = [:]
-        for request in ["auto", "off"] {
+        for request in ["on", "off", "auto"] {
             let run = dir + "/" + request
             let outcome = try mpirun(2, ["train", "--config", config, "--run-dir", run, "--shard-optimizer", request,
                                          "--allreduce-algorithm", "ring"], timeout: 180)
             XCTAssertEqual(outcome.status, 0, outcome.stderr)
             XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
             let record = try shardingRecord(run)
-            if request == "auto" {
+            switch request {
+            case "on":
                 XCTAssertTrue(outcome.stdout.contains("gradients: reduce-scatter, each rank updates 1/2 of the parameters, all-gather"), outcome.stdout)
+                XCTAssertTrue(outcome.stdout.contains("optimizer update: sharded over 2 ranks (--shard-optimizer on)"), outcome.stdout)
                 XCTAssertEqual(record["sharded"] as? Bool, true)
-                XCTAssertEqual(record["source"] as? String, "auto")
+                XCTAssertEqual(record["source"] as? String, "flag")
                 XCTAssertEqual(record["part_size"] as? Int, 33_680)
-            } else {
+            case "off":
                 XCTAssertTrue(outcome.stdout.contains("gradients: allreduce on host memory"), outcome.stdout)
                 XCTAssertEqual(record["sharded"] as? Bool, false)
                 XCTAssertEqual(record["source"] as? String, "flag")
+            default:
+                XCTAssertNotNil(outcome.stdout.range(of: "optimizer update: measured per step: whole on every rank [0-9.]+ ms, sharded over 2 ranks [0-9.]+ ms → (sharded|whole)",
+                                                     options: .regularExpression), outcome.stdout)
+                XCTAssertEqual(record["source"] as? String, "measured")
+                XCTAssertGreaterThan(record["whole_ms"] as? Double ?? 0, 0)
+                XCTAssertGreaterThan(record["sharded_ms"] as? Double ?? 0, 0)
             }
             models[request] = try modelParameters(run)
         }
+        XCTAssertEqual(models["on"], models["off"])
         XCTAssertEqual(models["auto"], models["off"])
     }
 
