@@ -3,8 +3,12 @@
 // offsets, so they are used in place, and a JSON header with the rest (widths,
 // labels, names, where each sample came from, and the caller's own metadata).
 //
-// Layout: "NNDATA01", the header's length (UInt64, little-endian), the
-// header (JSON), then each split's features at a multiple of 4096 bytes.
+// Layout: "NNDATA02", the header's offset and length (two UInt64,
+// little-endian), each split's features from byte 4096 on at multiples of
+// 4096, then the header (JSON) after the last split. The header comes last
+// so that a file can be written in one pass over rows that never sit in
+// memory together (`Builder`): the metadata it holds (fitted scaling, checksums)
+// is known only once the rows have been seen.
 
 import Foundation
 import NNCore
@@ -15,15 +19,12 @@ import Glibc
 import Darwin
 #endif
 
-/// `write(2)`, named apart from `DatasetFile.write`.
-private func posixWrite(_ descriptor: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(descriptor, buffer, count)
-}
-
 /// Writes and maps files of prepared datasets.
 public enum DatasetFile {
-    static let magic = Array("NNDATA01".utf8)
+    static let magic = Array("NNDATA02".utf8)
     static let alignment = 4096
+    /// The magic and the header's offset and length.
+    static let prefixLength = 24
 
     /// One split as the header describes it.
     struct Split: Codable {
@@ -49,58 +50,166 @@ public enum DatasetFile {
     /// `path` through a temporary file renamed into place, so a reader sees
     /// the whole file or none. Throws a `UserError` naming the file.
     public static func write(_ datasets: [Dataset?], metadata: String, to path: String) throws {
-        var splits: [Split?] = []
-        var offset = 0  // relative to the first data byte, fixed below
-        for dataset in datasets {
-            guard let dataset else {
-                splits.append(nil)
-                continue
+        do {
+            let builder = try Builder(path: path)
+            for dataset in datasets {
+                guard let dataset else {
+                    builder.addAbsentSplit()
+                    continue
+                }
+                let split = builder.beginSplit(describing: dataset, featureCount: dataset.featureCount)
+                try dataset.features.withUnsafeBufferPointer { try builder.append($0) }
+                try builder.endSplit(split)
             }
-            splits.append(Split(name: dataset.name, featureCount: dataset.featureCount, labelWidth: dataset.labelWidth,
-                                samples: dataset.count, offset: offset, labels: dataset.labels,
-                                classNames: dataset.classNames, featureNames: dataset.featureNames,
-                                origin: dataset.origin, originOffset: dataset.originOffset))
-            offset += padded(dataset.features.count * MemoryLayout<Float>.stride)
+            try builder.finish(metadata: metadata)
+        } catch let failure as WriteFailure {
+            throw UserError(failure.message)
         }
-        // The header's length depends on the offsets it holds: encode with
-        // the data placed after a header of the first guess, then again
-        // until the guess holds.
-        var dataStart = alignment
-        var encoded: [UInt8]
-        while true {
-            let placed = splits.map { $0.map { var s = $0; s.offset += dataStart; return s } }
-            encoded = Array(try JSONEncoder().encode(Header(splits: placed, metadata: metadata)))
-            let needed = padded(magic.count + 8 + encoded.count)
-            if needed <= dataStart { break }
-            dataStart = needed
+    }
+
+    /// The file could not be created or written (the builder's only error):
+    /// a matter of the cache's directory, not of the data.
+    public struct WriteFailure: Error, Sendable {
+        /// One line naming the file and what to do.
+        public var message: String
+        public init(message: String) { self.message = message }
+    }
+
+    /// Writes a dataset file split by split and rows at a time, so a dataset
+    /// larger than memory can be written: rows are appended in order, a
+    /// split's rows can be read back and rewritten in chunks (to fit and
+    /// apply scaling), and `finish` writes the header and renames the
+    /// temporary file into place. A builder dropped before `finish` removes
+    /// its temporary file. Every error it throws is a `WriteFailure`.
+    public final class Builder {
+        /// The file it will become.
+        public let path: String
+        private let temporary: String
+        private var descriptor: Int32
+        private var splits: [Split?] = []
+        /// Bytes written so far (the end of the file).
+        private var end = DatasetFile.alignment
+        private var finished = false
+
+        /// Creates the temporary file next to `path`.
+        public init(path: String) throws {
+            self.path = path
+            temporary = path + ".\(getpid()).tmp"
+            descriptor = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard descriptor >= 0 else {
+                throw WriteFailure(message: "\(path): cannot create the dataset cache (\(FileBytes.describeErrno(errno))); check the directory's permissions or pass --data-cache none")
+            }
         }
 
-        let temporary = path + ".\(getpid()).tmp"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else {
-            throw UserError("\(path): cannot create the dataset cache (\(FileBytes.describeErrno(errno))); check the directory's permissions or pass --data-cache none")
+        deinit {
+            if descriptor >= 0 { close(descriptor) }
+            if !finished { unlink(temporary) }
         }
-        var closed = false
-        defer {
-            if !closed { close(descriptor) }
+
+        /// Records a split the file does not hold (read back as nil).
+        public func addAbsentSplit() { splits.append(nil) }
+
+        /// Starts a split with `dataset`'s description (name, labels,
+        /// names, origin) and rows of `featureCount` values; its rows are
+        /// appended next. `dataset` may hold no feature rows (width 0): only
+        /// its labels and description are used. Returns the split's index.
+        public func beginSplit(describing dataset: Dataset, featureCount: Int) -> Int {
+            splits.append(Split(name: dataset.name, featureCount: featureCount, labelWidth: dataset.labelWidth,
+                                samples: dataset.count, offset: end, labels: dataset.labels,
+                                classNames: dataset.classNames, featureNames: dataset.featureNames,
+                                origin: dataset.origin, originOffset: dataset.originOffset))
+            return splits.count - 1
         }
-        func fail(_ code: Int32) -> UserError {
-            unlink(temporary)
-            return UserError("\(path): cannot write the dataset cache (\(FileBytes.describeErrno(code))); free space there or pass --data-cache none")
+
+        /// Appends feature rows to the split begun last.
+        public func append(_ values: UnsafeBufferPointer<Float>) throws {
+            guard let base = values.baseAddress, !values.isEmpty else { return }
+            try writeAll(UnsafeRawBufferPointer(start: base, count: values.count * MemoryLayout<Float>.stride), at: end)
+            end += values.count * MemoryLayout<Float>.stride
         }
-        var length = UInt64(encoded.count).littleEndian
-        var head = magic + withUnsafeBytes(of: &length) { Array($0) } + encoded
-        head += [UInt8](repeating: 0, count: dataStart - head.count)
-        if let code = head.withUnsafeBytes({ writeAll(descriptor, $0) }) { throw fail(code) }
-        for dataset in datasets.compactMap({ $0 }) {
-            let bytes = dataset.features.count * MemoryLayout<Float>.stride
-            if let code = dataset.features.withUnsafeBytes({ writeAll(descriptor, $0) }) { throw fail(code) }
-            let padding = [UInt8](repeating: 0, count: padded(bytes) - bytes)
-            if let code = padding.withUnsafeBytes({ writeAll(descriptor, $0) }) { throw fail(code) }
+
+        /// Ends split `index`: checks that all its rows were appended and pads
+        /// the file to the next page, where the next split starts.
+        public func endSplit(_ index: Int) throws {
+            guard let split = splits[index] else { return }
+            let bytes = split.samples * split.featureCount * MemoryLayout<Float>.stride
+            precondition(end - split.offset == bytes, "split \(split.name): \(end - split.offset) bytes appended, \(bytes) expected")
+            let padded = DatasetFile.padded(end)
+            if padded > end {
+                let zeros = [UInt8](repeating: 0, count: padded - end)
+                try zeros.withUnsafeBytes { try writeAll($0, at: end) }
+                end = padded
+            }
         }
-        closed = true
-        if close(descriptor) != 0 { throw fail(errno) }
-        if rename(temporary, path) != 0 { throw fail(errno) }
+
+        /// Reads split `index` back in chunks of at most `rows` rows and
+        /// passes each to `body` with its first row's index; when `rewrite`
+        /// is set, writes the chunk back as `body` left it.
+        public func visit(split index: Int, rows: Int, rewrite: Bool,
+                          _ body: (_ firstRow: Int, _ chunk: UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+            guard let split = splits[index], split.featureCount > 0 else { return }
+            let chunkRows = max(rows, 1)
+            var buffer = [Float](repeating: 0, count: min(chunkRows, max(split.samples, 1)) * split.featureCount)
+            var row = 0
+            while row < split.samples {
+                let count = min(chunkRows, split.samples - row)
+                let offset = split.offset + row * split.featureCount * MemoryLayout<Float>.stride
+                try buffer.withUnsafeMutableBufferPointer { values in
+                    let chunk = UnsafeMutableBufferPointer(rebasing: values[0..<count * split.featureCount])
+                    let bytes = UnsafeMutableRawBufferPointer(chunk)
+                    try readAll(bytes, at: offset)
+                    try body(row, chunk)
+                    if rewrite { try writeAll(UnsafeRawBufferPointer(bytes), at: offset) }
+                }
+                row += count
+            }
+        }
+
+        /// Writes the header with `metadata`, then renames the file into place.
+        public func finish(metadata: String) throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys  // the same datasets give the same bytes
+            guard let encoded = try? Array(encoder.encode(Header(splits: splits, metadata: metadata))) else {
+                throw WriteFailure(message: "\(path): cannot encode the dataset cache's header (a label that is not a finite number); pass --data-cache none")
+            }
+            try encoded.withUnsafeBytes { try writeAll($0, at: end) }
+            var prefix = DatasetFile.magic
+            for value in [UInt64(end), UInt64(encoded.count)] {
+                withUnsafeBytes(of: value.littleEndian) { prefix += $0 }
+            }
+            try prefix.withUnsafeBytes { try writeAll($0, at: 0) }
+            let status = close(descriptor)
+            descriptor = -1
+            if status != 0 { throw failure(errno) }
+            if rename(temporary, path) != 0 { throw failure(errno) }
+            finished = true
+        }
+
+        private func failure(_ code: Int32) -> WriteFailure {
+            WriteFailure(message: "\(path): cannot write the dataset cache (\(FileBytes.describeErrno(code))); free space there or pass --data-cache none")
+        }
+
+        private func writeAll(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+            var done = 0
+            while done < bytes.count {
+                let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw failure(errno)
+                }
+                done += n
+            }
+        }
+
+        private func readAll(_ bytes: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+            var done = 0
+            while done < bytes.count {
+                let n = pread(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { throw failure(n < 0 ? errno : EIO) }
+                done += n
+            }
+        }
     }
 
     /// Maps the file at `path`: the datasets in the order written (features
@@ -111,14 +220,18 @@ public enum DatasetFile {
         func damaged(_ detail: String) -> UserError {
             UserError("\(path): not a complete dataset cache (\(detail)); delete it so it is written again")
         }
-        let prefix = magic.count + 8
-        guard file.byteCount >= prefix,
+        guard file.byteCount >= prefixLength,
               UnsafeRawBufferPointer(start: file.base, count: magic.count).elementsEqual(magic) else {
-            throw damaged("no NNDATA01 header")
+            throw damaged("no NNDATA02 header")
         }
-        let length = Int(UInt64(littleEndian: file.base.loadUnaligned(fromByteOffset: magic.count, as: UInt64.self)))
-        guard length >= 0, length <= file.byteCount - prefix else { throw damaged("header length \(length)") }
-        let json = Data(UnsafeRawBufferPointer(start: file.base + prefix, count: length))
+        func field(_ index: Int) -> Int {
+            Int(truncatingIfNeeded: UInt64(littleEndian: file.base.loadUnaligned(fromByteOffset: magic.count + 8 * index, as: UInt64.self)))
+        }
+        let start = field(0), length = field(1)
+        guard start >= alignment, length >= 0, start <= file.byteCount, length <= file.byteCount - start else {
+            throw damaged("header at \(start), \(length) bytes, in a file of \(file.byteCount)")
+        }
+        let json = Data(UnsafeRawBufferPointer(start: file.base + start, count: length))
         guard let header = try? JSONDecoder().decode(Header.self, from: json) else { throw damaged("unreadable header") }
         var datasets: [Dataset?] = []
         for split in header.splits {
@@ -127,9 +240,9 @@ public enum DatasetFile {
                 continue
             }
             let (values, overflow) = split.samples.multipliedReportingOverflow(by: split.featureCount)
-            guard !overflow, split.samples >= 0, split.featureCount >= 0, split.offset >= prefix + length,
-                  split.offset % alignment == 0, split.offset <= file.byteCount,
-                  values <= (file.byteCount - split.offset) / MemoryLayout<Float>.stride,
+            guard !overflow, split.samples >= 0, split.featureCount >= 0, split.offset >= alignment,
+                  split.offset % alignment == 0, split.offset <= start,
+                  values <= (start - split.offset) / MemoryLayout<Float>.stride,
                   split.labels.count == split.samples * split.labelWidth else {
                 throw damaged("split \(split.name) outside the file")
             }
@@ -143,19 +256,5 @@ public enum DatasetFile {
         return (datasets, header.metadata)
     }
 
-    private static func padded(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
-
-    /// Writes all of `bytes`; the errno of a failure, nil when written.
-    private static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
-        var done = 0
-        while done < bytes.count {
-            let n = posixWrite(descriptor, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            done += n
-        }
-        return nil
-    }
+    static func padded(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
 }

@@ -142,9 +142,12 @@ public enum IDXLoader {
                 let (total, overflow) = header.dataOffset.addingReportingOverflow(header.valueCount)
                 return overflow ? Int.max : total
             },
-            tooLong: { maximum in
-                "decompresses to more than the \(maximum) bytes its IDX header allows (\(promised)); the file is damaged or not an IDX file; download or copy it again"
-            })
+            tooLong: { maximum in tooLong(maximum: maximum, promised: promised) })
+    }
+
+    /// The message for a file that decompresses past what its header promises.
+    static func tooLong(maximum: Int, promised: String) -> String {
+        "decompresses to more than the \(maximum) bytes its IDX header allows (\(promised)); the file is damaged or not an IDX file; download or copy it again"
     }
 
     // MARK: - Shape without loading
@@ -168,5 +171,92 @@ public enum IDXLoader {
     static func hex(_ value: UInt32) -> String {
         let digits = String(value, radix: 16)
         return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+    }
+}
+
+extension IDXLoader {
+    /// An IDX pair read image by image: the labels are decoded at once (one
+    /// byte a sample), the images streamed from the file in chunks of rows,
+    /// so a file larger than memory can be converted without holding it.
+    /// It reads what `load` reads and refuses what `load` refuses, with the
+    /// same messages.
+    public final class Stream {
+        /// The samples it delivers (after `limit`).
+        public let count: Int
+        /// Pixels per image.
+        public let featureCount: Int
+        /// The labels, with the description a loaded dataset has (its name,
+        /// class indices, origin) and no feature rows.
+        public let labelsOnly: Dataset
+        private let images: ByteStream
+        private let header: Header
+        private var delivered = 0
+        private var bytes: [UInt8] = []
+
+        /// Opens the pair; throws a `UserError` as `load` does.
+        public init(images imagesPath: String, labels labelsPath: String, limit: Int? = nil) throws {
+            let images = try ByteStream(path: imagesPath, role: "IDX images file")
+            var head = [UInt8](repeating: 0, count: headerLength(imageMagic))
+            head.removeSubrange(try head.withUnsafeMutableBytes { try images.read(into: $0) }...)
+            let header = try parseHeader(head, path: imagesPath, expected: imageMagic)
+            (self.images, self.header) = (images, header)
+            let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file",
+                                                         bound: bound(path: labelsPath, expected: labelMagic))
+            let label = try IDXLoader.header(labelBytes, path: labelsPath, expected: labelMagic)
+            let imageCount = header.dimensions[0], rows = header.dimensions[1], columns = header.dimensions[2]
+            guard imageCount == label.dimensions[0] else {
+                throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(label.dimensions[0]) labels; give the labels file that belongs to these images")
+            }
+            let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
+            guard !overflow, pixels > 0 else {
+                throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; the file is damaged, download or copy it again")
+            }
+            count = min(imageCount, max(limit ?? imageCount, 0))
+            featureCount = pixels
+            let labels = labelBytes[label.dataOffset..<label.dataOffset + count].map(Float.init)
+            labelsOnly = Dataset(name: imagesPath, features: [], featureCount: 0, labels: labels, labelWidth: 1,
+                                 classNames: nil, origin: .idx(labelsPath: labelsPath))
+        }
+
+        /// Converts the next `rows.count / featureCount` images into `rows`
+        /// (pixel values 0…255 as Float). After the last image delivered, the
+        /// rest of the file is read to check that it holds what its header
+        /// promises, as `load` checks.
+        public func read(into rows: UnsafeMutableBufferPointer<Float>) throws {
+            let n = rows.count / featureCount
+            precondition(n * featureCount == rows.count && delivered + n <= count, "reading past the images asked for")
+            if bytes.count < rows.count { bytes = [UInt8](repeating: 0, count: rows.count) }
+            let got = try bytes.withUnsafeMutableBytes { try images.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<rows.count])) }
+            if got < rows.count { throw truncated(holding: delivered * featureCount + got) }
+            bytes.withUnsafeBufferPointer { source in
+                for k in 0..<rows.count { rows[k] = Float(source[k]) }
+            }
+            delivered += n
+            if delivered == count { try readRest() }
+        }
+
+        /// Reads (and drops) the values past those delivered, then checks the
+        /// file's length against its header.
+        private func readRest() throws {
+            let promised = header.valueCount
+            var seen = delivered * featureCount
+            var scratch = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let got = try scratch.withUnsafeMutableBytes { try images.read(into: $0) }
+                seen += got
+                if got < scratch.count { break }
+                if seen > promised { break }
+            }
+            if seen < promised { throw truncated(holding: seen) }
+            // As `load`: a raw file may hold more than its header says, a
+            // gzip stream that inflates past it is damaged.
+            if images.compressed, seen > promised {
+                throw UserError("\(images.path): " + IDXLoader.tooLong(maximum: header.dataOffset + promised, promised: IDXLoader.promise(header)))
+            }
+        }
+
+        private func truncated(holding values: Int) -> UserError {
+            UserError("\(images.path): truncated: the header promises \(IDXLoader.promise(header)) (\(header.valueCount) bytes) but the file holds \(values); download or copy the file again")
+        }
     }
 }

@@ -156,12 +156,21 @@ enum Launch {
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
         let cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
         if shapeKnown, let expected {
-            try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil, job: job,
-                               runDirectory: runDirectory, accelerator: accelerator, communicator: communicator)
+            // IDX data is written to the cache without being loaded, then
+            // mapped: it needs no memory of its own, however large.
+            let mapped = cache != nil && DataCache.streams(config)
+            try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
+                               datasetMapped: mapped, job: job, runDirectory: runDirectory, accelerator: accelerator,
+                               communicator: communicator, console: console)
         }
         let objective = try config.objective()
         let data = try loadData(config, objective: objective, checkpoint: checkpoint, cache: cache,
-                                communicator: communicator, console: console)
+                                communicator: communicator, console: console) {
+            // The cache could not be used: every rank loads its own copy, which must fit.
+            guard shapeKnown, let expected else { return }
+            try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
+                               accelerator: accelerator, communicator: communicator)
+        }
         try agree(on: data, communicator)
         if !shapeKnown {
             try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
@@ -191,7 +200,8 @@ enum Launch {
     /// or writes the cache file while the others wait, then every rank maps
     /// it; when it cannot be written (or without a cache) each rank loads the data.
     static func loadData(_ config: RunConfig, objective: Objective, checkpoint: ModelSnapshot?, cache: DataCache?,
-                         communicator: any Communicator, console: Console) throws -> PreparedData {
+                         communicator: any Communicator, console: Console,
+                         beforeEachRankLoads: () throws -> Void) throws -> PreparedData {
         let scaler = checkpoint?.scaler, classNames = checkpoint?.classNames
         if let cache {
             var outcome: DataCache.Outcome?
@@ -210,6 +220,7 @@ enum Launch {
                 console.dataNote = "mapped from the data cache" + (ranks > 1 ? ", one copy for the \(ranks) ranks on this host" : "")
                 return mapped
             }
+            try beforeEachRankLoads()
         }
         return try collectively(communicator) {
             try DataLoading.prepare(config, objective: objective, includeTest: true, scaler: scaler, classNames: classNames)
@@ -220,16 +231,20 @@ enum Launch {
     /// (its local ranks' copies together); rank 0 that the run directory's
     /// file system holds the checkpoints it keeps.
     static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
-                               job: Train, runDirectory: String,
-                               accelerator: any Accelerator, communicator: any Communicator) throws {
+                               datasetMapped: Bool = false, job: Train, runDirectory: String,
+                               accelerator: any Accelerator, communicator: any Communicator,
+                               console: Console? = nil) throws {
         try collectively(communicator) {
             try TrainingLimits.check(config, trainingSamples: shape.samples)
             let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
             if let limit = try Environment.memoryLimit() ?? HostMemory.limit() {
                 try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
                                        datasetLoaded: datasetLoaded, datasetShared: datasetShared,
-                                       modelOnDevice: !accelerator.isHostMemory,
+                                       datasetMapped: datasetMapped, modelOnDevice: !accelerator.isHostMemory,
                                        writesCheckpoints: communicator.isCoordinator)
+                if datasetMapped, estimate.dataset > limit.bytes {
+                    console?.line("data: \(ByteCount.format(estimate.dataset)) as Float32, more than the \(ByteCount.format(limit.bytes)) \(limit.source) allows: it is mapped from the data cache and read from disk as each epoch needs it")
+                }
             }
             guard communicator.isCoordinator else { return }
             try RunDirectoryCheck.checkSpace(runDirectory, config: config, parameterCount: estimate.parameterCount,

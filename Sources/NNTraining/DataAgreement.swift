@@ -11,11 +11,15 @@ import SafeTensors
 
 /// What identifies one split's decoded contents: its sample count, row
 /// widths and a CRC-32C of its features and labels (as Float32, after scaling).
-public struct SplitFingerprint: Equatable, Sendable {
+public struct SplitFingerprint: Equatable, Sendable, Codable {
     public var samples: Int
     public var featureCount: Int
     public var labelWidth: Int
     public var checksum: UInt32
+
+    public init(samples: Int, featureCount: Int, labelWidth: Int, checksum: UInt32) {
+        (self.samples, self.featureCount, self.labelWidth, self.checksum) = (samples, featureCount, labelWidth, checksum)
+    }
 
     /// The fingerprint of `dataset`; nil (no split) gives zeros.
     public init(_ dataset: Dataset?) {
@@ -37,10 +41,12 @@ public struct SplitFingerprint: Equatable, Sendable {
 }
 
 /// The fingerprints of a run's splits.
-public struct DataFingerprint: Equatable, Sendable {
+public struct DataFingerprint: Equatable, Sendable, Codable {
     /// training, validation, test (in that order), zeros for a split the run does not have.
     public var splits: [SplitFingerprint]
     public static let names = ["training", "validation", "test"]
+
+    public init(splits: [SplitFingerprint]) { self.splits = splits }
 
     public init(_ data: PreparedData) {
         splits = [SplitFingerprint(data.training), SplitFingerprint(data.validation), SplitFingerprint(data.test)]
@@ -52,7 +58,7 @@ public struct DataFingerprint: Equatable, Sendable {
 /// and whether its size or only its contents differ.
 public func agree(on data: PreparedData, _ communicator: any Communicator) throws {
     guard communicator.size > 1 else { return }
-    try agree(on: DataFingerprint(data), communicator)
+    try agree(on: data.fingerprint ?? DataFingerprint(data), communicator)
 }
 
 /// `agree(on:_:)` for a fingerprint already made (every rank must call it).

@@ -18,6 +18,11 @@ import Glibc
 public struct DataCache: Sendable {
     /// Where the files live (created when missing).
     public let directory: String
+    /// Whether IDX data is written without loading it (`streams`); off only
+    /// to compare the two ways of writing.
+    var streaming = true
+    /// Bytes of rows per chunk of a streamed write; small only in tests.
+    var chunkBytes = 16 << 20
     /// Data whose features take fewer bytes than this is loaded by each rank:
     /// sharing it saves little, and synthetic data is never read from files.
     public static let minimumBytes = 1 << 20
@@ -70,20 +75,49 @@ public struct DataCache: Sendable {
                         scaler: FeatureScaler?, classNames: [String]?) throws -> Outcome {
         let (path, key) = try path(for: config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
         if (try? map(path, key: key)) != nil { return .found(path: path) }
-        let data = try DataLoading.prepare(config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            return .unavailable("\(directory): cannot create the directory (\(error.localizedDescription))")
+        if Self.streams(config, includeTest: includeTest) && streaming {
+            // The data's own errors are thrown before the directory is
+            // needed, as when the data is loaded.
+            let build = try StreamedBuild(config, objective: objective, includeTest: includeTest,
+                                          scaler: scaler, classNames: classNames)
+            if let reason = createDirectory() { return .unavailable(reason) }
+            do {
+                try build.write(to: path, key: key, chunkBytes: chunkBytes)
+            } catch let failure as DatasetFile.WriteFailure {
+                return .unavailable(failure.message)
+            }
+            return .written(path: path)
         }
-        let metadata = Metadata(key: key, scaler: data.scaler, classNames: data.classNames)
-        let text = String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self)
+        let data = try DataLoading.prepare(config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
+        if let reason = createDirectory() { return .unavailable(reason) }
+        let metadata = Metadata(key: key, scaler: data.scaler, classNames: data.classNames, fingerprint: DataFingerprint(data))
         do {
-            try DatasetFile.write([data.training, data.validation, data.test], metadata: text, to: path)
+            try DatasetFile.write([data.training, data.validation, data.test], metadata: try metadata.text(for: path), to: path)
         } catch let error as UserError {
             return .unavailable(error.message)
+        } catch let failure as DatasetFile.WriteFailure {
+            return .unavailable(failure.message)
         }
         return .written(path: path)
+    }
+
+    /// Whether `prepare` writes the file without loading the data (every
+    /// source is IDX: its rows are converted, fitted and scaled in passes
+    /// over the file being written, so data larger than memory can be
+    /// cached); other sources are loaded once, then written.
+    public static func streams(_ config: RunConfig, includeTest: Bool = true) -> Bool {
+        let sources = [config.data.train] + (includeTest ? [config.data.test].compactMap { $0 } : [])
+        return sources.allSatisfy { if case .idx = $0 { return true } else { return false } }
+    }
+
+    /// Nil when the directory exists or was made, else why it cannot be.
+    private func createDirectory() -> String? {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            return nil
+        } catch {
+            return "\(directory): cannot create the directory (\(error.localizedDescription))"
+        }
     }
 
     /// Maps this run's file; nil when it is absent or holds other data.
@@ -99,15 +133,30 @@ public struct DataCache: Sendable {
               datasets.count == 3, let training = datasets[0] else {
             throw UserError("\(path): holds other data")
         }
-        return PreparedData(training: training, validation: datasets[1], test: datasets[2],
-                            scaler: metadata.scaler, classNames: metadata.classNames)
+        var data = PreparedData(training: training, validation: datasets[1], test: datasets[2],
+                                scaler: metadata.scaler, classNames: metadata.classNames)
+        data.fingerprint = metadata.fingerprint
+        return data
     }
 
     /// What the file holds besides the datasets.
-    private struct Metadata: Codable {
+    struct Metadata: Codable {
         var key: String
         var scaler: FeatureScaler
         var classNames: [String]?
+        /// Of the rows as written, so ranks agree on the data without reading it all again.
+        var fingerprint: DataFingerprint
+
+        /// As JSON with sorted keys (the same data gives the same file);
+        /// throws a `WriteFailure` naming `path` for a value JSON cannot hold.
+        func text(for path: String) throws -> String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            guard let data = try? encoder.encode(self) else {
+                throw DatasetFile.WriteFailure(message: "\(path): cannot encode the dataset cache's metadata (a scaling value that is not a finite number); pass --data-cache none")
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
     }
 
     /// Everything the prepared data depends on, as text.
@@ -115,7 +164,7 @@ public struct DataCache: Sendable {
                     scaler: FeatureScaler?, classNames: [String]?) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        var parts = ["nntrain prepared data 1",
+        var parts = ["nntrain prepared data 2",
                      String(decoding: try encoder.encode(config.data), as: UTF8.self),
                      "task \(config.task.rawValue), classes \(objective.classCount), outputs \(objective.outputs), test \(includeTest)",
                      scaler.map { String(decoding: (try? encoder.encode($0)) ?? Data(), as: UTF8.self) } ?? "fitted",

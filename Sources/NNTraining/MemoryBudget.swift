@@ -181,20 +181,26 @@ public enum MemoryBudget {
     ///   - modelOnDevice: parameters, gradients, optimizer state and
     ///     activations live in a GPU's memory, not in `limit`.
     ///   - writesCheckpoints: this rank (rank 0) also holds the checkpoint copies.
+    ///   - datasetShared: the ranks on the host share one copy (a cache
+    ///     file written from the loaded data): it counts once.
+    ///   - datasetMapped: the ranks map a cache file written without loading
+    ///     the data: the kernel pages its rows in and out as needed, so it
+    ///     does not count at all (a dataset larger than `limit` trains, reading from disk).
     public static func check(_ estimate: MemoryEstimate, ranksOnHost: Int, limit: HostMemory.Limit,
-                             datasetLoaded: Bool = false, datasetShared: Bool = false, modelOnDevice: Bool = false,
-                             writesCheckpoints: Bool = true) throws {
+                             datasetLoaded: Bool = false, datasetShared: Bool = false, datasetMapped: Bool = false,
+                             modelOnDevice: Bool = false, writesCheckpoints: Bool = true) throws {
         let model = Count.add(estimate.parameters, estimate.gradients, estimate.optimizerState, estimate.activations)
-        let dataset = datasetLoaded ? 0 : estimate.dataset
+        let dataset = datasetLoaded || datasetMapped ? 0 : estimate.dataset
         let perRank = Count.add(modelOnDevice ? 0 : model, datasetShared ? 0 : dataset)
         let needed = Count.add(Count.multiply(perRank, max(ranksOnHost, 1)), datasetShared ? dataset : 0,
                                writesCheckpoints ? estimate.checkpointCopies : 0)
         guard needed > limit.bytes else { return }
         var notes: [String] = []
         if datasetLoaded { notes.append("the dataset is already loaded and not counted") }
+        if datasetMapped { notes.append("the dataset is mapped from the data cache and not counted") }
         if modelOnDevice { notes.append("the model's parts live on the GPU and are not counted") }
         let note = notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")
-        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded, datasetShared: datasetShared))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
+        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded && !datasetMapped, datasetShared: datasetShared))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
     }
 }
 

@@ -13,6 +13,9 @@ public struct PreparedData: Sendable {
     public var scaler: FeatureScaler
     /// Class names when the labels were names (CSV); stored with the model.
     public var classNames: [String]?
+    /// The splits' fingerprint when it is known without reading every row
+    /// (recorded in the data cache file when it was written); nil otherwise.
+    public var fingerprint: DataFingerprint? = nil
 
     /// Width of a feature row (the model's input size).
     public var featureCount: Int { training.featureCount }
@@ -54,13 +57,9 @@ public enum DataLoading {
         let classNames = training.classNames ?? fixedClassNames ?? config.data.classNames
         var validation = config.data.validationSplit > 0
             ? training.splitOffValidation(fraction: config.data.validationSplit) : nil
-        if training.count == 0 {
-            throw UserError("\(config.data.train.summary): no training samples are left after validation_split \(config.data.validationSplit); lower it or add data")
-        }
+        try checkTrainingLeft(training, config)
         let scaler = fixedScaler ?? FeatureScaler(fitting: training, method: config.data.scale)
-        guard scaler.offsets.count == training.featureCount || scaler.method == .none && scaler.offsets.isEmpty else {
-            throw UserError("\(config.data.train.summary): the data has \(training.featureCount) features but the model was trained on \(scaler.offsets.count); use data with the same columns")
-        }
+        try check(scaler, featureCount: training.featureCount, config)
         scaler.apply(to: &training)
         if validation != nil { scaler.apply(to: &validation!) }
 
@@ -68,13 +67,32 @@ public enum DataLoading {
         if includeTest, let source = config.data.test {
             var t = try load(source, task: config.task, classNames: classNames)
             try check(t, objective: objective)
-            guard t.featureCount == training.featureCount else {
-                throw UserError("\(source.summary): the test set has \(t.featureCount) features but the training set has \(training.featureCount); give both the same columns")
-            }
+            try checkTestWidth(t.featureCount, training: training.featureCount, source)
             scaler.apply(to: &t)
             test = t
         }
         return PreparedData(training: training, validation: validation, test: test, scaler: scaler, classNames: classNames)
+    }
+
+    /// Refuses a training split that validation_split left empty.
+    static func checkTrainingLeft(_ training: Dataset, _ config: RunConfig) throws {
+        if training.count == 0 {
+            throw UserError("\(config.data.train.summary): no training samples are left after validation_split \(config.data.validationSplit); lower it or add data")
+        }
+    }
+
+    /// Refuses a saved model's scaler fitted on another number of features.
+    static func check(_ scaler: FeatureScaler, featureCount: Int, _ config: RunConfig) throws {
+        guard scaler.offsets.count == featureCount || scaler.method == .none && scaler.offsets.isEmpty else {
+            throw UserError("\(config.data.train.summary): the data has \(featureCount) features but the model was trained on \(scaler.offsets.count); use data with the same columns")
+        }
+    }
+
+    /// Refuses a test set whose rows are not as wide as the training set's.
+    static func checkTestWidth(_ width: Int, training: Int, _ source: DataSource) throws {
+        guard width == training else {
+            throw UserError("\(source.summary): the test set has \(width) features but the training set has \(training); give both the same columns")
+        }
     }
 
     /// Checks that labels fit the output layer: class indices below the

@@ -61,16 +61,19 @@ final class DatasetFileTests: XCTestCase {
         let path = directory.path + "/d.nndata"
         try DatasetFile.write([data], metadata: "m", to: path)
         let whole = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        // The 60 bytes of features start at 4096; cut the file in the middle of them.
-        XCTAssertEqual(whole.count, 8192)
+        // The 60 bytes of features start at 4096, padded to a page; the header follows them.
+        XCTAssertGreaterThan(whole.count, 8192)
+        XCTAssertEqual(whole[8192], UInt8(ascii: "{"))
         let cut = try directory.write(Array(whole[0..<(4096 + 20)]), to: "cut.nndata")
         assertUserError(try DatasetFile.read(cut), contains: ["cut.nndata", "not a complete dataset cache", "delete it"])
+        let noHeader = try directory.write(Array(whole[0..<8192]), to: "noheader.nndata")
+        assertUserError(try DatasetFile.read(noHeader), contains: ["noheader.nndata", "not a complete dataset cache"])
         var wrongMagic = whole
         wrongMagic[0] = UInt8(ascii: "X")
         let other = try directory.write(wrongMagic, to: "other.nndata")
-        assertUserError(try DatasetFile.read(other), contains: ["other.nndata", "no NNDATA01 header"])
+        assertUserError(try DatasetFile.read(other), contains: ["other.nndata", "no NNDATA02 header"])
         var badHeader = whole
-        badHeader[16] = UInt8(ascii: "]")
+        badHeader[8192] = UInt8(ascii: "]")
         let header = try directory.write(badHeader, to: "header.nndata")
         assertUserError(try DatasetFile.read(header), contains: ["header.nndata", "unreadable header"])
         let empty = try directory.write([], to: "empty.nndata")

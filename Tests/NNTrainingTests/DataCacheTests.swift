@@ -90,6 +90,81 @@ final class DataCacheTests: XCTestCase {
         XCTAssertFalse(DataCache.applies(to: try Presets.config("spiral")))
     }
 
+    func testIDXIsWrittenWithoutLoadingAndByteForByteAsLoaded() throws {
+        let root = temporaryDirectory()
+        var config = try idxConfig(in: root + "/data", count: 41, validationSplit: 0.2)
+        try gzip(root + "/data/images.idx")
+        config.data.train = .idx(images: root + "/data/images.idx.gz", labels: root + "/data/labels.idx", limit: nil)
+        XCTAssertTrue(DataCache.streams(config))
+        let objective = try config.objective()
+        let fixed = FeatureScaler(method: .minmax, offsets: [Float](repeating: 3, count: 784),
+                                  factors: [Float](repeating: 0.5, count: 784))
+        for (method, scaler) in [(ScaleMethod.standardize, nil), (.minmax, nil), (.none, nil), (.minmax, fixed)] {
+            config.data.scale = method
+            var loaded = DataCache(directory: root + "/loaded-\(method)-\(scaler != nil)")
+            loaded.streaming = false
+            var streamed = DataCache(directory: root + "/streamed-\(method)-\(scaler != nil)")
+            streamed.chunkBytes = 3 * 784 * 4  // 3 rows a chunk: 33 training rows end in a partial one
+            guard case .written(let a) = try loaded.prepare(config, objective: objective, includeTest: true, scaler: scaler, classNames: nil),
+                  case .written(let b) = try streamed.prepare(config, objective: objective, includeTest: true, scaler: scaler, classNames: nil)
+            else { return XCTFail("both caches should be written") }
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)), try Data(contentsOf: URL(fileURLWithPath: b)),
+                           "scale \(method), fixed scaler \(scaler != nil)")
+            let data = try DataLoading.prepare(config, objective: objective, includeTest: true, scaler: scaler)
+            let mapped = try XCTUnwrap(streamed.map(for: config, objective: objective, includeTest: true, scaler: scaler, classNames: nil))
+            XCTAssertEqual(mapped.fingerprint, DataFingerprint(data), "the recorded fingerprint is that of the rows")
+            XCTAssertEqual(mapped.training.features, data.training.features)
+            XCTAssertEqual(mapped.validation?.count, 8)
+            XCTAssertEqual(mapped.scaler, data.scaler)
+        }
+    }
+
+    func testAStreamedWriteRefusesWhatLoadingRefusesAndLeavesNoFile() throws {
+        let root = temporaryDirectory()
+        var config = try idxConfig(in: root + "/data", count: 30)
+        let objective = try config.objective()
+        let images = root + "/data/images.idx"
+        // Cut short in the images of the validation tail: found while writing.
+        let whole = try Data(contentsOf: URL(fileURLWithPath: images))
+        try whole.prefix(16 + 27 * 784).write(to: URL(fileURLWithPath: root + "/data/cut.idx"))
+        try gzip(root + "/data/cut.idx")
+        let labels = root + "/data/labels.idx"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: labels)))
+        bytes[8 + 5] = 12
+        try Data(bytes).write(to: URL(fileURLWithPath: root + "/data/bad-labels.idx"))
+        let cases: [(DataSource, String)] = [
+            (.idx(images: root + "/data/cut.idx.gz", labels: labels, limit: nil), "truncated"),
+            (.idx(images: root + "/data/cut.idx.gz", labels: labels, limit: 5), "truncated"),
+            (.idx(images: images, labels: root + "/data/bad-labels.idx", limit: nil), "item 5"),
+            (.idx(images: labels, labels: labels, limit: nil), "not an IDX image file"),
+        ]
+        for (source, text) in cases {
+            config.data.train = source
+            var expected = ""
+            XCTAssertThrowsError(try DataLoading.prepare(config, objective: objective, includeTest: true)) {
+                expected = ($0 as? UserError)?.message ?? "\($0)"
+            }
+            XCTAssertTrue(expected.contains(text), expected)
+            let directory = root + "/cache-\(text)"
+            XCTAssertThrowsError(try DataCache(directory: directory).prepare(config, objective: objective, includeTest: true,
+                                                                            scaler: nil, classNames: nil)) {
+                XCTAssertEqual(($0 as? UserError)?.message, expected)
+            }
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            XCTAssertEqual(left, [], "nothing is left of a write that failed")
+        }
+    }
+
+    /// Compresses `path` to `path.gz` with gzip(1), keeping the original.
+    private func gzip(_ path: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        process.arguments = ["-k", "-f", path]
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+    }
+
     private func assertThrows<T>(_ body: @autoclosure () throws -> T, contains text: String,
                                  file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try body(), file: file, line: line) {
