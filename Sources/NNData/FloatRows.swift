@@ -84,6 +84,14 @@ public struct FloatRows: RandomAccessCollection, Equatable, ExpressibleByArrayLi
         return try values.withUnsafeMutableBufferPointer(body)
     }
 
+    /// Tells the kernel that mapped rows will be read in no particular order,
+    /// so a page fault reads that page and not the pages around it: for data
+    /// larger than memory, where read-ahead only evicts rows still needed.
+    /// Nothing for rows held in memory.
+    public func adviseRandomAccess() {
+        if case .mapped(let file, _, _) = storage { file.adviseRandomAccess() }
+    }
+
     /// Drops the last `k` values.
     public mutating func removeLast(_ k: Int) {
         switch storage {
@@ -153,6 +161,11 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(address)
         byteCount = size
         self.path = path
+    }
+
+    /// `madvise(MADV_RANDOM)` over the whole mapping (see `FloatRows.adviseRandomAccess`).
+    public func adviseRandomAccess() {
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), byteCount, Int32(MADV_RANDOM))
     }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), byteCount) }

@@ -155,11 +155,12 @@ enum Launch {
         let expected = DataShape.expected(config)
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
         let cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
+        var exceedsMemory = false
         if shapeKnown, let expected {
             // IDX data is written to the cache without being loaded, then
             // mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
-            try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
+            exceedsMemory = try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
                                datasetMapped: mapped, job: job, runDirectory: runDirectory, accelerator: accelerator,
                                communicator: communicator, console: console)
         }
@@ -171,6 +172,8 @@ enum Launch {
             try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator)
         }
+        // Rows that do not all fit are paged in one by one, without read-ahead.
+        if exceedsMemory { data.training.features.adviseRandomAccess() }
         try agree(on: data, communicator)
         if !shapeKnown {
             try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
@@ -229,11 +232,14 @@ enum Launch {
 
     /// Every rank checks that its host's memory holds what the run needs
     /// (its local ranks' copies together); rank 0 that the run directory's
-    /// file system holds the checkpoints it keeps.
+    /// file system holds the checkpoints it keeps. Returns whether a mapped
+    /// dataset is larger than the memory this rank may use.
+    @discardableResult
     static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
                                datasetMapped: Bool = false, job: Train, runDirectory: String,
                                accelerator: any Accelerator, communicator: any Communicator,
-                               console: Console? = nil) throws {
+                               console: Console? = nil) throws -> Bool {
+        var exceeds = false
         try collectively(communicator) {
             try TrainingLimits.check(config, trainingSamples: shape.samples)
             let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
@@ -243,6 +249,7 @@ enum Launch {
                                        datasetMapped: datasetMapped, modelOnDevice: !accelerator.isHostMemory,
                                        writesCheckpoints: communicator.isCoordinator)
                 if datasetMapped, estimate.dataset > limit.bytes {
+                    exceeds = true
                     console?.line("data: \(ByteCount.format(estimate.dataset)) as Float32, more than the \(ByteCount.format(limit.bytes)) \(limit.source) allows: it is mapped from the data cache and read from disk as each epoch needs it")
                 }
             }
@@ -250,6 +257,7 @@ enum Launch {
             try RunDirectoryCheck.checkSpace(runDirectory, config: config, parameterCount: estimate.parameterCount,
                                              keep: job.keepCheckpoints)
         }
+        return exceeds
     }
 
     /// The configuration a new run names: a file, or a preset (the default one without either).
