@@ -154,15 +154,20 @@ enum Launch {
         // knows the data's shape from headers (IDX, synthetic), else as soon as it is loaded (CSV).
         let expected = DataShape.expected(config)
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
-        let cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
+        var cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
         var exceedsMemory = false
         if shapeKnown, let expected {
+            // A cache whose disk cannot hold the data is not used: every rank
+            // loads its own copy, and the memory check says why if that cannot fit.
+            let shortfall = cache?.spaceShortfall(for: expected)
+            if shortfall != nil { cache = nil }
             // IDX data is written to the cache without being loaded, then
             // mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
             exceedsMemory = try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
-                               datasetMapped: mapped, job: job, runDirectory: runDirectory, accelerator: accelerator,
-                               communicator: communicator, console: console)
+                               datasetMapped: mapped, note: shortfall, job: job, runDirectory: runDirectory,
+                               accelerator: accelerator, communicator: communicator, console: console)
+            if let shortfall, communicator.localRank == 0 { Console.warning(shortfall + "; every rank loads the data itself") }
         }
         let objective = try config.objective()
         let data = try loadData(config, objective: objective, checkpoint: checkpoint, cache: cache,
@@ -236,7 +241,7 @@ enum Launch {
     /// dataset is larger than the memory this rank may use.
     @discardableResult
     static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
-                               datasetMapped: Bool = false, job: Train, runDirectory: String,
+                               datasetMapped: Bool = false, note: String? = nil, job: Train, runDirectory: String,
                                accelerator: any Accelerator, communicator: any Communicator,
                                console: Console? = nil) throws -> Bool {
         var exceeds = false
@@ -247,7 +252,7 @@ enum Launch {
                 try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
                                        datasetLoaded: datasetLoaded, datasetShared: datasetShared,
                                        datasetMapped: datasetMapped, modelOnDevice: !accelerator.isHostMemory,
-                                       writesCheckpoints: communicator.isCoordinator)
+                                       writesCheckpoints: communicator.isCoordinator, note: note)
                 if datasetMapped, estimate.dataset > limit.bytes {
                     exceeds = true
                     console?.line("data: \(ByteCount.format(estimate.dataset)) as Float32, more than the \(ByteCount.format(limit.bytes)) \(limit.source) allows: it is mapped from the data cache and read from disk as each epoch needs it")

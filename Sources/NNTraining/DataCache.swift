@@ -76,11 +76,9 @@ public struct DataCache: Sendable {
         let (path, key) = try path(for: config, objective: objective, includeTest: includeTest, scaler: scaler, classNames: classNames)
         if (try? map(path, key: key)) != nil { return .found(path: path) }
         if Self.streams(config, includeTest: includeTest) && streaming {
-            // The data's own errors are thrown before the directory is
-            // needed, as when the data is loaded.
+            if let reason = createDirectory() { return .unavailable(reason) }
             let build = try StreamedBuild(config, objective: objective, includeTest: includeTest,
                                           scaler: scaler, classNames: classNames)
-            if let reason = createDirectory() { return .unavailable(reason) }
             do {
                 try build.write(to: path, key: key, chunkBytes: chunkBytes)
             } catch let failure as DatasetFile.WriteFailure {
@@ -108,6 +106,19 @@ public struct DataCache: Sendable {
     public static func streams(_ config: RunConfig, includeTest: Bool = true) -> Bool {
         let sources = [config.data.train] + (includeTest ? [config.data.test].compactMap { $0 } : [])
         return sources.allSatisfy { if case .idx = $0 { return true } else { return false } }
+    }
+
+    /// Nil when the file system of the directory (or of its nearest
+    /// existing parent) holds a cache file of data with `shape`; else why not.
+    public func spaceShortfall(for shape: DataShape) -> String? {
+        let needed = Count.multiply(shape.samples, Count.add(shape.featureCount, shape.labelWidth), MemoryLayout<Float>.stride)
+        var existing = directory
+        while !FileManager.default.fileExists(atPath: existing), existing.contains("/"), existing != "/" {
+            existing = (existing as NSString).deletingLastPathComponent
+            if existing.isEmpty { existing = "." }
+        }
+        guard let free = RunDirectoryCheck.availableBytes(existing), needed > free else { return nil }
+        return "the data cache \(directory) has \(ByteCount.format(free)) free, too little for the \(ByteCount.format(needed)) of this data"
     }
 
     /// Nil when the directory exists or was made, else why it cannot be.

@@ -186,9 +186,10 @@ public enum MemoryBudget {
     ///   - datasetMapped: the ranks map a cache file written without loading
     ///     the data: the kernel pages its rows in and out as needed, so it
     ///     does not count at all (a dataset larger than `limit` trains, reading from disk).
+    ///   - note: said in the refusal after the figures (why the data is not shared).
     public static func check(_ estimate: MemoryEstimate, ranksOnHost: Int, limit: HostMemory.Limit,
                              datasetLoaded: Bool = false, datasetShared: Bool = false, datasetMapped: Bool = false,
-                             modelOnDevice: Bool = false, writesCheckpoints: Bool = true) throws {
+                             modelOnDevice: Bool = false, writesCheckpoints: Bool = true, note extra: String? = nil) throws {
         let model = Count.add(estimate.parameters, estimate.gradients, estimate.optimizerState, estimate.activations)
         let dataset = datasetLoaded || datasetMapped ? 0 : estimate.dataset
         let perRank = Count.add(modelOnDevice ? 0 : model, datasetShared ? 0 : dataset)
@@ -198,6 +199,7 @@ public enum MemoryBudget {
         var notes: [String] = []
         if datasetLoaded { notes.append("the dataset is already loaded and not counted") }
         if datasetMapped { notes.append("the dataset is mapped from the data cache and not counted") }
+        if let extra { notes.append(extra) }
         if modelOnDevice { notes.append("the model's parts live on the GPU and are not counted") }
         let note = notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")
         throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded && !datasetMapped, datasetShared: datasetShared))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")

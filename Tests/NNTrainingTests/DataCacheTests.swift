@@ -155,6 +155,16 @@ final class DataCacheTests: XCTestCase {
         }
     }
 
+    func testACacheDiskTooSmallForTheDataIsNamed() throws {
+        let root = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let cache = DataCache(directory: root + "/not/yet/made")
+        XCTAssertNil(cache.spaceShortfall(for: DataShape(samples: 1000, featureCount: 784, labelWidth: 1)))
+        let huge = DataShape(samples: 4_000_000_000, featureCount: 1 << 20, labelWidth: 1)  // 16 PiB
+        let reason = try XCTUnwrap(cache.spaceShortfall(for: huge))
+        XCTAssertTrue(reason.contains(root + "/not/yet/made") && reason.contains("too little"), reason)
+    }
+
     /// Compresses `path` to `path.gz` with gzip(1), keeping the original.
     private func gzip(_ path: String) throws {
         let process = Process()
