@@ -68,18 +68,35 @@ extension Trainer {
         return communicator.isCoordinator ? all : nil
     }
 
-    /// Gives every rank its own residual from a checkpoint written by as
-    /// many ranks (a collective); with another world size, or none saved,
-    /// the residuals start at zero.
+    /// Gives every rank its residual from a checkpoint (a collective): its
+    /// own when the checkpoint was written by as many ranks; with another
+    /// world size, an even share of the saved residuals' sum, so what
+    /// rounding had not yet passed on is still passed on (the ranks' sum is
+    /// the gradient, whatever their number). None saved: they start at zero.
     func restoreResiduals(_ checkpoint: ModelSnapshot?) {
         guard reducer.residual != nil else { return }
         let n = model.parameterCount, ranks = communicator.size
         var header = [Double(checkpoint?.gradientResiduals?.count ?? 0), Double(checkpoint?.position?.worldSize ?? 0)]
         header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
-        guard Int(header[0]) == n * ranks, Int(header[1]) == ranks else { return }
-        var all = communicator.isCoordinator ? checkpoint?.gradientResiduals ?? [] : [Float](repeating: 0, count: n * ranks)
+        let saved = Int(header[1])
+        guard saved > 0, n > 0, Int(header[0]) == n * saved else { return }
+        var all = communicator.isCoordinator ? checkpoint?.gradientResiduals ?? [] : [Float](repeating: 0, count: n * saved)
         communicator.broadcast(&all)
-        reducer.restoreResidual(Array(all[communicator.rank * n..<(communicator.rank + 1) * n]))
+        reducer.restoreResidual(Self.residual(of: communicator.rank, ranks: ranks, from: all, savedBy: saved))
+    }
+
+    /// Rank `rank`'s residual out of `all`, the residuals of `saved` ranks one
+    /// after another: its own slice when `saved == ranks`, else the sum over
+    /// the saved ranks (in rank order) divided by `ranks`.
+    static func residual(of rank: Int, ranks: Int, from all: [Float], savedBy saved: Int) -> [Float] {
+        let n = all.count / saved
+        if saved == ranks { return Array(all[rank * n..<(rank + 1) * n]) }
+        var total = Array(all[0..<n])
+        for r in 1..<max(saved, 1) {
+            for i in 0..<n { total[i] += all[r * n + i] }
+        }
+        let share = Float(ranks)
+        return total.map { $0 / share }
     }
 
     /// What `started` reports.

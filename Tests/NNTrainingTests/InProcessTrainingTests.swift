@@ -227,6 +227,36 @@ final class InProcessTrainingTests: XCTestCase {
         XCTAssertLessThan(relativeDifference(onThreeLoss, oneRankLoss), Self.tolerance, "last epoch's loss, 3 resumed vs 1")
     }
 
+    /// A compressed run's residuals resume on another world size as even
+    /// shares of their sum, on the same world size as each rank's own.
+    func testCompressionResidualsMoveToAnotherWorldSizeWithTheirSum() throws {
+        let config = Self.classifier.replacingOccurrences(of: "batch_size: 12, seed: 7}", with: "batch_size: 12, seed: 7, gradient_compression: bf16}")
+        XCTAssertNotEqual(config, Self.classifier)
+        let stopped = try train(ranks: 2, yaml: config, stop: (rank: 0, afterSteps: 5))
+        XCTAssertEqual(stopped.compactMap(\.error), [])
+        let (snapshot, _) = try Checkpoints.latestValid(in: stopped[0].directory) { XCTFail($0) }
+        let saved = try XCTUnwrap(snapshot.gradientResiduals)
+        let n = saved.count / 2
+        XCTAssertTrue(saved.contains { $0 != 0 }, "rounding left something behind")
+        for ranks in [2, 3, 4] {  // one rank sums nothing, so it compresses nothing
+            let residuals = try withDeadline(30) {
+                try ThreadCommunicator.run(ranks: ranks) { communicator in
+                    let parsed = try ConfigReader.parse(config, file: "test")
+                    let data = try DataLoading.prepare(parsed, objective: try parsed.objective(), includeTest: true)
+                    let trainer = try Trainer(config: parsed, data: data, accelerator: CPUAccelerator(threads: 1),
+                                              communicator: communicator, start: .checkpoint(snapshot),
+                                              schedule: TrainingSchedule(), store: nil)
+                    return trainer.reducer.residual ?? []
+                }
+            }
+            for (rank, residual) in residuals.enumerated() {
+                let expected = ranks == 2 ? Array(saved[rank * n..<(rank + 1) * n])
+                                          : (0..<n).map { (saved[$0] + saved[n + $0]) / Float(ranks) }
+                XCTAssertEqual(residual, expected, "rank \(rank) of \(ranks)")
+            }
+        }
+    }
+
     func testCheckpointsByTimeComeAtTheSameStepOnEveryRankAndResumeExactly() throws {
         // Due at every poll (every 8 steps with 2 ranks): rank 0's clock
         // decides, the poll's allreduce tells every rank at the same step.
