@@ -28,6 +28,7 @@ final class ByteStream {
     private var inputStart = 0, inputEnd = 0
     private var fileEnded = false
     private var stream = z_stream()
+    private var zlibStarted = false
     private var streamEnded = false
 
     /// Opens `path`; `role` names the file in messages (`IDX images file`).
@@ -38,9 +39,9 @@ final class ByteStream {
         guard descriptor >= 0 else {
             throw UserError("\(path): cannot open the \(role) (\(FileBytes.describeErrno(errno))); check the path and its permissions")
         }
+        // From here on `deinit` closes the descriptor, also when init throws.
         var info = stat()
         if fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            close(descriptor)
             throw UserError("\(path): is a directory, not the \(role); give the path of the file itself")
         }
         while inputEnd < 2, try refill() {}
@@ -48,14 +49,21 @@ final class ByteStream {
         if compressed {
             let status = inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
             guard status == Z_OK else {
-                close(descriptor)
                 throw UserError("\(path): cannot start zlib to decompress the \(role) (status \(status)); check the zlib installation")
             }
+            zlibStarted = true
         }
     }
 
+    /// The file's size when it is a regular file, else nil.
+    var fileSize: Int? {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(info.st_size)
+    }
+
     deinit {
-        if compressed { inflateEnd(&stream) }
+        if zlibStarted { inflateEnd(&stream) }
         close(descriptor)
     }
 

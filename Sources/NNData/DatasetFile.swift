@@ -97,6 +97,7 @@ public enum DatasetFile {
             temporary = path + ".\(getpid()).tmp"
             descriptor = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard descriptor >= 0 else {
+                finished = true  // nothing was created to remove
                 throw WriteFailure(message: "\(path): cannot create the dataset cache (\(FileBytes.describeErrno(errno))); check the directory's permissions or pass --data-cache none")
             }
         }
@@ -178,11 +179,20 @@ public enum DatasetFile {
                 withUnsafeBytes(of: value.littleEndian) { prefix += $0 }
             }
             try prefix.withUnsafeBytes { try writeAll($0, at: 0) }
+            // On disk before it is renamed into place, so a crash leaves the
+            // whole file or none under the name.
+            if fsync(descriptor) != 0 { throw failure(errno) }
             let status = close(descriptor)
             descriptor = -1
             if status != 0 { throw failure(errno) }
             if rename(temporary, path) != 0 { throw failure(errno) }
             finished = true
+            let directory = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                                 O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if directory >= 0 {
+                _ = fsync(directory)
+                close(directory)
+            }
         }
 
         private func failure(_ code: Int32) -> WriteFailure {

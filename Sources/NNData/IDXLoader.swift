@@ -199,6 +199,11 @@ extension IDXLoader {
             var head = [UInt8](repeating: 0, count: headerLength(imageMagic))
             head.removeSubrange(try head.withUnsafeMutableBytes { try images.read(into: $0) }...)
             let header = try parseHeader(head, path: imagesPath, expected: imageMagic)
+            // A raw file shorter than its header promises is refused before
+            // anything is converted (a gzip file's length shows only as it inflates).
+            if !images.compressed, let size = images.fileSize, size - header.dataOffset < header.valueCount {
+                throw UserError("\(imagesPath): truncated: the header promises \(promise(header)) (\(header.valueCount) bytes) but the file holds \(size - header.dataOffset); download or copy the file again")
+            }
             (self.images, self.header) = (images, header)
             let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file",
                                                          bound: bound(path: labelsPath, expected: labelMagic))

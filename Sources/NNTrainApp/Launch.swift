@@ -155,12 +155,20 @@ enum Launch {
         let expected = DataShape.expected(config)
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
         var cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
+        let objective = try config.objective()
         var exceedsMemory = false
         if shapeKnown, let expected {
-            // A cache whose disk cannot hold the data is not used: every rank
-            // loads its own copy, and the memory check says why if that cannot fit.
-            let shortfall = cache?.spaceShortfall(for: expected)
-            if shortfall != nil { cache = nil }
+            // A cache whose disk cannot hold the data is not used, on any
+            // rank: every rank loads its own copy, and the memory check says
+            // why if that cannot fit.
+            let shortfall = try collectively(communicator) {
+                try cache.flatMap { cache in
+                    let path = try cache.path(for: config, objective: objective, includeTest: true,
+                                              scaler: checkpoint?.scaler, classNames: checkpoint?.classNames).path
+                    return cache.spaceShortfall(for: expected, path: path)
+                }
+            }
+            if communicator.allGather(shortfall == nil ? 0 : 1).contains(1) { cache = nil }
             // IDX data is written to the cache without being loaded, then
             // mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
@@ -169,7 +177,6 @@ enum Launch {
                                accelerator: accelerator, communicator: communicator, console: console)
             if let shortfall, communicator.localRank == 0 { Console.warning(shortfall + "; every rank loads the data itself") }
         }
-        let objective = try config.objective()
         let data = try loadData(config, objective: objective, checkpoint: checkpoint, cache: cache,
                                 communicator: communicator, console: console) {
             // The cache could not be used: every rank loads its own copy, which must fit.

@@ -1,6 +1,7 @@
-// One copy of the prepared data per host. The first rank on a host loads,
-// splits and scales the data once and writes it to a cache file
-// (`DatasetFile`); every rank on the host then maps that file read-only, so
+// One copy of the prepared data per host. The first rank on a host prepares
+// the data once (IDX files streamed into the file without loading them,
+// `StreamedBuild`; CSV loaded, split and scaled, then written) and writes it to
+// a cache file (`DatasetFile`); every rank on the host then maps that file read-only, so
 // the kernel keeps one copy of the feature rows in its page cache for all of
 // them, pages in only the rows the sampler touches, and can page them out
 // again under memory pressure. A later run with the same data and the same
@@ -33,7 +34,7 @@ public struct DataCache: Sendable {
     public enum Outcome: Equatable, Sendable {
         /// The file was there already.
         case found(path: String)
-        /// This process loaded the data and wrote the file.
+        /// This process prepared the data and wrote the file.
         case written(path: String)
         /// The file could not be written (the reason); the ranks load the data themselves.
         case unavailable(String)
@@ -108,14 +109,16 @@ public struct DataCache: Sendable {
         return sources.allSatisfy { if case .idx = $0 { return true } else { return false } }
     }
 
-    /// Nil when the file system of the directory (or of its nearest
-    /// existing parent) holds a cache file of data with `shape`; else why not.
-    public func spaceShortfall(for shape: DataShape) -> String? {
+    /// Nil when the cache file at `path` is there already, or the file
+    /// system of the directory (or of its nearest existing parent) can hold
+    /// one of data with `shape`; else why not.
+    public func spaceShortfall(for shape: DataShape, path: String) -> String? {
+        if FileManager.default.fileExists(atPath: path) { return nil }
         let needed = Count.multiply(shape.samples, Count.add(shape.featureCount, shape.labelWidth), MemoryLayout<Float>.stride)
-        var existing = directory
-        while !FileManager.default.fileExists(atPath: existing), existing.contains("/"), existing != "/" {
+        var existing = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+        while !FileManager.default.fileExists(atPath: existing), existing != "/" {
             existing = (existing as NSString).deletingLastPathComponent
-            if existing.isEmpty { existing = "." }
+            if existing.isEmpty { existing = "/" }
         }
         guard let free = RunDirectoryCheck.availableBytes(existing), needed > free else { return nil }
         return "the data cache \(directory) has \(ByteCount.format(free)) free, too little for the \(ByteCount.format(needed)) of this data"

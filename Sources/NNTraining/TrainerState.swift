@@ -80,9 +80,18 @@ extension Trainer {
         header.withUnsafeMutableBytes { communicator.broadcast($0, root: 0) }
         let saved = Int(header[1])
         guard saved > 0, n > 0, Int(header[0]) == n * saved else { return }
-        var all = communicator.isCoordinator ? checkpoint?.gradientResiduals ?? [] : [Float](repeating: 0, count: n * saved)
-        communicator.broadcast(&all)
-        reducer.restoreResidual(Self.residual(of: communicator.rank, ranks: ranks, from: all, savedBy: saved))
+        if saved == ranks {
+            var all = communicator.isCoordinator ? checkpoint?.gradientResiduals ?? [] : [Float](repeating: 0, count: n * ranks)
+            communicator.broadcast(&all)
+            reducer.restoreResidual(Self.residual(of: communicator.rank, ranks: ranks, from: all, savedBy: saved))
+        } else {
+            // Every rank gets the same share: rank 0 makes it, the others receive n values.
+            var share = communicator.isCoordinator
+                ? Self.residual(of: 0, ranks: ranks, from: checkpoint?.gradientResiduals ?? [], savedBy: saved)
+                : [Float](repeating: 0, count: n)
+            communicator.broadcast(&share)
+            reducer.restoreResidual(share)
+        }
     }
 
     /// Rank `rank`'s residual out of `all`, the residuals of `saved` ranks one

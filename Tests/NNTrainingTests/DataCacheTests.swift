@@ -135,6 +135,7 @@ final class DataCacheTests: XCTestCase {
         let cases: [(DataSource, String)] = [
             (.idx(images: root + "/data/cut.idx.gz", labels: labels, limit: nil), "truncated"),
             (.idx(images: root + "/data/cut.idx.gz", labels: labels, limit: 5), "truncated"),
+            (.idx(images: root + "/data/cut.idx", labels: labels, limit: nil), "truncated"),
             (.idx(images: images, labels: root + "/data/bad-labels.idx", limit: nil), "item 5"),
             (.idx(images: labels, labels: labels, limit: nil), "not an IDX image file"),
         ]
@@ -159,17 +160,24 @@ final class DataCacheTests: XCTestCase {
         let root = temporaryDirectory()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let cache = DataCache(directory: root + "/not/yet/made")
-        XCTAssertNil(cache.spaceShortfall(for: DataShape(samples: 1000, featureCount: 784, labelWidth: 1)))
+        let file = root + "/not/yet/made/data-0.nndata"
+        XCTAssertNil(cache.spaceShortfall(for: DataShape(samples: 1000, featureCount: 784, labelWidth: 1), path: file))
         let huge = DataShape(samples: 4_000_000_000, featureCount: 1 << 20, labelWidth: 1)  // 16 PiB
-        let reason = try XCTUnwrap(cache.spaceShortfall(for: huge))
+        let reason = try XCTUnwrap(cache.spaceShortfall(for: huge, path: file))
         XCTAssertTrue(reason.contains(root + "/not/yet/made") && reason.contains("too little"), reason)
+        // A file already written needs no more room.
+        try FileManager.default.createDirectory(atPath: root + "/not/yet/made", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        XCTAssertNil(cache.spaceShortfall(for: huge, path: file))
+        // A relative directory is judged by the file system it would be made on.
+        XCTAssertNotNil(DataCache(directory: "no-such-cache-dir/a").spaceShortfall(for: huge, path: "no-such-cache-dir/a/f"))
     }
 
     /// Compresses `path` to `path.gz` with gzip(1), keeping the original.
     private func gzip(_ path: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/gzip")
-        process.arguments = ["-k", "-f", path]
+        process.arguments = ["-k", "-f", "-n", path]
         try process.run()
         process.waitUntilExit()
         XCTAssertEqual(process.terminationStatus, 0)
