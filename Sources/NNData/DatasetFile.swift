@@ -94,7 +94,7 @@ public enum DatasetFile {
         /// Creates the temporary file next to `path`.
         public init(path: String) throws {
             self.path = path
-            temporary = path + ".\(getpid()).tmp"
+            temporary = DatasetFile.temporaryName(for: path, process: getpid())
             descriptor = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard descriptor >= 0 else {
                 finished = true  // nothing was created to remove
@@ -264,6 +264,34 @@ public enum DatasetFile {
             datasets.append(dataset)
         }
         return (datasets, header.metadata)
+    }
+
+    /// The temporary file a writer on this host with process id `process`
+    /// uses for `path`: `PATH.HOST.PID.tmp`, so writers on hosts that share
+    /// the directory never collide, and a writer that died can be told apart.
+    static func temporaryName(for path: String, process: pid_t) -> String {
+        path + ".\(hostName).\(process).tmp"
+    }
+
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let name = gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "host"
+        return name.isEmpty ? "host" : name.replacingOccurrences(of: "/", with: "_")
+    }()
+
+    /// Removes the temporary files in `directory` that writers on this host
+    /// left when they were killed (their process is gone); returns their names.
+    @discardableResult
+    public static func removeAbandonedTemporaries(in directory: String) -> [String] {
+        let suffix = ".tmp", marker = "." + hostName + "."
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(suffix) {
+            guard let range = name.range(of: marker, options: .backwards) else { continue }
+            let digits = name[range.upperBound..<name.index(name.endIndex, offsetBy: -suffix.count)]
+            guard let process = pid_t(digits), process > 0, kill(process, 0) != 0, errno == ESRCH else { continue }
+            if unlink(directory + "/" + name) == 0 { removed.append(name) }
+        }
+        return removed
     }
 
     static func padded(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }

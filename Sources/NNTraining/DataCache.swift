@@ -125,9 +125,11 @@ public struct DataCache: Sendable {
     }
 
     /// Nil when the directory exists or was made, else why it cannot be.
+    /// Files that killed writers on this host left there are removed.
     private func createDirectory() -> String? {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            DatasetFile.removeAbandonedTemporaries(in: directory)
             return nil
         } catch {
             return "\(directory): cannot create the directory (\(error.localizedDescription))"

@@ -88,14 +88,18 @@ public struct MemoryEstimate: Equatable, Sendable {
     public var activations: Int
     /// Every split's features and labels, as Float32.
     public var dataset: Int
+    /// The labels alone (part of `dataset`): what each rank still holds of
+    /// a dataset mapped from the cache.
+    public var labels: Int
     /// Rank 0 only, while it writes a checkpoint: the host copy of the
     /// parameters and optimizer slots, the tensors made from it and the encoded file.
     public var checkpointCopies: Int
     /// The number of parameters.
     public var parameterCount: Int
 
-    public init(parameters: Int, gradients: Int, optimizerState: Int, activations: Int, dataset: Int,
+    public init(parameters: Int, gradients: Int, optimizerState: Int, activations: Int, dataset: Int, labels: Int = 0,
                 checkpointCopies: Int, parameterCount: Int) {
+        self.labels = labels
         self.parameters = parameters
         self.gradients = gradients
         self.optimizerState = optimizerState
@@ -111,11 +115,12 @@ public struct MemoryEstimate: Equatable, Sendable {
     /// The parts as a person reads them: `parameters 3.0 GiB + gradients 3.0 GiB + …`,
     /// with the per-rank parts times `ranks` and rank 0's checkpoint copies when counted.
     func parts(ranks: Int, checkpoint: Bool, model: Bool = true, dataset includeDataset: Bool = true,
-               datasetShared: Bool = false) -> String {
+               datasetShared: Bool = false, labelsOnly: Bool = false) -> String {
         func part(_ name: String, _ bytes: Int) -> String { "\(name) \(ByteCount.format(bytes))" }
         var perRank = model ? [part("parameters", parameters), part("gradients", gradients),
                                part("optimizer state", optimizerState), part("activations", activations)] : []
         if includeDataset && !datasetShared { perRank.append(part("dataset", dataset)) }
+        if labelsOnly { perRank.append(part("labels", labels)) }
         var text = perRank.joined(separator: " + ")
         if ranks > 1 { text = "(\(text)) × \(ranks) ranks on this host" }
         if includeDataset && datasetShared {
@@ -170,6 +175,7 @@ public enum MemoryBudget {
         return MemoryEstimate(parameters: parameterBytes, gradients: parameterBytes,
                               optimizerState: Count.multiply(slots, parameterBytes),
                               activations: activations, dataset: dataset,
+                              labels: Count.multiply(shape.samples, shape.labelWidth, float),
                               checkpointCopies: Count.multiply(3, 1 + slots, parameterBytes),
                               parameterCount: parameterCount)
     }
@@ -191,18 +197,18 @@ public enum MemoryBudget {
                              datasetLoaded: Bool = false, datasetShared: Bool = false, datasetMapped: Bool = false,
                              modelOnDevice: Bool = false, writesCheckpoints: Bool = true, note extra: String? = nil) throws {
         let model = Count.add(estimate.parameters, estimate.gradients, estimate.optimizerState, estimate.activations)
-        let dataset = datasetLoaded || datasetMapped ? 0 : estimate.dataset
+        let dataset = datasetLoaded ? 0 : datasetMapped ? estimate.labels : estimate.dataset
         let perRank = Count.add(modelOnDevice ? 0 : model, datasetShared ? 0 : dataset)
         let needed = Count.add(Count.multiply(perRank, max(ranksOnHost, 1)), datasetShared ? dataset : 0,
                                writesCheckpoints ? estimate.checkpointCopies : 0)
         guard needed > limit.bytes else { return }
         var notes: [String] = []
         if datasetLoaded { notes.append("the dataset is already loaded and not counted") }
-        if datasetMapped { notes.append("the dataset is mapped from the data cache and not counted") }
+        if datasetMapped { notes.append("the dataset's rows are mapped from the data cache and not counted") }
         if let extra { notes.append(extra) }
         if modelOnDevice { notes.append("the model's parts live on the GPU and are not counted") }
         let note = notes.isEmpty ? "" : "; " + notes.joined(separator: ", ")
-        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded && !datasetMapped, datasetShared: datasetShared))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
+        throw UserError("memory: the run needs about \(ByteCount.format(needed)) (\(estimate.parts(ranks: ranksOnHost, checkpoint: writesCheckpoints, model: !modelOnDevice, dataset: !datasetLoaded && !datasetMapped, datasetShared: datasetShared, labelsOnly: !datasetLoaded && datasetMapped))\(note); \(estimate.parameterCount == Int.max ? "more than \(Int.max)" : String(estimate.parameterCount)) parameters) but \(limit.source) allows \(ByteCount.format(limit.bytes)); use fewer or smaller layers, a smaller batch_size, a data limit, or fewer ranks per host")
     }
 }
 

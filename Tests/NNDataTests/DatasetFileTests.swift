@@ -81,6 +81,19 @@ final class DatasetFileTests: XCTestCase {
         assertUserError(try DatasetFile.read(directory.path + "/absent.nndata"), contains: ["absent.nndata", "cannot open"])
     }
 
+    func testOnlyTemporariesOfDeadWritersOnThisHostAreRemoved() throws {
+        let directory = try TemporaryDirectory()
+        // A pid above the kernel's maximum (4194304) belongs to no process.
+        let dead = DatasetFile.temporaryName(for: directory.path + "/a.nndata", process: 4_194_305)
+        let alive = DatasetFile.temporaryName(for: directory.path + "/b.nndata", process: getpid())
+        for path in [dead, alive, directory.path + "/c.nndata.otherhost.4194305.tmp", directory.path + "/d.nndata"] {
+            FileManager.default.createFile(atPath: path, contents: Data("x".utf8))
+        }
+        XCTAssertEqual(DatasetFile.removeAbandonedTemporaries(in: directory.path), [(dead as NSString).lastPathComponent])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted(),
+                       ["b.nndata.\(DatasetFile.hostName).\(getpid()).tmp", "c.nndata.otherhost.4194305.tmp", "d.nndata"])
+    }
+
     func testAnUnwritableDirectoryIsOneLine() throws {
         let directory = try TemporaryDirectory()
         let file = try directory.write("x", to: "file")

@@ -114,6 +114,19 @@ final class PreflightTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("× 2 ranks on this host"), "\(error)")
         }
         XCTAssertNoThrow(try MemoryBudget.check(small, ranksOnHost: 2, limit: oneRank, datasetLoaded: true))
+
+        // A shared copy counts once per host; a mapped one only by its labels, on every rank.
+        var labelled = small
+        labelled.labels = 10
+        let tight = HostMemory.Limit(bytes: 1200, source: "x")
+        XCTAssertThrowsError(try MemoryBudget.check(labelled, ranksOnHost: 2, limit: tight, datasetShared: true)) {
+            XCTAssertTrue("\($0)".contains("dataset 500 B shared by them"), "\($0)")
+        }
+        XCTAssertNoThrow(try MemoryBudget.check(labelled, ranksOnHost: 2, limit: tight, datasetMapped: true))
+        labelled.labels = 400
+        XCTAssertThrowsError(try MemoryBudget.check(labelled, ranksOnHost: 2, limit: tight, datasetMapped: true)) {
+            XCTAssertTrue("\($0)".contains("labels 400 B) × 2 ranks") && "\($0)".contains("rows are mapped from the data cache"), "\($0)")
+        }
     }
 
     func testAbsurdSizesSaturateInsteadOfTrapping() throws {
