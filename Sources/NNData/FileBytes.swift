@@ -179,43 +179,15 @@ enum FileBytes {
     }
 
     /// The first `count` bytes of the file's content (fewer when it is
-    /// shorter), decompressed when it starts with the gzip magic; reads only
-    /// as much of the file as that takes. `compressed`: whether it was gzip.
+    /// shorter, or when its compressed data breaks off before), decompressed
+    /// when it starts with the gzip magic; reads only as much of the file as
+    /// that takes. `compressed`: whether it was gzip.
     static func head(_ path: String, count: Int, role: String) throws -> (bytes: [UInt8], compressed: Bool) {
-        let descriptor = open(path, O_RDONLY)
-        guard descriptor >= 0 else {
-            throw UserError("\(path): cannot open the \(role) (\(describeErrno(errno))); check the path and its permissions")
-        }
-        defer { close(descriptor) }
-        var prefix = [UInt8](repeating: 0, count: 1 << 16)
-        var filled = 0
-        while filled < prefix.count {
-            let got = prefix.withUnsafeMutableBytes { readSome(descriptor, $0.baseAddress! + filled, $0.count - filled) }
-            if got < 0 && errno == EINTR { continue }
-            if got <= 0 { break }
-            filled += got
-        }
-        prefix.removeSubrange(filled...)
-        guard isGzip(prefix) else { return (Array(prefix.prefix(count)), false) }
-        var stream = z_stream()
-        guard inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { return ([], true) }
-        defer { inflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: count)
-        var produced = 0
-        prefix.withUnsafeMutableBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { out in
-                stream.next_in = input.baseAddress
-                stream.avail_in = UInt32(input.count)
-                while produced < count {
-                    stream.next_out = out.baseAddress! + produced
-                    stream.avail_out = UInt32(count - produced)
-                    let status = inflate(&stream, Z_NO_FLUSH)
-                    produced = count - Int(stream.avail_out)
-                    if status != Z_OK { break }
-                }
-            }
-        }
-        return (Array(output[0..<produced]), true)
+        let stream = try ByteStream(path: path, role: role)
+        var bytes = [UInt8](repeating: 0, count: count)
+        let got = (try? bytes.withUnsafeMutableBytes { try stream.read(into: $0) }) ?? 0
+        bytes.removeSubrange(got...)
+        return (bytes, stream.compressed)
     }
 
     /// The size of the file at `path`, or nil when it cannot be read.
