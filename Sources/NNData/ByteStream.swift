@@ -141,13 +141,8 @@ final class ByteStream {
                     streamEnded = true
                 }
                 if produced > 0 { return produced }
-            case Z_DATA_ERROR:
-                let message = stream.msg.map { String(cString: $0) } ?? "invalid data"
-                throw corrupt("its compressed data is corrupt (zlib: \(message))")
-            case Z_MEM_ERROR:
-                throw UserError("\(path): out of memory while decompressing the \(role); free memory or use a smaller file")
             default:
-                throw corrupt("zlib failed with status \(status)")
+                throw FileBytes.inflateFailure(status, &stream, path: path, role: role)
             }
         }
         return 0

@@ -164,18 +164,28 @@ enum FileBytes {
                     // No progress possible: with room left that means the input ran out.
                     if stream.avail_in == 0 { throw corrupt("the compressed data ends early (the file is truncated)") }
                     continue
-                case Z_DATA_ERROR:
-                    let message = stream.msg.map { String(cString: $0) } ?? "invalid data"
-                    throw corrupt("its compressed data is corrupt (zlib: \(message))")
-                case Z_MEM_ERROR:
-                    throw UserError("\(path): out of memory while decompressing the \(role); free memory or use a smaller file")
                 default:
-                    throw corrupt("zlib failed with status \(status)")
+                    throw inflateFailure(status, &stream, path: path, role: role)
                 }
             }
         }
         output.removeSubrange(produced...)
         return output
+    }
+
+    /// The error for an `inflate` status that stops decompression (corrupt
+    /// data, no memory, anything else zlib reports).
+    static func inflateFailure(_ status: Int32, _ stream: inout z_stream, path: String, role: String) -> UserError {
+        let prefix = "\(path): the \(role) looks gzip-compressed but "
+        switch status {
+        case Z_DATA_ERROR:
+            let message = stream.msg.map { String(cString: $0) } ?? "invalid data"
+            return UserError(prefix + "its compressed data is corrupt (zlib: \(message)); download or copy the file again")
+        case Z_MEM_ERROR:
+            return UserError("\(path): out of memory while decompressing the \(role); free memory or use a smaller file")
+        default:
+            return UserError(prefix + "zlib failed with status \(status); download or copy the file again")
+        }
     }
 
     /// The first `count` bytes of the file's content (fewer when it is

@@ -37,16 +37,8 @@ public enum IDXLoader {
                                                    bound: bound(path: labelsPath, expected: labelMagic))
         let label = try header(labelBytes, path: labelsPath, expected: labelMagic)
 
-        let imageCount = image.dimensions[0], rows = image.dimensions[1], columns = image.dimensions[2]
-        let labelCount = label.dimensions[0]
-        guard imageCount == labelCount else {
-            throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(labelCount) labels; give the labels file that belongs to these images")
-        }
-        // With no images the header's size checks nothing; a product past Int is a damaged header.
-        let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
-        guard !overflow, pixels > 0 else {
-            throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; the file is damaged, download or copy it again")
-        }
+        let pixels = try checkPair(image, imagesPath: imagesPath, label, labelsPath: labelsPath)
+        let imageCount = image.dimensions[0]
         let n = min(imageCount, max(limit ?? imageCount, 0))
 
         // One tight conversion loop from the decoded bytes: no per-sample appends.
@@ -85,6 +77,21 @@ public enum IDXLoader {
                 return overflow ? Int.max : result
             }
         }
+    }
+
+    /// Checks that an image header and a label header belong together (as
+    /// many labels as images, images of a trainable size); returns the pixels per image.
+    static func checkPair(_ image: Header, imagesPath: String, _ label: Header, labelsPath: String) throws -> Int {
+        let imageCount = image.dimensions[0], rows = image.dimensions[1], columns = image.dimensions[2]
+        guard imageCount == label.dimensions[0] else {
+            throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(label.dimensions[0]) labels; give the labels file that belongs to these images")
+        }
+        // With no images the header's size checks nothing; a product past Int is a damaged header.
+        let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
+        guard !overflow, pixels > 0 else {
+            throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; the file is damaged, download or copy it again")
+        }
+        return pixels
     }
 
     /// Parses and checks the header of a decoded IDX file, and that the file
@@ -208,14 +215,8 @@ extension IDXLoader {
             let labelBytes = try FileBytes.readMaybeGzip(labelsPath, role: "IDX labels file",
                                                          bound: bound(path: labelsPath, expected: labelMagic))
             let label = try IDXLoader.header(labelBytes, path: labelsPath, expected: labelMagic)
-            let imageCount = header.dimensions[0], rows = header.dimensions[1], columns = header.dimensions[2]
-            guard imageCount == label.dimensions[0] else {
-                throw UserError("\(imagesPath): holds \(imageCount) images but \(labelsPath) holds \(label.dimensions[0]) labels; give the labels file that belongs to these images")
-            }
-            let (pixels, overflow) = rows.multipliedReportingOverflow(by: columns)
-            guard !overflow, pixels > 0 else {
-                throw UserError("\(imagesPath): the IDX header promises images of \(rows)×\(columns) pixels, which cannot be trained on; the file is damaged, download or copy it again")
-            }
+            let pixels = try checkPair(header, imagesPath: imagesPath, label, labelsPath: labelsPath)
+            let imageCount = header.dimensions[0]
             count = min(imageCount, max(limit ?? imageCount, 0))
             featureCount = pixels
             let labels = labelBytes[label.dataOffset..<label.dataOffset + count].map(Float.init)
