@@ -34,37 +34,17 @@ public enum CSVLoader {
     /// `load(path:…)` on a file's content; `path` names it in messages and the dataset's origin.
     public static func load(bytes: [UInt8], path: String, label: String, mode: LabelMode,
                             classNames: [String]? = nil) throws -> Dataset {
-        var reader = CSVReader(bytes: bytes, path: path)
-        let (headerLine, header) = try readHeader(&reader, path: path)
-        let labelColumns = header.indices.filter { header[$0] == label }
-        guard let labelColumn = labelColumns.first else {
-            throw UserError("\(path):\(headerLine): no column named '\(label)' (columns: \(list(header, limit: 20)))\(suggestion(label, header)); set the label to one of the columns")
+        try bytes.withUnsafeBytes { content in
+            var reader = CSVReader(bytes: content, path: path)
+            let layout = try RecordLayout(&reader, path: path, label: label)
+            var labels = LabelColumn(mode: mode, path: path, column: label)
+            let rows = try readRows(&reader, layout, labels: &labels)
+            let (values, names) = try labels.values(given: classNames)
+            var dataset = Dataset(name: path, features: rows.features, featureCount: layout.featureColumns.count,
+                                  labels: values, labelWidth: 1, classNames: names, origin: origin(path: path, lines: rows.lines))
+            dataset.featureNames = layout.featureNames
+            return dataset
         }
-        guard labelColumns.count == 1 else {
-            throw UserError("\(path):\(headerLine): the label column '\(label)' appears \(labelColumns.count) times (columns \(labelColumns.map { String($0 + 1) }.joined(separator: ", "))); rename all but one")
-        }
-        let featureColumns = header.indices.filter { $0 != labelColumn }
-        guard !featureColumns.isEmpty else {
-            throw UserError("\(path):\(headerLine): no feature columns besides the label '\(label)'; add at least one numeric column")
-        }
-
-        let rows = try readRows(&reader, path: path, header: header, featureColumns: featureColumns,
-                                labelColumn: labelColumn, headerLine: headerLine)
-        let labels: [Float]
-        var names: [String]?
-        switch mode {
-        case .values:
-            labels = try rows.labelCells.indices.map { i in
-                try number(rows.labelCells[i], path: path, line: rows.lines[i], column: label)
-            }
-        case .classes:
-            (labels, names) = try classLabels(rows.labelCells, lines: rows.lines, path: path, column: label,
-                                              given: classNames)
-        }
-        var dataset = Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: labels,
-                              labelWidth: 1, classNames: names, origin: origin(path: path, lines: rows.lines))
-        dataset.featureNames = featureColumns.map { header[$0] }
-        return dataset
     }
 
     /// Loads the feature columns of a CSV file for prediction: every column
@@ -77,16 +57,19 @@ public enum CSVLoader {
 
     /// `loadFeatures(path:excluding:)` on a file's content; `path` names it in messages.
     public static func loadFeatures(bytes: [UInt8], path: String, excluding: [String] = []) throws -> Dataset {
-        var reader = CSVReader(bytes: bytes, path: path)
-        let (headerLine, header) = try readHeader(&reader, path: path)
-        let featureColumns = header.indices.filter { !excluding.contains(header[$0]) }
-        guard !featureColumns.isEmpty else {
-            throw UserError("\(path):\(headerLine): no feature columns (columns: \(list(header, limit: 20))); give the feature columns the model was trained on")
+        try bytes.withUnsafeBytes { content in
+            var reader = CSVReader(bytes: content, path: path)
+            let (headerLine, header) = try readHeader(&reader, path: path)
+            let featureColumns = header.indices.filter { !excluding.contains(header[$0]) }
+            guard !featureColumns.isEmpty else {
+                throw UserError("\(path):\(headerLine): no feature columns (columns: \(list(header, limit: 20))); give the feature columns the model was trained on")
+            }
+            let layout = RecordLayout(path: path, header: header, headerLine: headerLine, featureColumns: featureColumns, labelColumn: nil)
+            var none: LabelColumn?
+            let rows = try readRows(&reader, layout, labels: &none)
+            return Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: [],
+                           labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
         }
-        let rows = try readRows(&reader, path: path, header: header, featureColumns: featureColumns,
-                                labelColumn: nil, headerLine: headerLine)
-        return Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: [],
-                       labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
     }
 
     /// Loads the columns named `columns` of a CSV file, in that order, for
@@ -99,73 +82,132 @@ public enum CSVLoader {
 
     /// `loadFeatures(path:columns:ignoring:)` on a file's content; `path` names it in messages.
     public static func loadFeatures(bytes: [UInt8], path: String, columns: [String], ignoring: [String] = []) throws -> Dataset {
-        var reader = CSVReader(bytes: bytes, path: path)
-        let (headerLine, header) = try readHeader(&reader, path: path)
-        let missing = columns.filter { !header.contains($0) }
-        let extra = header.filter { !columns.contains($0) && !ignoring.contains($0) }
-        guard missing.isEmpty && extra.isEmpty else {
-            var problems: [String] = []
-            func quoted(_ names: [String]) -> String { list(names.map { "'\($0)'" }, limit: 20) }
-            if !missing.isEmpty { problems.append("missing column\(missing.count == 1 ? "" : "s") \(quoted(missing))") }
-            if !extra.isEmpty { problems.append("unexpected column\(extra.count == 1 ? "" : "s") \(quoted(extra))") }
-            throw UserError("\(path):\(headerLine): \(problems.joined(separator: "; ")); the model takes the columns \(list(columns, limit: 40))")
+        try bytes.withUnsafeBytes { content in
+            var reader = CSVReader(bytes: content, path: path)
+            let (headerLine, header) = try readHeader(&reader, path: path)
+            let missing = columns.filter { !header.contains($0) }
+            let extra = header.filter { !columns.contains($0) && !ignoring.contains($0) }
+            guard missing.isEmpty && extra.isEmpty else {
+                var problems: [String] = []
+                func quoted(_ names: [String]) -> String { list(names.map { "'\($0)'" }, limit: 20) }
+                if !missing.isEmpty { problems.append("missing column\(missing.count == 1 ? "" : "s") \(quoted(missing))") }
+                if !extra.isEmpty { problems.append("unexpected column\(extra.count == 1 ? "" : "s") \(quoted(extra))") }
+                throw UserError("\(path):\(headerLine): \(problems.joined(separator: "; ")); the model takes the columns \(list(columns, limit: 40))")
+            }
+            let layout = RecordLayout(path: path, header: header, headerLine: headerLine,
+                                      featureColumns: columns.compactMap { header.firstIndex(of: $0) }, labelColumn: nil)
+            var none: LabelColumn?
+            let rows = try readRows(&reader, layout, labels: &none)
+            var dataset = Dataset(name: path, features: rows.features, featureCount: layout.featureColumns.count, labels: [],
+                                  labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
+            dataset.featureNames = columns
+            return dataset
         }
-        let featureColumns = columns.compactMap { header.firstIndex(of: $0) }
-        let rows = try readRows(&reader, path: path, header: header, featureColumns: featureColumns,
-                                labelColumn: nil, headerLine: headerLine)
-        var dataset = Dataset(name: path, features: rows.features, featureCount: featureColumns.count, labels: [],
-                              labelWidth: 0, classNames: nil, origin: origin(path: path, lines: rows.lines))
-        dataset.featureNames = columns
-        return dataset
     }
 
     // MARK: - Rows
 
-    /// The parsed data rows: features converted, label cells kept as text.
+    /// Which columns of a file's records are features and which is the label.
+    struct RecordLayout {
+        let path: String
+        let header: [String]
+        let headerLine: Int
+        let featureColumns: [Int]
+        let labelColumn: Int?
+
+        init(path: String, header: [String], headerLine: Int, featureColumns: [Int], labelColumn: Int?) {
+            (self.path, self.header, self.headerLine) = (path, header, headerLine)
+            (self.featureColumns, self.labelColumn) = (featureColumns, labelColumn)
+        }
+
+        /// Reads the header of a labelled file: the column `label` is the
+        /// label, every other column a feature. Throws when the label column
+        /// is missing or repeated, or is the only column.
+        init(_ reader: inout CSVReader, path: String, label: String) throws {
+            let (headerLine, header) = try readHeader(&reader, path: path)
+            let labelColumns = header.indices.filter { header[$0] == label }
+            guard let labelColumn = labelColumns.first else {
+                throw UserError("\(path):\(headerLine): no column named '\(label)' (columns: \(list(header, limit: 20)))\(suggestion(label, header)); set the label to one of the columns")
+            }
+            guard labelColumns.count == 1 else {
+                throw UserError("\(path):\(headerLine): the label column '\(label)' appears \(labelColumns.count) times (columns \(labelColumns.map { String($0 + 1) }.joined(separator: ", "))); rename all but one")
+            }
+            let featureColumns = header.indices.filter { $0 != labelColumn }
+            guard !featureColumns.isEmpty else {
+                throw UserError("\(path):\(headerLine): no feature columns besides the label '\(label)'; add at least one numeric column")
+            }
+            self.init(path: path, header: header, headerLine: headerLine, featureColumns: featureColumns, labelColumn: labelColumn)
+        }
+
+        var featureNames: [String] { featureColumns.map { header[$0] } }
+
+        /// The error for a file with a header and no data rows.
+        var noRows: UserError {
+            UserError("\(path): no data rows after the header (line \(headerLine)); add samples, one per line")
+        }
+
+        /// Checks one record's width, converts its feature cells into
+        /// `features` (room for `featureColumns.count` values) and hands its
+        /// label cell to `labels`.
+        func convert(_ record: (line: Int, fields: [String]), into features: UnsafeMutablePointer<Float>,
+                     labels: inout LabelColumn?) throws {
+            guard record.fields.count == header.count else {
+                throw UserError("\(path):\(record.line): \(record.fields.count) field\(record.fields.count == 1 ? "" : "s") but the header has \(header.count); fix that row (quote fields that contain commas)")
+            }
+            for (k, column) in featureColumns.enumerated() {
+                features[k] = try number(record.fields[column], path: path, line: record.line, column: header[column])
+            }
+            if let labelColumn { labels?.add(record.fields[labelColumn], line: record.line) }
+        }
+    }
+
+    /// The parsed data rows: features converted, and the line each row starts on.
     struct Rows {
         /// features: (N, F).
         var features: [Float] = []
-        /// One label cell per row (empty when there is no label column).
-        var labelCells: [String] = []
         /// The 1-based line each row starts on.
-        var lines: [Int] = []
+        var lines: [Int32] = []
     }
 
     /// Reads the header; an empty file is an error.
     static func readHeader(_ reader: inout CSVReader, path: String) throws -> (line: Int, names: [String]) {
-        guard let header = try reader.next() else {
-            throw UserError("\(path): the file is empty; a CSV file needs a header line naming the columns, then one row per sample")
-        }
+        guard let header = try reader.next() else { throw emptyFile(path) }
         return (header.line, header.fields)
     }
 
+    static func emptyFile(_ path: String) -> UserError {
+        UserError("\(path): the file is empty; a CSV file needs a header line naming the columns, then one row per sample")
+    }
+
     /// Reads every data row, checking widths and converting feature cells.
-    static func readRows(_ reader: inout CSVReader, path: String, header: [String], featureColumns: [Int],
-                         labelColumn: Int?, headerLine: Int) throws -> Rows {
+    static func readRows(_ reader: inout CSVReader, _ layout: RecordLayout, labels: inout LabelColumn?) throws -> Rows {
         var rows = Rows()
-        rows.features.reserveCapacity(featureColumns.count * max(16, reader.bytes.count / max(1, 4 * header.count)))
+        let width = layout.featureColumns.count
+        rows.features.reserveCapacity(width * max(16, reader.bytes.count / max(1, 4 * layout.header.count)))
         while let record = try reader.next() {
-            guard record.fields.count == header.count else {
-                throw UserError("\(path):\(record.line): \(record.fields.count) field\(record.fields.count == 1 ? "" : "s") but the header has \(header.count); fix that row (quote fields that contain commas)")
-            }
-            for column in featureColumns {
-                rows.features.append(try number(record.fields[column], path: path, line: record.line, column: header[column]))
-            }
-            if let labelColumn { rows.labelCells.append(record.fields[labelColumn]) }
-            rows.lines.append(record.line)
+            let filled = rows.features.count
+            rows.features.append(contentsOf: repeatElement(0, count: width))
+            try rows.features.withUnsafeMutableBufferPointer { try layout.convert(record, into: $0.baseAddress! + filled, labels: &labels) }
+            rows.lines.append(Int32(clamping: record.line))
         }
-        guard !rows.lines.isEmpty else {
-            throw UserError("\(path): no data rows after the header (line \(headerLine)); add samples, one per line")
-        }
+        guard !rows.lines.isEmpty else { throw layout.noRows }
         return rows
+    }
+
+    /// `readRows` for a labelled file.
+    static func readRows(_ reader: inout CSVReader, _ layout: RecordLayout, labels: inout LabelColumn) throws -> Rows {
+        var column: LabelColumn? = labels
+        labels = LabelColumn(mode: labels.mode, path: labels.path, column: labels.column)  // not held twice while reading
+        defer { labels = column! }
+        return try readRows(&reader, layout, labels: &column)
     }
 
     /// The origin for `location(ofSample:)`: per-row lines only when rows are
     /// not simply one per line after the header.
-    static func origin(path: String, lines: [Int]) -> Dataset.Origin {
-        let first = lines.first ?? 2
-        let contiguous = lines.indices.allSatisfy { lines[$0] == first + $0 }
-        return .csv(path: path, firstLine: first, lines: contiguous ? nil : lines.map { Int32(clamping: $0) })
+    static func origin(path: String, lines: [Int32]) -> Dataset.Origin {
+        let first = Int(lines.first ?? 2)
+        let contiguous = lines.indices.allSatisfy { Int(lines[$0]) == first + $0 }
+        return .csv(path: path, firstLine: first, lines: contiguous ? nil : lines)
     }
 
     // MARK: - Cells
@@ -189,44 +231,38 @@ public enum CSVLoader {
     }
 
     /// Class indices for the label cells, and the class names when they were names.
-    static func classLabels(_ cells: [String], lines: [Int], path: String, column: String,
-                            given: [String]?) throws -> ([Float], [String]?) {
-        func emptyCheck() throws {
-            if let i = cells.firstIndex(where: \.isEmpty) {
-                throw UserError("\(path):\(lines[i]): column '\(column)' is empty; give every row a label or remove it")
-            }
+    static func classLabels(_ cells: LabelCells, path: String, column: String, given: [String]?) throws -> ([Float], [String]?) {
+        if let empty = cells.first(where: \.isEmpty) {
+            throw UserError("\(path):\(empty.line): column '\(column)' is empty; give every row a label or remove it")
         }
-        try emptyCheck()
-        let allNumeric = cells.allSatisfy { Float($0) != nil }
+        let allNumeric = cells.distinct.allSatisfy { Float($0) != nil }
 
         if let given {
             var index: [String: Int] = [:]
             for (k, name) in given.enumerated() where index[name] == nil { index[name] = k }
-            if cells.allSatisfy({ index[$0] != nil }) {
-                return (cells.map { Float(index[$0]!) }, given)
+            if cells.distinct.allSatisfy({ index[$0] != nil }) {
+                return (cells.labels { Float(index[$0]!) }, given)
             }
             if allNumeric {
-                for (i, cell) in cells.enumerated() {
-                    guard let k = classIndex(cell), k < given.count else {
-                        throw UserError("\(path):\(lines[i]): column '\(column)': '\(cell)' is not a class index below \(given.count) nor one of the known classes (\(list(given, limit: 20))); fix the label")
-                    }
+                if let bad = cells.first(where: { classIndex($0).map { $0 >= given.count } ?? true }) {
+                    throw UserError("\(path):\(bad.line): column '\(column)': '\(bad.cell)' is not a class index below \(given.count) nor one of the known classes (\(list(given, limit: 20))); fix the label")
                 }
-                return (cells.map { Float(classIndex($0)!) }, given)
+                return (cells.labels { Float(classIndex($0)!) }, given)
             }
-            let i = cells.firstIndex { index[$0] == nil }!
-            throw UserError("\(path):\(lines[i]): column '\(column)': unknown class '\(cells[i])' (known classes: \(list(given, limit: 20)))\(suggestion(cells[i], given)); fix the label, or add that class to the training data")
+            let unknown = cells.first { index[$0] == nil }!
+            throw UserError("\(path):\(unknown.line): column '\(column)': unknown class '\(unknown.cell)' (known classes: \(list(given, limit: 20)))\(suggestion(unknown.cell, given)); fix the label, or add that class to the training data")
         }
 
         if allNumeric {
-            for (i, cell) in cells.enumerated() where classIndex(cell) == nil {
-                throw UserError("\(path):\(lines[i]): column '\(column)': '\(cell)' is not a class index (a non-negative integer); use whole numbers 0, 1, 2, … or class names, or make this a regression task")
+            if let bad = cells.first(where: { classIndex($0) == nil }) {
+                throw UserError("\(path):\(bad.line): column '\(column)': '\(bad.cell)' is not a class index (a non-negative integer); use whole numbers 0, 1, 2, … or class names, or make this a regression task")
             }
-            return (cells.map { Float(classIndex($0)!) }, nil)
+            return (cells.labels { Float(classIndex($0)!) }, nil)
         }
-        let names = Array(Set(cells)).sorted()
+        let names = cells.distinct.sorted()
         var index: [String: Int] = [:]
         for (k, name) in names.enumerated() { index[name] = k }
-        return (cells.map { Float(index[$0]!) }, names)
+        return (cells.labels { Float(index[$0]!) }, names)
     }
 
     // MARK: - Message helpers
@@ -243,12 +279,195 @@ public enum CSVLoader {
     }
 }
 
+// MARK: - Streaming
+
+extension CSVLoader {
+    /// The samples and features a labelled CSV file holds (after `limit`),
+    /// from its header and a scan that only finds where its records end, so
+    /// their size can be checked before anything is loaded. Nil when the
+    /// file or its header cannot be read, or has no label column `label`:
+    /// loading reports those.
+    public static func shape(path: String, label: String, limit: Int? = nil) -> (count: Int, featureCount: Int)? {
+        guard let file = try? FileBytes.map(path, role: "CSV file") else { return nil }
+        var reader = CSVReader(bytes: UnsafeRawBufferPointer(start: file.base, count: file.byteCount), path: path)
+        guard let layout = try? RecordLayout(&reader, path: path, label: label) else { return nil }
+        var rows = 0
+        while reader.skip() { rows += 1 }
+        return (min(rows, max(limit ?? rows, 0)), layout.featureColumns.count)
+    }
+
+    /// A labelled CSV file read a chunk of rows at a time from a read-only
+    /// mapping, so a file larger than memory can be converted: only the
+    /// label column (four bytes a row) and the lines rows start on are kept.
+    /// It reads what `load` reads and refuses what `load` refuses, with the
+    /// same messages; because class names come from every row, the labels
+    /// are known only once the rows have been read (`labelsOnly()`).
+    public final class Stream {
+        /// The samples it delivers (after `limit`).
+        public let count: Int
+        /// Feature columns a row.
+        public let featureCount: Int
+        private let path: String
+        private let file: MappedFile
+        private let layout: RecordLayout
+        private let classNames: [String]?
+        private var reader: CSVReader
+        /// The file's data rows, all of them (before `limit`).
+        private let rowCount: Int
+        private var rowsRead = 0
+        private var labels: LabelColumn?
+        private var lines: [Int32] = []
+
+        /// Opens the file and reads its header; `classNames` are the known
+        /// classes, as for `load`. Throws a `UserError` as `load` does for
+        /// the header or a file without rows.
+        public init(path: String, label: String, mode: LabelMode, classNames: [String]? = nil, limit: Int? = nil) throws {
+            guard let file = try FileBytes.map(path, role: "CSV file") else { throw CSVLoader.emptyFile(path) }
+            self.file = file
+            self.path = path
+            self.classNames = classNames
+            reader = CSVReader(bytes: UnsafeRawBufferPointer(start: file.base, count: file.byteCount), path: path)
+            layout = try RecordLayout(&reader, path: path, label: label)
+            var scan = reader
+            var rows = 0
+            while scan.skip() { rows += 1 }
+            guard rows > 0 else { throw layout.noRows }
+            rowCount = rows
+            count = min(rows, max(limit ?? rows, 0))
+            featureCount = layout.featureColumns.count
+            labels = LabelColumn(mode: mode, path: path, column: label)
+            lines.reserveCapacity(rows)
+        }
+
+        /// Converts the next `rows.count / featureCount` rows into `rows`.
+        public func read(into rows: UnsafeMutableBufferPointer<Float>) throws {
+            let n = rows.count / featureCount
+            precondition(n * featureCount == rows.count && rowsRead + n <= count, "reading past the rows asked for")
+            for k in 0..<n { try convertNext(into: rows.baseAddress! + k * featureCount) }
+        }
+
+        private func convertNext(into features: UnsafeMutablePointer<Float>) throws {
+            guard let record = try reader.next() else { throw changed }
+            try layout.convert(record, into: features, labels: &labels)
+            lines.append(Int32(clamping: record.line))
+            rowsRead += 1
+        }
+
+        /// Once the `count` rows are read: reads and checks the rows past
+        /// `limit` (their labels name classes too, as when loading), then
+        /// returns the delivered rows' labels with the description a loaded
+        /// dataset has (name, class names, origin, feature names) and no feature rows.
+        public func labelsOnly() throws -> Dataset {
+            precondition(rowsRead == count, "labels asked for before the rows were read")
+            var scratch = [Float](repeating: 0, count: featureCount)
+            try scratch.withUnsafeMutableBufferPointer { buffer in
+                while rowsRead < rowCount { try convertNext(into: buffer.baseAddress!) }
+            }
+            if reader.skip() { throw changed }
+            let (values, names) = try labels!.values(given: classNames)
+            labels = nil
+            var dataset = Dataset(name: path, features: [], featureCount: 0, labels: values, labelWidth: 1,
+                                  classNames: names, origin: CSVLoader.origin(path: path, lines: lines))
+            dataset.featureNames = layout.featureNames
+            return count < rowCount ? dataset.prefix(count) : dataset
+        }
+
+        /// The file no longer holds the rows first counted in it.
+        private var changed: UserError {
+            UserError("\(path): the file changed while it was read (\(rowCount) rows when opened); run again once nothing writes to it")
+        }
+    }
+}
+
+// MARK: - Labels
+
+/// A label column's cells, each distinct text kept once with the line it
+/// first appears on, and per row which one it is: a class column of a large
+/// file costs four bytes a row, not a string.
+struct LabelCells {
+    /// The distinct cells, in the order they first appear.
+    private(set) var distinct: [String] = []
+    /// The line each distinct cell first appears on.
+    private(set) var firstLines: [Int] = []
+    /// Per row, its cell's index in `distinct`.
+    private(set) var rows: [Int32] = []
+    private var index: [String: Int32] = [:]
+
+    mutating func add(_ cell: String, line: Int) {
+        if let known = index[cell] {
+            rows.append(known)
+            return
+        }
+        let id = Int32(distinct.count)
+        index[cell] = id
+        distinct.append(cell)
+        firstLines.append(line)
+        rows.append(id)
+    }
+
+    /// The first row, in file order, whose cell meets `condition`: distinct
+    /// cells are kept in the order they first appear, so the first of them
+    /// that meets it first appears on that row.
+    func first(where condition: (String) -> Bool) -> (line: Int, cell: String)? {
+        distinct.firstIndex(where: condition).map { (firstLines[$0], distinct[$0]) }
+    }
+
+    /// One label per row: `value` of its cell.
+    func labels(_ value: (String) -> Float) -> [Float] {
+        let values = distinct.map(value)
+        return rows.map { values[Int($0)] }
+    }
+}
+
+/// The label column of a file being read: class cells interned, or
+/// regression targets converted as they come. A target that is not a number
+/// is reported only once every row has been read, after any error in the
+/// features, as when the labels are converted after the rows.
+struct LabelColumn {
+    let mode: LabelMode
+    let path: String
+    let column: String
+    private var cells = LabelCells()
+    private var targets: [Float] = []
+    private var firstBadTarget: UserError?
+
+    init(mode: LabelMode, path: String, column: String) {
+        (self.mode, self.path, self.column) = (mode, path, column)
+    }
+
+    mutating func add(_ cell: String, line: Int) {
+        switch mode {
+        case .classes:
+            cells.add(cell, line: line)
+        case .values:
+            do {
+                targets.append(try CSVLoader.number(cell, path: path, line: line, column: column))
+            } catch {
+                if firstBadTarget == nil { firstBadTarget = error as? UserError }
+                targets.append(0)
+            }
+        }
+    }
+
+    /// The labels of every row added, and the class names when the classes were names.
+    func values(given classNames: [String]?) throws -> ([Float], [String]?) {
+        switch mode {
+        case .values:
+            if let firstBadTarget { throw firstBadTarget }
+            return (targets, nil)
+        case .classes:
+            return try CSVLoader.classLabels(cells, path: path, column: column, given: classNames)
+        }
+    }
+}
+
 // MARK: - Reader
 
-/// A record-at-a-time CSV tokenizer over a file's bytes.
+/// A record-at-a-time CSV tokenizer over a file's bytes (an array's, or a
+/// mapping's: the caller keeps them alive while it reads).
 struct CSVReader {
     /// The whole file.
-    let bytes: [UInt8]
+    let bytes: UnsafeRawBufferPointer
     /// For messages.
     let path: String
     /// The next byte to read.
@@ -256,7 +475,7 @@ struct CSVReader {
     /// The 1-based line of `position`.
     var line = 1
 
-    init(bytes: [UInt8], path: String) {
+    init(bytes: UnsafeRawBufferPointer, path: String) {
         self.bytes = bytes
         self.path = path
         // A UTF-8 byte order mark is not part of the first column's name.
@@ -303,6 +522,46 @@ struct CSVReader {
                 line += 1
             }
             return (start, fields)
+        }
+    }
+
+    /// Moves past the next non-blank record as `next` reads it, without
+    /// making its fields; false at the end. It never throws: where `next`
+    /// would (a quote that never closes, text after a closing quote), it
+    /// stops at the record's end or the file's, and `next` reports it.
+    mutating func skip() -> Bool {
+        while true {
+            var scan = position
+            while scan < bytes.count && isBlank(bytes[scan]) { scan += 1 }
+            if scan == bytes.count { position = scan; return false }
+            if bytes[scan] != Self.newline { break }
+            position = scan + 1
+            line += 1
+        }
+        while true {
+            while position < bytes.count && (bytes[position] == Self.space || bytes[position] == Self.tab) { position += 1 }
+            if position < bytes.count && bytes[position] == Self.quote {
+                position += 1
+                while position < bytes.count {
+                    let byte = bytes[position]
+                    position += 1
+                    if byte == Self.quote {
+                        if position < bytes.count && bytes[position] == Self.quote { position += 1; continue }
+                        break
+                    }
+                    if byte == Self.newline { line += 1 }
+                }
+            }
+            while position < bytes.count && bytes[position] != Self.comma && bytes[position] != Self.newline { position += 1 }
+            if position < bytes.count && bytes[position] == Self.comma {
+                position += 1
+                continue
+            }
+            if position < bytes.count {
+                position += 1
+                line += 1
+            }
+            return true
         }
     }
 

@@ -129,7 +129,11 @@ public struct Dataset: Sendable {
     }
 
     /// ⌊count · fraction⌋ validation samples.
-    private func validationCount(fraction: Double) -> Int {
+    private func validationCount(fraction: Double) -> Int { Self.validationCount(of: count, fraction: fraction) }
+
+    /// ⌊count · fraction⌋: how many of `count` samples `split` and
+    /// `splitOffValidation` give the validation part.
+    public static func validationCount(of count: Int, fraction: Double) -> Int {
         precondition(fraction >= 0 && fraction < 1, "validation fraction \(fraction) is outside [0, 1)")
         // The epsilon keeps e.g. 100 · 0.29 = 28.999999999999996 at 29.
         return min(count, Int((Double(count) * fraction + 1e-9).rounded(.down)))

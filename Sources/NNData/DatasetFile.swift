@@ -115,11 +115,33 @@ public enum DatasetFile {
         /// appended next. `dataset` may hold no feature rows (width 0): only
         /// its labels and description are used. Returns the split's index.
         public func beginSplit(describing dataset: Dataset, featureCount: Int) -> Int {
-            splits.append(Split(name: dataset.name, featureCount: featureCount, labelWidth: dataset.labelWidth,
-                                samples: dataset.count, offset: end, labels: dataset.labels,
-                                classNames: dataset.classNames, featureNames: dataset.featureNames,
-                                origin: dataset.origin, originOffset: dataset.originOffset))
+            let index = beginSplit(samples: dataset.count, featureCount: featureCount)
+            describe(split: index, as: dataset)
+            return index
+        }
+
+        /// Starts a split of `samples` rows of `featureCount` values, to be
+        /// described (`describe`) before `finish`, when its labels are known
+        /// only after its rows. Returns the split's index.
+        public func beginSplit(samples: Int, featureCount: Int) -> Int {
+            splits.append(Split(name: "", featureCount: featureCount, labelWidth: 0, samples: samples, offset: end,
+                                labels: [], classNames: nil, featureNames: nil, origin: .memory, originOffset: 0))
             return splits.count - 1
+        }
+
+        /// Gives split `index` `dataset`'s description (name, labels, names,
+        /// origin); `dataset` has the split's samples and may hold no feature rows.
+        public func describe(split index: Int, as dataset: Dataset) {
+            guard var split = splits[index] else { return }
+            precondition(dataset.count == split.samples, "split \(index): \(dataset.count) samples described, \(split.samples) written")
+            split.name = dataset.name
+            split.labelWidth = dataset.labelWidth
+            split.labels = dataset.labels
+            split.classNames = dataset.classNames
+            split.featureNames = dataset.featureNames
+            split.origin = dataset.origin
+            split.originOffset = dataset.originOffset
+            splits[index] = split
         }
 
         /// Appends feature rows to the split begun last.

@@ -23,19 +23,8 @@ enum FileBytes {
     /// The whole content of the file at `path`.
     /// - Parameter role: what the file is for, used in messages (`IDX images file`).
     static func read(_ path: String, role: String) throws -> [UInt8] {
-        let descriptor = open(path, O_RDONLY)
-        guard descriptor >= 0 else {
-            let reason = describeErrno(errno)
-            throw UserError("\(path): cannot open the \(role) (\(reason)); check the path and its permissions")
-        }
+        let (descriptor, info) = try openFile(path, role: role)
         defer { close(descriptor) }
-        var info = stat()
-        guard fstat(descriptor, &info) == 0 else {
-            throw UserError("\(path): cannot read the \(role) (\(describeErrno(errno))); check the file")
-        }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw UserError("\(path): is a directory, not the \(role); give the path of the file itself")
-        }
         // st_size is 0 for pipes and some special files: read until EOF then.
         var bytes = [UInt8](repeating: 0, count: max(Int(info.st_size), 0) + 1)
         var filled = 0
@@ -53,6 +42,40 @@ enum FileBytes {
         }
         bytes.removeSubrange(filled...)
         return bytes
+    }
+
+    /// The file at `path` opened for reading, and its status; throws, naming
+    /// it by `role`, when it cannot be opened or is a directory.
+    private static func openFile(_ path: String, role: String) throws -> (descriptor: Int32, info: stat) {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let reason = describeErrno(errno)
+            throw UserError("\(path): cannot open the \(role) (\(reason)); check the path and its permissions")
+        }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            let reason = describeErrno(errno)
+            close(descriptor)
+            throw UserError("\(path): cannot read the \(role) (\(reason)); check the file")
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            close(descriptor)
+            throw UserError("\(path): is a directory, not the \(role); give the path of the file itself")
+        }
+        return (descriptor, info)
+    }
+
+    /// The regular file at `path` mapped read-only, with `read`'s messages:
+    /// its pages are the kernel's page cache, read in as they are touched
+    /// and dropped again under memory pressure. Nil when it is empty.
+    static func map(_ path: String, role: String) throws -> MappedFile? {
+        let (descriptor, info) = try openFile(path, role: role)
+        defer { close(descriptor) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw UserError("\(path): the \(role) is not a regular file; copy it to one")
+        }
+        let size = Int(info.st_size)
+        return size == 0 ? nil : try MappedFile(descriptor: descriptor, size: size, path: path)
     }
 
     /// The C library's description of an errno value.

@@ -143,7 +143,7 @@ public final class MappedFile: @unchecked Sendable {
     public let path: String
 
     /// Maps the file at `path`; throws a `UserError` naming it when it cannot.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw UserError("\(path): cannot open (\(FileBytes.describeErrno(errno))); check the path and its permissions")
@@ -155,6 +155,11 @@ public final class MappedFile: @unchecked Sendable {
         }
         let size = Int(info.st_size)
         guard size > 0 else { throw UserError("\(path): is empty; delete it so it is written again") }
+        try self.init(descriptor: descriptor, size: size, path: path)
+    }
+
+    /// Maps `size` bytes of the open file `descriptor` (which stays the caller's).
+    init(descriptor: Int32, size: Int, path: String) throws {
         guard let address = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0), address != MAP_FAILED else {
             throw UserError("\(path): cannot map \(size) bytes (\(FileBytes.describeErrno(errno))); check the memory limits (ulimit -v)")
         }

@@ -151,7 +151,8 @@ enum Launch {
                             accelerator: any Accelerator, facts: JobFacts, communicator: any Communicator,
                             console: Console) throws -> (Trainer, JobFacts) {
         // Memory and disk space are checked before loading when every rank
-        // knows the data's shape from headers (IDX, synthetic), else as soon as it is loaded (CSV).
+        // knows the data's shape (IDX headers, a CSV file's header and record
+        // count, synthetic sizes), else as soon as it is loaded.
         let expected = DataShape.expected(config)
         let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
         var cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
@@ -169,8 +170,8 @@ enum Launch {
                 }
             }
             if communicator.allGather(shortfall == nil ? 0 : 1).contains(1) { cache = nil }
-            // IDX data is written to the cache without being loaded, then
-            // mapped: it needs no memory of its own, however large.
+            // IDX and CSV data is written to the cache without being loaded,
+            // then mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
             exceedsMemory = try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
                                datasetMapped: mapped, note: shortfall, job: job, runDirectory: runDirectory,

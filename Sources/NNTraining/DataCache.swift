@@ -1,7 +1,7 @@
 // One copy of the prepared data per host. The first rank on a host prepares
-// the data once (IDX files streamed into the file without loading them,
-// `StreamedBuild`; CSV loaded, split and scaled, then written) and writes it to
-// a cache file (`DatasetFile`); every rank on the host then maps that file read-only, so
+// the data once (IDX and CSV files streamed into the file without loading
+// them, `StreamedBuild`) and writes it to a cache file (`DatasetFile`);
+// every rank on the host then maps that file read-only, so
 // the kernel keeps one copy of the feature rows in its page cache for all of
 // them, pages in only the rows the sampler touches, and can page them out
 // again under memory pressure. A later run with the same data and the same
@@ -19,7 +19,7 @@ import Glibc
 public struct DataCache: Sendable {
     /// Where the files live (created when missing).
     public let directory: String
-    /// Whether IDX data is written without loading it (`streams`); off only
+    /// Whether file data is written without loading it (`streams`); off only
     /// to compare the two ways of writing.
     var streaming = true
     /// Bytes of rows per chunk of a streamed write; small only in tests.
@@ -101,12 +101,11 @@ public struct DataCache: Sendable {
     }
 
     /// Whether `prepare` writes the file without loading the data (every
-    /// source is IDX: its rows are converted, fitted and scaled in passes
-    /// over the file being written, so data larger than memory can be
-    /// cached); other sources are loaded once, then written.
+    /// source is IDX or a regular CSV file: its rows are converted, fitted
+    /// and scaled in passes over the file being written, so data larger than
+    /// memory can be cached); other sources are loaded once, then written.
     public static func streams(_ config: RunConfig, includeTest: Bool = true) -> Bool {
-        let sources = [config.data.train] + (includeTest ? [config.data.test].compactMap { $0 } : [])
-        return sources.allSatisfy { if case .idx = $0 { return true } else { return false } }
+        StreamedBuild.applies(to: [config.data.train] + (includeTest ? [config.data.test].compactMap { $0 } : []))
     }
 
     /// Nil when the cache file at `path` is there already, or the file

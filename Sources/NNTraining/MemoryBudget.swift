@@ -26,14 +26,16 @@ public struct DataShape: Equatable, Sendable {
     }
 
     /// The shape the config's data will have, read from the files' headers
-    /// without loading them (IDX) or known from the config (synthetic); nil
-    /// when a source's shape is known only once it is loaded (CSV) or its header is unreadable.
+    /// without loading them (IDX), from a CSV file's header and a scan for
+    /// where its records end, or known from the config (synthetic); nil when
+    /// a file or its header cannot be read (loading reports why).
     public static func expected(_ config: RunConfig) -> DataShape? {
         var shapes: [DataShape] = []
         for source in [config.data.train] + [config.data.test].compactMap({ $0 }) {
             switch source {
-            case .csv:
-                return nil
+            case .csv(let path, let label, let limit):
+                guard let shape = CSVLoader.shape(path: path, label: label, limit: limit) else { return nil }
+                shapes.append(DataShape(samples: shape.count, featureCount: shape.featureCount, labelWidth: 1))
             case .idx(let images, _, let limit):
                 guard let shape = IDXLoader.shape(images: images, limit: limit) else { return nil }
                 shapes.append(DataShape(samples: shape.count, featureCount: shape.featureCount, labelWidth: 1))

@@ -51,10 +51,7 @@ public enum DataLoading {
                                classNames fixedClassNames: [String]? = nil) throws -> PreparedData {
         var training = try load(config.data.train, task: config.task, classNames: fixedClassNames)
         try check(training, objective: objective)
-        if training.classNames != nil, let named = config.data.classNames, fixedClassNames == nil {
-            throw UserError("data.class_names: \(config.data.train.summary) already names its classes by its labels; remove class_names (\(named.joined(separator: ", ")))")
-        }
-        let classNames = training.classNames ?? fixedClassNames ?? config.data.classNames
+        let classNames = try Self.classNames(of: training, config, fixed: fixedClassNames)
         var validation = config.data.validationSplit > 0
             ? training.splitOffValidation(fraction: config.data.validationSplit) : nil
         try checkTrainingLeft(training, config)
@@ -72,6 +69,16 @@ public enum DataLoading {
             test = t
         }
         return PreparedData(training: training, validation: validation, test: test, scaler: scaler, classNames: classNames)
+    }
+
+    /// The run's class names: the training labels' own (CSV names), a saved
+    /// model's, or the config's `class_names`, which labels that are names
+    /// cannot take.
+    static func classNames(of training: Dataset, _ config: RunConfig, fixed: [String]?) throws -> [String]? {
+        if training.classNames != nil, let named = config.data.classNames, fixed == nil {
+            throw UserError("data.class_names: \(config.data.train.summary) already names its classes by its labels; remove class_names (\(named.joined(separator: ", ")))")
+        }
+        return training.classNames ?? fixed ?? config.data.classNames
     }
 
     /// Refuses a training split that validation_split left empty.

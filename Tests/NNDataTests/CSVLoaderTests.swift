@@ -171,4 +171,88 @@ final class CSVLoaderTests: XCTestCase {
         assertUserError(try CSVLoader.load(path: path, label: "y", mode: .values),
                         contains: ["\(path):1: the label column 'y' appears 2 times"])
     }
+
+    // MARK: - Streaming
+
+    /// Reads `path` through a `Stream` in chunks of `chunk` rows, as a cache write does.
+    private func streamed(_ path: String, label: String, mode: LabelMode, classNames: [String]? = nil,
+                          limit: Int? = nil, chunk: Int = 2) throws -> (features: [Float], labels: Dataset) {
+        let stream = try CSVLoader.Stream(path: path, label: label, mode: mode, classNames: classNames, limit: limit)
+        var features: [Float] = []
+        var done = 0
+        while done < stream.count {
+            let n = min(chunk, stream.count - done)
+            var rows = [Float](repeating: .nan, count: n * stream.featureCount)
+            try rows.withUnsafeMutableBufferPointer { try stream.read(into: $0) }
+            features += rows
+            done += n
+        }
+        let labels = try stream.labelsOnly()
+        XCTAssertEqual(labels.count, stream.count)
+        return (features, labels)
+    }
+
+    func testAStreamReadsWhatLoadingReadsAndShapeCountsItsRows() throws {
+        let quoted = "\u{FEFF}\"first col\" , \"la,bel\"\r\n\r\n  1.5 ,\"a \"\"quoted\"\" name\"\r\n   \r\n\"2\",  plain  \r\n\n\"3\",\"multi\nline\"\n4,plain\n5,\"a \"\"quoted\"\" name\""
+        let cases: [(text: String, label: String, mode: LabelMode, classNames: [String]?, limit: Int?)] = [
+            (quoted, "la,bel", .classes, nil, nil),
+            (quoted, "la,bel", .classes, nil, 3),  // the names come from every row, the limit or not
+            ("a,y,b\n1,2,3\n4,0,6\n7,1,9\n", "y", .classes, nil, nil),
+            ("a,y,b\n1,2,3\n4,0,6\n7,1,9\n", "y", .classes, ["p", "q", "r"], 2),
+            ("a,y\n1,q\n2,p\n", "y", .classes, ["p", "q", "r"], nil),
+            ("a,y\n1,2.5\n2,-1e3\n\n3,7", "y", .values, nil, nil),
+        ]
+        for (k, item) in cases.enumerated() {
+            let path = try dir.write(item.text, to: "stream-\(k).csv")
+            var loaded = try CSVLoader.load(path: path, label: item.label, mode: item.mode, classNames: item.classNames)
+            if let limit = item.limit { loaded = loaded.prefix(limit) }
+            let (features, read) = try streamed(path, label: item.label, mode: item.mode, classNames: item.classNames, limit: item.limit)
+            XCTAssertEqual(features, Array(loaded.features), "case \(k)")
+            XCTAssertEqual(read.featureNames, loaded.featureNames, "case \(k)")
+            XCTAssertEqual(read.labels, loaded.labels, "case \(k)")
+            XCTAssertEqual(read.classNames, loaded.classNames, "case \(k)")
+            XCTAssertEqual((0..<read.count).map(read.location(ofSample:)), (0..<loaded.count).map(loaded.location(ofSample:)), "case \(k)")
+            let shape = try XCTUnwrap(CSVLoader.shape(path: path, label: item.label, limit: item.limit))
+            XCTAssertEqual(shape.count, loaded.count, "case \(k)")
+            XCTAssertEqual(shape.featureCount, loaded.featureCount, "case \(k)")
+        }
+        XCTAssertNil(CSVLoader.shape(path: dir.path + "/missing.csv", label: "y"))
+        XCTAssertNil(CSVLoader.shape(path: try dir.write("a,b\n1,2\n", to: "nolabel.csv"), label: "y"))
+    }
+
+    func testAStreamRefusesWhatLoadingRefusesWithTheSameMessage() throws {
+        let rows = (0..<30).map { "\($0),\($0 % 3),\($0 * 2)" }
+        func file(_ name: String, header: String = "a,y,b", _ edit: (inout [String]) -> Void) throws -> String {
+            var lines = rows
+            edit(&lines)
+            return try dir.write(([header] + lines).joined(separator: "\n") + "\n", to: name)
+        }
+        let cases: [(path: String, mode: LabelMode, classNames: [String]?, text: String)] = [
+            (try file("number.csv") { $0[20] = "x,1,2" }, .classes, nil, ":22: column 'a'"),
+            (try file("width.csv") { $0[25] = "1,2" }, .classes, nil, "2 fields but the header has 3"),
+            // A label error before a feature error: the feature's is reported, as the labels come after the rows.
+            (try file("both.csv") { $0[3] = "1,,2"; $0[28] = "1,2,z" }, .classes, nil, ":30: column 'b'"),
+            (try file("empty-label.csv") { $0[3] = "1,,2" }, .classes, nil, ":5: column 'y' is empty"),
+            (try file("target.csv") { $0[2] = "1,t,2"; $0[9] = "1,2,w" }, .values, nil, ":11: column 'b'"),
+            (try file("target-only.csv") { $0[2] = "1,t,2" }, .values, nil, ":4: column 'y': 't' is not a number"),
+            (try file("unknown.csv") { $0[7] = "1,fox,2" }, .classes, ["0", "1", "2"], "unknown class 'fox'"),
+            (try file("index.csv") { $0[7] = "1,2.5,2" }, .classes, nil, "'2.5' is not a class index"),
+            (try file("quote.csv") { $0[29] = "\"1,2,3" }, .classes, nil, "opens a quote that never closes"),
+            (try file("label.csv", header: "a,z,b") { _ in }, .classes, nil, "no column named 'y'"),
+            (try file("header-only.csv") { $0 = [] }, .classes, nil, "no data rows"),
+            (try dir.write("", to: "empty.csv"), .classes, nil, "the file is empty"),
+            (dir.path, .classes, nil, "is a directory"),
+            (dir.path + "/missing.csv", .classes, nil, "cannot open the CSV file"),
+        ]
+        for item in cases {
+            var expected = ""
+            XCTAssertThrowsError(try CSVLoader.load(path: item.path, label: "y", mode: item.mode, classNames: item.classNames)) {
+                expected = ($0 as? UserError)?.message ?? "\($0)"
+            }
+            XCTAssertTrue(expected.contains(item.text), expected)
+            XCTAssertThrowsError(try streamed(item.path, label: "y", mode: item.mode, classNames: item.classNames, limit: 12)) {
+                XCTAssertEqual(($0 as? UserError)?.message, expected)
+            }
+        }
+    }
 }
