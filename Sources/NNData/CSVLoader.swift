@@ -2,6 +2,9 @@
 // features. The reader accepts `,` separators, whitespace around fields,
 // double-quoted fields with `""` escapes (line breaks inside quotes too), CRLF
 // line ends and blank lines, and keeps exact 1-based line numbers for messages.
+// A file is read whole (`load`), or a chunk of rows at a time from a
+// read-only mapping (`Stream`, for a file larger than memory); both convert
+// rows with the same code and refuse the same input with the same messages.
 
 import NNCore
 

@@ -156,6 +156,137 @@ final class DataCacheTests: XCTestCase {
         }
     }
 
+    /// A CSV file of `count` rows of five features in `directory`, its label
+    /// column `label` third: class names (one with a line break inside
+    /// quotes, so rows do not start one per line), integer classes, or
+    /// regression targets; CRLF line ends and a blank line every eleventh row.
+    private func csv(_ name: String, in directory: String, count: Int, labels: String, offset: Int = 0) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var text = "f0,f1,label,f2,f3,f4\r\n"
+        for i in offset..<offset + count {
+            let values = (0..<5).map { String(Float((i * 7 + $0 * 3) % 23) / 4 - 2) }
+            let label: String
+            switch labels {
+            case "names": label = ["cat", "dog", "\"big\ncat\""][i % 3]
+            case "indices": label = String(i % 3)
+            default: label = String(Float(i % 17) / 8)
+            }
+            text += values[0...1].joined(separator: ",") + "," + label + "," + values[2...].joined(separator: ",") + "\r\n"
+            if i % 11 == 10 { text += "\r\n" }
+        }
+        let path = directory + "/" + name
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    private func csvConfig(train: String, test: String?, labels: String, limit: Int? = nil,
+                           classNames: [String]? = nil) throws -> RunConfig {
+        let regression = labels == "targets"
+        return try ConfigReader.parse("""
+            data:
+              train: {format: csv, path: \(train), label: label\(limit.map { ", limit: \($0)" } ?? "")}
+            \(test.map { "  test: {format: csv, path: \($0), label: label}" } ?? "")
+              validation_split: 0.2
+              scale: standardize
+            \(classNames.map { "  class_names: [\($0.joined(separator: ", "))]" } ?? "")
+            model:
+              layers:
+                - dense: {units: \(regression ? 1 : 3), activation: \(regression ? "linear" : "softmax")}
+            loss: \(regression ? "mse" : "sparse_categorical_crossentropy")
+            task: \(regression ? "regression" : "classification")
+            """, file: "c.yaml")
+    }
+
+    func testCSVIsWrittenWithoutLoadingAndByteForByteAsLoaded() throws {
+        let root = temporaryDirectory()
+        let fixed = FeatureScaler(method: .minmax, offsets: [1, 2, 3, 4, 5], factors: [0.5, 0.25, 2, 1, 1])
+        let cases: [(labels: String, limit: Int?, classNames: [String]?, scaler: FeatureScaler?, fixedNames: [String]?)] = [
+            ("names", nil, nil, nil, nil),
+            ("names", 37, nil, nil, nil),  // class names from every row, 37 of them kept
+            ("indices", nil, ["red", "green", "blue"], nil, nil),
+            ("targets", nil, nil, nil, nil),
+            ("names", nil, nil, fixed, ["\"big\ncat\"", "cat", "dog"].map { $0.replacingOccurrences(of: "\"", with: "") }),
+        ]
+        for (k, item) in cases.enumerated() {
+            let directory = root + "/data-\(k)"
+            let train = try csv("train.csv", in: directory, count: 46, labels: item.labels)
+            let test = try csv("test.csv", in: directory, count: 9, labels: item.labels, offset: 100)
+            var config = try csvConfig(train: train, test: test, labels: item.labels, limit: item.limit, classNames: item.classNames)
+            for method in [ScaleMethod.standardize, .minmax] {
+                config.data.scale = method
+                XCTAssertTrue(DataCache.streams(config))
+                let objective = try config.objective()
+                var loaded = DataCache(directory: root + "/loaded-\(k)-\(method)")
+                loaded.streaming = false
+                var streamed = DataCache(directory: root + "/streamed-\(k)-\(method)")
+                streamed.chunkBytes = 3 * 5 * 4  // 3 rows a chunk, ending in a partial one
+                guard case .written(let a) = try loaded.prepare(config, objective: objective, includeTest: true,
+                                                                scaler: item.scaler, classNames: item.fixedNames),
+                      case .written(let b) = try streamed.prepare(config, objective: objective, includeTest: true,
+                                                                  scaler: item.scaler, classNames: item.fixedNames)
+                else { return XCTFail("both caches should be written (case \(k))") }
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a)), try Data(contentsOf: URL(fileURLWithPath: b)),
+                               "case \(k), scale \(method)")
+                let data = try DataLoading.prepare(config, objective: objective, includeTest: true, scaler: item.scaler,
+                                                   classNames: item.fixedNames)
+                let mapped = try XCTUnwrap(streamed.map(for: config, objective: objective, includeTest: true,
+                                                        scaler: item.scaler, classNames: item.fixedNames))
+                XCTAssertEqual(mapped.fingerprint, DataFingerprint(data), "case \(k)")
+                XCTAssertEqual(mapped.training.features, data.training.features, "case \(k)")
+                XCTAssertEqual(mapped.classNames, data.classNames, "case \(k)")
+                XCTAssertEqual(mapped.validation?.location(ofSample: 2), data.validation?.location(ofSample: 2), "case \(k)")
+                XCTAssertEqual(mapped.training.count + (mapped.validation?.count ?? 0), item.limit ?? 46, "case \(k)")
+            }
+            XCTAssertEqual(DataShape.expected(config), DataShape(samples: (item.limit ?? 46) + 9, featureCount: 5, labelWidth: 1))
+        }
+    }
+
+    func testAStreamedCSVWriteRefusesWhatLoadingRefusesAndLeavesNoFile() throws {
+        let root = temporaryDirectory()
+        let train = try csv("train.csv", in: root + "/data", count: 40, labels: "names")
+        let test = try csv("test.csv", in: root + "/data", count: 9, labels: "names", offset: 100)
+        let text = try String(contentsOfFile: train, encoding: .utf8)
+        func variant(_ name: String, _ edit: (inout String) -> Void) throws -> String {
+            var copy = text
+            edit(&copy)
+            let path = root + "/data/" + name
+            try Data(copy.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let badNumber = try variant("number.csv") { $0 = $0.replacingOccurrences(of: "\r\n-0.75,", with: "\r\nx,") }
+        let fourClasses = try variant("fox.csv") { $0 += "1,2,fox,3,4,5\r\n" }
+        let wider = try csv("wider-test.csv", in: root + "/data", count: 9, labels: "names")
+        let widened = try String(contentsOfFile: wider, encoding: .utf8).split(separator: "\r\n", omittingEmptySubsequences: false)
+            .map { $0.isEmpty ? "" : $0 + ",0" }.joined(separator: "\r\n")
+        try Data(widened.utf8).write(to: URL(fileURLWithPath: wider))
+        let unknown = try csv("unknown-test.csv", in: root + "/data", count: 4, labels: "names")
+        try Data(try String(contentsOfFile: unknown, encoding: .utf8).replacingOccurrences(of: "dog", with: "dgo").utf8)
+            .write(to: URL(fileURLWithPath: unknown))
+        let cases: [(train: String, test: String?, text: String)] = [
+            (badNumber, test, "column 'f0': 'x' is not a number"),
+            (fourClasses, test, "outside the output layer's 3 classes"),
+            (train, wider, "the test set has 6 features but the training set has 5"),
+            (train, unknown, "unknown class 'dgo'"),
+        ]
+        for (k, item) in cases.enumerated() {
+            let config = try csvConfig(train: item.train, test: item.test, labels: "names")
+            let objective = try config.objective()
+            var expected = ""
+            XCTAssertThrowsError(try DataLoading.prepare(config, objective: objective, includeTest: true)) {
+                expected = ($0 as? UserError)?.message ?? "\($0)"
+            }
+            XCTAssertTrue(expected.contains(item.text), expected)
+            let directory = root + "/cache-\(k)"
+            var cache = DataCache(directory: directory)
+            cache.chunkBytes = 3 * 5 * 4
+            XCTAssertThrowsError(try cache.prepare(config, objective: objective, includeTest: true, scaler: nil, classNames: nil)) {
+                XCTAssertEqual(($0 as? UserError)?.message, expected)
+            }
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            XCTAssertEqual(left, [], "nothing is left of a write that failed (case \(k))")
+        }
+    }
+
     func testACacheDiskTooSmallForTheDataIsNamed() throws {
         let root = temporaryDirectory()
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
