@@ -108,10 +108,13 @@ enum FileBytes {
     /// Decompresses a gzip file's content (concatenated members included).
     /// With `bound`, the output is first filled up to the header only, then
     /// never allowed past what the header promises.
-    static func gunzip(_ compressed: [UInt8], path: String, role: String, bound: OutputBound? = nil) throws -> [UInt8] {
-        guard compressed.count <= Int(UInt32.max) else {
-            throw UserError("\(path): the gzip-compressed \(role) is \(compressed.count) bytes; files over 4 GiB compressed are not supported; decompress it first")
-        }
+    /// zlib counts the bytes it is handed in 32 bits, so larger input is
+    /// handed over this many bytes at a time (`inputPiece`, smaller only in tests).
+    static let largestInputPiece = Int(UInt32.max)
+
+    static func gunzip(_ compressed: [UInt8], path: String, role: String, bound: OutputBound? = nil,
+                       inputPiece: Int = largestInputPiece) throws -> [UInt8] {
+        precondition(inputPiece > 0 && inputPiece <= largestInputPiece)
         // ISIZE, the last four bytes, is the uncompressed size mod 2³²: a good
         // first guess for the output buffer; it grows by doubling when short.
         var hint = 1 << 16
@@ -140,9 +143,15 @@ enum FileBytes {
         }
 
         try compressed.withUnsafeBufferPointer { input in
-            stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress!)
-            stream.avail_in = UInt32(input.count)
+            /// The end of the input handed to zlib so far; it has not consumed the last `avail_in` bytes of it.
+            var handed = 0
             while true {
+                if stream.avail_in == 0 && handed < input.count {
+                    let piece = min(input.count - handed, inputPiece)
+                    stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress! + handed)
+                    stream.avail_in = UInt32(piece)
+                    handed += piece
+                }
                 if let bound, maximum == nil, produced >= bound.headerLength {
                     let limit = try bound.maximum(Array(output[0..<bound.headerLength]))
                     maximum = limit
@@ -172,9 +181,8 @@ enum FileBytes {
                     continue
                 case Z_STREAM_END:
                     // Another gzip member may follow (as `cat a.gz b.gz` makes); anything else is ignored, as gzip does.
-                    let rest = Int(stream.avail_in)
-                    let next = input.count - rest
-                    if rest >= 2 && input[next] == 0x1F && input[next + 1] == 0x8B {
+                    let next = handed - Int(stream.avail_in)
+                    if input.count - next >= 2 && input[next] == 0x1F && input[next + 1] == 0x8B {
                         guard inflateReset(&stream) == Z_OK else { throw corrupt("its next gzip member cannot be read") }
                         continue
                     }
@@ -185,7 +193,7 @@ enum FileBytes {
                     return
                 case Z_BUF_ERROR:
                     // No progress possible: with room left that means the input ran out.
-                    if stream.avail_in == 0 { throw corrupt("the compressed data ends early (the file is truncated)") }
+                    if stream.avail_in == 0 && handed == input.count { throw corrupt("the compressed data ends early (the file is truncated)") }
                     continue
                 default:
                     throw inflateFailure(status, &stream, path: path, role: role)

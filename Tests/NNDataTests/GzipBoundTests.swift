@@ -5,7 +5,7 @@
 import CZlib
 import Foundation
 import NNCore
-import NNData
+@testable import NNData
 import XCTest
 
 final class GzipBoundTests: XCTestCase {
@@ -85,5 +85,19 @@ final class GzipBoundTests: XCTestCase {
         XCTAssertEqual(IDXLoader.shape(images: images).map { [$0.count, $0.featureCount] }, [3, 6])
         XCTAssertEqual(IDXLoader.shape(images: images, limit: 2).map { [$0.count, $0.featureCount] }, [2, 6])
         XCTAssertNil(IDXLoader.shape(images: labels), "not an images file")
+    }
+
+    /// zlib takes at most 4 GiB of input at a time; larger files are handed
+    /// over in pieces. Pieces of a few bytes stand in for 4 GiB ones here:
+    /// the output, member boundaries and truncation are the same as in one piece.
+    func testCompressedInputHandedOverInPiecesInflatesTheSame() throws {
+        let first = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 / 13) }
+        let second = Array("a second member".utf8)
+        let members = gzip(first) + gzip(second)
+        for piece in [1, 2, 7, 4096, FileBytes.largestInputPiece] {
+            XCTAssertEqual(try FileBytes.gunzip(members, path: "p", role: "file", inputPiece: piece), first + second, "pieces of \(piece)")
+            assertUserError(try FileBytes.gunzip(Array(members.prefix(members.count / 3)), path: "p", role: "file", inputPiece: piece),
+                            contains: ["ends early"])
+        }
     }
 }
