@@ -208,9 +208,7 @@ public enum CSVLoader {
     /// The origin for `location(ofSample:)`: per-row lines only when rows are
     /// not simply one per line after the header.
     static func origin(path: String, lines: [Int32]) -> Dataset.Origin {
-        let first = Int(lines.first ?? 2)
-        let contiguous = lines.indices.allSatisfy { Int(lines[$0]) == first + $0 }
-        return .csv(path: path, firstLine: first, lines: contiguous ? nil : lines)
+        .csv(path: path, lines: lines[...])
     }
 
     // MARK: - Cells
@@ -291,12 +289,21 @@ extension CSVLoader {
     /// file or its header cannot be read, or has no label column `label`:
     /// loading reports those.
     public static func shape(path: String, label: String, limit: Int? = nil) -> (count: Int, featureCount: Int)? {
-        guard let file = try? FileBytes.map(path, role: "CSV file") else { return nil }
-        var reader = CSVReader(bytes: UnsafeRawBufferPointer(start: file.base, count: file.byteCount), path: path)
-        guard let layout = try? RecordLayout(&reader, path: path, label: label) else { return nil }
-        var rows = 0
-        while reader.skip() { rows += 1 }
-        return (min(rows, max(limit ?? rows, 0)), layout.featureColumns.count)
+        guard canStream(path), let file = try? FileBytes.map(path, role: "CSV file") else { return nil }
+        // The reader reads the mapping, which lives as long as `file`.
+        return withExtendedLifetime(file) {
+            var reader = CSVReader(bytes: UnsafeRawBufferPointer(start: file.base, count: file.byteCount), path: path)
+            guard let layout = try? RecordLayout(&reader, path: path, label: label) else { return nil }
+            var rows = 0
+            while reader.skip() { rows += 1 }
+            return (min(rows, max(limit ?? rows, 0)), layout.featureColumns.count)
+        }
+    }
+
+    /// Whether the file at `path` (after symbolic links) is a regular file,
+    /// which can be mapped; a pipe or a device is read whole instead.
+    public static func canStream(_ path: String) -> Bool {
+        FileBytes.size(path) != nil
     }
 
     /// A labelled CSV file read a chunk of rows at a time from a read-only
@@ -304,7 +311,9 @@ extension CSVLoader {
     /// label column (four bytes a row) and the lines rows start on are kept.
     /// It reads what `load` reads and refuses what `load` refuses, with the
     /// same messages; because class names come from every row, the labels
-    /// are known only once the rows have been read (`labelsOnly()`).
+    /// are known only once the rows have been read (`labelsOnly()`). The
+    /// file must not be cut short while it is read: the mapping's pages past
+    /// a new end fault (SIGBUS), as for any mapped file.
     public final class Stream {
         /// The samples it delivers (after `limit`).
         public let count: Int
@@ -339,7 +348,7 @@ extension CSVLoader {
             count = min(rows, max(limit ?? rows, 0))
             featureCount = layout.featureColumns.count
             labels = LabelColumn(mode: mode, path: path, column: label)
-            lines.reserveCapacity(rows)
+            lines.reserveCapacity(count)
         }
 
         /// Converts the next `rows.count / featureCount` rows into `rows`.
@@ -349,10 +358,14 @@ extension CSVLoader {
             for k in 0..<n { try convertNext(into: rows.baseAddress! + k * featureCount) }
         }
 
+        /// Converts the next row; the lines and labels of rows past the
+        /// limit are not kept, only the classes their labels name.
         private func convertNext(into features: UnsafeMutablePointer<Float>) throws {
             guard let record = try reader.next() else { throw changed }
+            let kept = rowsRead < count
+            labels?.keepsRows = kept
             try layout.convert(record, into: features, labels: &labels)
-            lines.append(Int32(clamping: record.line))
+            if kept { lines.append(Int32(clamping: record.line)) }
             rowsRead += 1
         }
 
@@ -372,7 +385,8 @@ extension CSVLoader {
             var dataset = Dataset(name: path, features: [], featureCount: 0, labels: values, labelWidth: 1,
                                   classNames: names, origin: CSVLoader.origin(path: path, lines: lines))
             dataset.featureNames = layout.featureNames
-            return count < rowCount ? dataset.prefix(count) : dataset
+            lines = []
+            return dataset
         }
 
         /// The file no longer holds the rows first counted in it.
@@ -396,16 +410,18 @@ struct LabelCells {
     private(set) var rows: [Int32] = []
     private var index: [String: Int32] = [:]
 
-    mutating func add(_ cell: String, line: Int) {
+    /// Adds a row's cell; with `keepingRow` false only the cell is noted
+    /// (a row past the limit: its label names a class, it is not a sample).
+    mutating func add(_ cell: String, line: Int, keepingRow: Bool = true) {
         if let known = index[cell] {
-            rows.append(known)
+            if keepingRow { rows.append(known) }
             return
         }
         let id = Int32(distinct.count)
         index[cell] = id
         distinct.append(cell)
         firstLines.append(line)
-        rows.append(id)
+        if keepingRow { rows.append(id) }
     }
 
     /// The first row, in file order, whose cell meets `condition`: distinct
@@ -430,6 +446,8 @@ struct LabelColumn {
     let mode: LabelMode
     let path: String
     let column: String
+    /// Whether the rows added from now on are samples (false past a limit).
+    var keepsRows = true
     private var cells = LabelCells()
     private var targets: [Float] = []
     private var firstBadTarget: UserError?
@@ -441,13 +459,14 @@ struct LabelColumn {
     mutating func add(_ cell: String, line: Int) {
         switch mode {
         case .classes:
-            cells.add(cell, line: line)
+            cells.add(cell, line: line, keepingRow: keepsRows)
         case .values:
             do {
-                targets.append(try CSVLoader.number(cell, path: path, line: line, column: column))
+                let target = try CSVLoader.number(cell, path: path, line: line, column: column)
+                if keepsRows { targets.append(target) }
             } catch {
                 if firstBadTarget == nil { firstBadTarget = error as? UserError }
-                targets.append(0)
+                if keepsRows { targets.append(0) }
             }
         }
     }

@@ -90,6 +90,14 @@ public struct Dataset: Sendable {
         case idx(labelsPath: String)
         /// Generated or assembled in memory: `name sample i`.
         case memory
+
+        /// The CSV origin of rows starting on `lines`: the lines themselves
+        /// only when they are not consecutive.
+        static func csv(path: String, lines: ArraySlice<Int32>) -> Origin {
+            let first = Int(lines.first ?? 2)
+            let contiguous = zip(lines, first...).allSatisfy { Int($0) == $1 }
+            return .csv(path: path, firstLine: first, lines: contiguous ? nil : Array(lines))
+        }
     }
 
     /// Names sample `i` for an error message: `path:LINE` for CSV (header is
@@ -151,10 +159,15 @@ public struct Dataset: Sendable {
         return validation
     }
 
-    /// The first `n` samples (all of them when `n` ≥ `count`).
+    /// The first `n` samples (all of them when `n` ≥ `count`); a CSV
+    /// origin keeps only the lines of those samples.
     public func prefix(_ n: Int) -> Dataset {
         precondition(n >= 0, "prefix of a negative count")
-        return slice(0..<min(n, count))
+        var result = slice(0..<min(n, count))
+        if case .csv(let path, _, let lines?) = origin {
+            result.origin = .csv(path: path, lines: lines.prefix(originOffset + result.count))
+        }
+        return result
     }
 
     // MARK: - Batches

@@ -69,6 +69,12 @@ enum FileBytes {
     /// its pages are the kernel's page cache, read in as they are touched
     /// and dropped again under memory pressure. Nil when it is empty.
     static func map(_ path: String, role: String) throws -> MappedFile? {
+        // Opening a pipe would wait for a writer: what is not a regular file
+        // (or a directory, which `openFile` names) is refused before opening.
+        var status = stat()
+        if stat(path, &status) == 0, (status.st_mode & S_IFMT) != S_IFREG, (status.st_mode & S_IFMT) != S_IFDIR {
+            throw UserError("\(path): the \(role) is not a regular file; copy it to one")
+        }
         let (descriptor, info) = try openFile(path, role: role)
         defer { close(descriptor) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {

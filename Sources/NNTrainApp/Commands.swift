@@ -28,6 +28,7 @@ extension NonFiniteAction: ExpressibleByArgument {}
 extension GradientCompressionSetting: ExpressibleByArgument {}
 extension OverlapRequest: ExpressibleByArgument {}
 extension ShardingRequest: ExpressibleByArgument {}
+extension GroupingRequest: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
@@ -89,6 +90,10 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("shard-optimizer"),
             help: "Split the optimizer update over the ranks (each sums and updates its part of the parameters, then the parts are gathered): auto (wherever it applies: CPU ranks without gradient compression or on_nonfinite: skip), on, or off.")
     var shardOptimizer: ShardingRequest = .auto
+
+    @Option(name: .customLong("compute-groups"),
+            help: "On a host with more ranks than cores: auto (the ranks form one group per core, and each group's first rank computes the group's share of every batch while the others wait with their core given back) or off (every rank computes its own share).")
+    var computeGroups: GroupingRequest = .auto
 
     /// What `--shard-optimizer` asks for once `--overlap-allreduce` is
     /// heard: overlap asked for by name keeps the whole allreduce, unless

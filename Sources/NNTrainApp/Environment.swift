@@ -93,8 +93,12 @@ enum Environment {
     /// The ranks on this host against the cores they share, gathered from
     /// every rank's affinity (a collective; see `HostLoad.measure`).
     static func hostLoad(_ communicator: any Communicator) -> HostLoad {
-        let hosts = (communicator as? MPICommunicator)?.hostNames ?? Array(repeating: "", count: communicator.size)
-        return HostLoad.measure(communicator, hosts: hosts, allowedCPUs: allowedCPUs())
+        HostLoad.measure(communicator, hosts: hostNames(communicator), allowedCPUs: allowedCPUs())
+    }
+
+    /// Every rank's host name (one host for a job outside MPI).
+    static func hostNames(_ communicator: any Communicator) -> [String] {
+        (communicator as? MPICommunicator)?.hostNames ?? Array(repeating: "", count: communicator.size)
     }
 
     /// The host's load as a rank guesses it before `MPI_Init`, from the local

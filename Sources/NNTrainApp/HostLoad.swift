@@ -3,6 +3,7 @@
 
 import Foundation
 import NNDistributed
+import NNTraining
 
 /// The ranks of a job on one host against the cores they may run on.
 struct HostLoad: Equatable {
@@ -67,6 +68,37 @@ struct HostLoad: Equatable {
         guard isOversubscribed else { return nil }
         return "this host is oversubscribed: \(ranks) ranks on \(cores) core\(cores == 1 ? "" : "s"); "
             + "waiting ranks yield their core and BLAS runs 1 thread per rank"
+    }
+}
+
+/// `--compute-groups`: group the ranks of oversubscribed hosts (`auto`) or never (`off`).
+enum GroupingRequest: String, CaseIterable {
+    case auto, off
+}
+
+extension ComputeGroups {
+    /// The groups for this job's ranks (a collective: every rank calls it):
+    /// each host's cores, gathered from every rank, against its ranks; nil
+    /// unless asked for and every rank's model is in host memory (GPU ranks
+    /// do not share the host's cores for their arithmetic).
+    static func settle(_ request: GroupingRequest, load: HostLoad, hosts: [String], hostMemory: Bool,
+                       communicator: any Communicator) -> ComputeGroups? {
+        guard communicator.size > 1 else { return nil }
+        let cores = communicator.allGather(UInt64(load.cores)).map(Int.init)
+        let everyHost = communicator.allGather(hostMemory ? 1 : 0).allSatisfy { $0 == 1 }
+        guard request == .auto, everyHost else { return nil }
+        return plan(hosts: hosts, cores: cores)
+    }
+
+    /// The start-up line: `compute groups, one per core: rank 0 computes for
+    /// ranks 0–1, rank 2 for ranks 2–3; …`.
+    var note: String {
+        let parts = computing.compactMap { rank -> String? in
+            let ranks = computed[rank]
+            return ranks.count > 1 ? "rank \(rank)" + " for ranks \(ranks.first!)–\(ranks.last!)" : nil
+        }
+        return "compute groups, one per core: " + parts.joined(separator: ", ")
+            + "; the other ranks lend their slice of each batch and wait with their core given back"
     }
 }
 

@@ -52,6 +52,8 @@ enum Launch {
         if let problem = (communicator as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
         do {
             var (trainer, facts) = try prepare(job, communicator: communicator, console: console)
+            // Before the measurements that time a step's gradient pass.
+            trainer.computeGroups = facts.computeGroups
             // Before the first step, with the gradient buffer's size known.
             facts.allreduce = chooseAllreduce(plan, count: trainer.model.parameterCount,
                                               resuming: job.resume != nil, runDirectory: trainer.runDirectory,
@@ -98,9 +100,12 @@ enum Launch {
             try Devices.open(job.device, localRank: communicator.localRank, cpuThreads: threads.count, allowTF32: job.allowTF32)
         }
         console.computeNote = threads.reason + (deviceNote.isEmpty ? "" : "; " + deviceNote)
-        let facts = JobFacts(device: job.device.rawValue + (deviceNote.isEmpty ? "" : " (\(deviceNote))"),
+        var facts = JobFacts(device: job.device.rawValue + (deviceNote.isEmpty ? "" : " (\(deviceNote))"),
                              blasThreads: accelerator.isHostMemory ? threads.count : nil,
                              hostLoad: (ranks: load.ranks, cores: load.cores))
+        facts.computeGroups = ComputeGroups.settle(job.computeGroups, load: load, hosts: Environment.hostNames(communicator),
+                                                   hostMemory: accelerator.isHostMemory, communicator: communicator)
+        if let groups = facts.computeGroups { console.line(groups.note) }
 
         var runDirectory = ""
         var checkpoint: ModelSnapshot?

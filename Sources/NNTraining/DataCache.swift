@@ -42,11 +42,13 @@ public struct DataCache: Sendable {
 
     /// Whether this run's data is shared through the cache: file sources
     /// (IDX, CSV) whose features take at least `minimumBytes`, judged from
-    /// the IDX headers or, for CSV, the files' sizes.
+    /// the IDX headers or, with a CSV file among them, the files' sizes.
     public static func applies(to config: RunConfig) -> Bool {
         let sources = [config.data.train] + [config.data.test].compactMap { $0 }
         if sources.contains(where: { if case .synthetic = $0 { return true } else { return false } }) { return false }
-        if let shape = DataShape.expected(config) {
+        // A CSV file's size is enough to judge by; its shape costs a pass over it.
+        let csv = sources.contains { if case .csv = $0 { return true } else { return false } }
+        if !csv, let shape = DataShape.expected(config) {
             let (bytes, overflow) = shape.samples.multipliedReportingOverflow(by: shape.featureCount * MemoryLayout<Float>.stride)
             return overflow || bytes >= minimumBytes
         }

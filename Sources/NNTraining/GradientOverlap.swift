@@ -143,7 +143,7 @@ extension Trainer {
         let saved = accelerator.values(statistics)
         let order = sampler.order(epoch: 0)
         let global = sampler.globalBatch(step: 0)
-        let local = sampler.localBatch(step: 0, rank: communicator.rank, worldSize: communicator.size)
+        let local = slice(step: 0)
         func pass(_ way: PassEnding) {
             model.zeroGradients()
             if !local.isEmpty {

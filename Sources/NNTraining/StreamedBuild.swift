@@ -68,8 +68,8 @@ struct StreamedBuild {
         sources.allSatisfy {
             switch $0 {
             case .idx: true
-            // A pipe or a device cannot be mapped, nor named by its identity in the cache's key.
-            case .csv(let path, _, _): (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular
+            // A pipe or a device cannot be mapped: it is loaded, then written.
+            case .csv(let path, _, _): CSVLoader.canStream(path)
             case .synthetic: false
             }
         }
@@ -77,7 +77,10 @@ struct StreamedBuild {
 
     /// Opens and checks the sources, throwing what `DataLoading.prepare`
     /// throws for the same data, up to the first source whose labels come
-    /// only with its rows (CSV); the rest is found while writing.
+    /// only with its rows (CSV); the rest is found while writing. Where a
+    /// file holds two errors the first found can differ from loading's: a
+    /// gzip image file that is cut short shows only as it is converted, after
+    /// the checks of labels that come first and of a CSV test file's header.
     init(_ config: RunConfig, objective: Objective, includeTest: Bool, scaler: FeatureScaler?, classNames: [String]?) throws {
         (self.config, self.objective, self.includeTest) = (config, objective, includeTest)
         (fixedScaler, fixedClassNames) = (scaler, classNames)

@@ -85,6 +85,11 @@ public final class Trainer {
     /// Each rank's part of the optimizer update, when it is sharded (see
     /// `OptimizerSharding`); nil: every rank sums and applies everything.
     public internal(set) var sharding: OptimizerSharding?
+    /// Which ranks compute each step's slices (see `ComputeGroups`); nil:
+    /// every rank computes its own. Set before the first step, on every rank alike.
+    public var computeGroups: ComputeGroups? {
+        didSet { precondition(computeGroups.map { $0.computed.count == communicator.size } ?? true, "groups for another world size") }
+    }
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
     let store: RunStore?
@@ -175,7 +180,7 @@ public final class Trainer {
             while position.stepInEpoch < steps {
                 let step = position.stepInEpoch
                 let global = sampler.globalBatch(step: step)
-                let local = sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
+                let local = slice(step: step)
                 let stepStarted = DispatchTime.now().uptimeNanoseconds
                 communicator.markProgress(step: position.globalStep + 1)
                 try trainStep(order: order, global: global, local: local)
@@ -264,10 +269,20 @@ public final class Trainer {
     }
 
     /// One optimizer step on this rank's slice `local` of the global batch.
+    /// This rank's rows of step `step`'s global batch: its own slice, or
+    /// with compute groups its group's (empty for a rank that lends its slice).
+    func slice(step: Int) -> Range<Int> {
+        if let computeGroups { return computeGroups.slice(step: step, rank: communicator.rank, sampler: sampler) }
+        return sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
+    }
+
     private func trainStep(order: [Int32], global: Range<Int>, local: Range<Int>) throws {
         // A skipped step must leave the epoch's running figures as they were.
         let statisticsBefore = config.training.skipLimit == nil ? nil : accelerator.values(statistics)
-        model.zeroGradients()
+        // A rank without rows adds -0, which leaves every value it is added
+        // to as it was (+0 would turn a sum of -0 into +0), so a rank that
+        // lends its slice changes nothing in the sum.
+        if local.isEmpty { accelerator.fill(model.gradients, with: -0.0) } else { model.zeroGradients() }
         if !local.isEmpty {
             let (inputs, targets) = order.withUnsafeBufferPointer {
                 batches.load(data.training, indices: UnsafeBufferPointer(rebasing: $0[local]))

@@ -1,5 +1,6 @@
 // More ranks than cores on one host: rank 0 says so, run.json records it,
-// and neither oversubscription nor the yielding wait changes a single bit.
+// neither oversubscription nor the yielding wait changes a single bit, and
+// ranks in compute groups train as one rank a group.
 
 import Foundation
 import XCTest
@@ -59,10 +60,12 @@ final class OversubscriptionTests: XCTestCase {
         let config = smallConfig(in: dir)
         // The same 2 ranks: on one core waiting in the yielding barrier, and
         // on two in MPI's blocking call.
-        let yielding = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/yielding"],
+        // (Each rank computes its own slice: compute groups would make the
+        // one-core runs one rank's sums.)
+        let yielding = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/yielding", "--compute-groups", "off"],
                                   environment: ["NNTRAIN_COLLECTIVE_WAIT": "yielding"])
         let blocking = try mpirun(2, onCPUs: "0,1", ["train", "--config", config, "--run-dir", dir + "/blocking"])
-        let plain = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/plain"])
+        let plain = try mpirun(2, onCPUs: "0", ["train", "--config", config, "--run-dir", dir + "/plain", "--compute-groups", "off"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         XCTAssertEqual(try modelParameters(dir + "/plain"), try modelParameters(dir + "/blocking"), "oversubscribed, blocking")
         for (name, outcome) in [("yielding", yielding), ("blocking", blocking)] {
@@ -75,5 +78,25 @@ final class OversubscriptionTests: XCTestCase {
                        try json(dir + "/blocking/results.json")["parameter_checksum"] as? String)
         XCTAssertEqual(try modelParameters(dir + "/yielding"), try modelParameters(dir + "/blocking"))
         XCTAssertEqual(metricsLines(dir + "/yielding").map { $0["loss"] as? Double }, metricsLines(dir + "/blocking").map { $0["loss"] as? Double })
+    }
+
+    /// Four ranks on two cores form two compute groups and train bit for
+    /// bit as two ranks on the same cores; run.json records the groups.
+    func testFourRanksOnTwoCoresTrainAsTwoInComputeGroups() throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else { throw XCTSkip("needs 2 cores") }
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir)
+        let four = try mpirun(4, onCPUs: "0,1", ["train", "--config", config, "--run-dir", dir + "/four"])
+        let two = try mpirun(2, onCPUs: "0,1", ["train", "--config", config, "--run-dir", dir + "/two"])
+        XCTAssertEqual(four.status, 0, four.stderr)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        XCTAssertTrue(four.stdout.contains("compute groups, one per core: rank 0 for ranks 0–1, rank 2 for ranks 2–3"), four.stdout)
+        XCTAssertTrue(four.stdout.contains("identical on all 4 ranks"), four.stdout)
+        XCTAssertFalse(two.stdout.contains("compute groups"), two.stdout)
+        XCTAssertEqual(try json(dir + "/four/run.json")["compute_groups"] as? [[Int]], [[0, 1], [2, 3]])
+        XCTAssertTrue(try json(dir + "/two/run.json")["compute_groups"] is NSNull)
+        XCTAssertEqual(try json(dir + "/four/results.json")["parameter_checksum"] as? String,
+                       try json(dir + "/two/results.json")["parameter_checksum"] as? String)
+        XCTAssertEqual(try modelParameters(dir + "/four"), try modelParameters(dir + "/two"))
     }
 }

@@ -94,6 +94,39 @@ final class InProcessTrainingTests: XCTestCase {
         }
     }
 
+    func testComputeGroupsFollowEachHostsCores() {
+        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2])?.computed, [0..<2, 1..<1, 2..<4, 3..<3])
+        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a"], cores: [2, 2, 2])?.computed, [0..<1, 1..<3, 2..<2])
+        // Only the oversubscribed host groups its ranks.
+        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "b", "b"], cores: [1, 1, 1, 8, 8])?.computed,
+                       [0..<3, 1..<1, 2..<2, 3..<4, 4..<5])
+        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a"], cores: [2, 2]), "a core each")
+        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "b", "a", "b"], cores: [1, 1, 1, 1]), "ranks spread round robin: not one slice")
+    }
+
+    /// Four ranks on two cores in two compute groups train bit for bit as
+    /// two ranks do: each group's first rank computes the slices of the two
+    /// ranks it leads, which together are the slice of one rank of two, and
+    /// the others add -0. With sharding too, and through the last step of
+    /// one sample, which only the last rank of either world computes.
+    func testRanksInComputeGroupsTrainBitForBitAsOneRankAGroup() throws {
+        let groups = try XCTUnwrap(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2]))
+        let yaml = Self.classifier.replacingOccurrences(of: "{units: 1, activation: sigmoid}",
+                                                        with: "{units: 1, activation: sigmoid, l2: 0.001}")
+        XCTAssertNotEqual(yaml, Self.classifier)
+        let two = try train(ranks: 2, yaml: yaml)
+        XCTAssertEqual(two.map(\.error), [nil, nil])
+        for shard in [false, true] {
+            let four = try train(ranks: 4, yaml: yaml, shard: shard, groups: groups)
+            XCTAssertEqual(four.map(\.error), [nil, nil, nil, nil])
+            for run in four { XCTAssertEqual(run.parameters, two[0].parameters, "rank \(run.rank), sharded \(shard)") }
+            XCTAssertEqual(four[0].result?.history.map(\.training.loss), two[0].result?.history.map(\.training.loss))
+        }
+        // Without groups the four ranks add the same gradients in another order.
+        let ungrouped = try train(ranks: 4, yaml: yaml)
+        XCTAssertNotEqual(ungrouped[0].parameters, two[0].parameters)
+    }
+
     func testShardingPartsCoverTheLayoutInAlignedPieces() {
         XCTAssertEqual(OptimizerSharding(count: 235_146, ranks: 4).parts,
                        [0..<58_800, 58_800..<117_600, 117_600..<176_400, 176_400..<235_146])
@@ -533,7 +566,8 @@ final class InProcessTrainingTests: XCTestCase {
     /// only when a rank is left waiting, and then this throws.
     func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
                keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil,
-               directory: String? = nil, overlapBuckets: Int? = nil, shard: Bool = false) throws -> [RankRun] {
+               directory: String? = nil, overlapBuckets: Int? = nil, shard: Bool = false,
+               groups: ComputeGroups? = nil) throws -> [RankRun] {
         let directory = directory ?? temporaryDirectory()
         return try withDeadline(30) {
             try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
@@ -543,6 +577,7 @@ final class InProcessTrainingTests: XCTestCase {
                 let start: StartingPoint = try checkpoint.map { .checkpoint(try ModelFile.read(path: $0)) } ?? .fresh
                 let trainer = try Trainer(config: config, data: data, accelerator: CPUAccelerator(threads: 1),
                                           communicator: communicator, start: start, schedule: schedule, store: store)
+                trainer.computeGroups = groups
                 if let overlapBuckets {
                     let record = trainer.settleOverlap(.on, resumed: nil, bucketBytes: overlapBuckets)
                     XCTAssertEqual(record?.overlapped, true)
