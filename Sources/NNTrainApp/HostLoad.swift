@@ -12,6 +12,10 @@ struct HostLoad: Equatable {
     /// Cores the host's ranks may run on, together.
     var cores: Int
 
+    /// Whether this host's ranks may all run on the same cores (the same
+    /// CPU affinity), rather than each bound to cores of its own.
+    var sharesCores = true
+
     /// More ranks than cores: some rank always waits for a core.
     var isOversubscribed: Bool { ranks > cores }
 
@@ -25,7 +29,9 @@ struct HostLoad: Equatable {
         let byWord = (0..<words).map { communicator.allGather(mine[$0]) }
         let here = hosts.indices.filter { hosts[$0] == hosts[communicator.rank] }
         let masks = here.map { r in byWord.map { $0[r] } }
-        return HostLoad(ranks: communicator.localSize, cores: max(1, cores(masks)))
+        var load = HostLoad(ranks: communicator.localSize, cores: max(1, cores(masks)))
+        load.sharesCores = masks.allSatisfy { $0 == masks[0] }
+        return load
     }
 
     /// The CPUs in a kernel CPU list such as `0-3,8,10-11` (nil: not one).
@@ -85,9 +91,12 @@ extension ComputeGroups {
                        communicator: any Communicator) -> ComputeGroups? {
         guard communicator.size > 1 else { return nil }
         let cores = communicator.allGather(UInt64(load.cores)).map(Int.init)
-        let everyHost = communicator.allGather(hostMemory ? 1 : 0).allSatisfy { $0 == 1 }
-        guard request == .auto, everyHost else { return nil }
-        return plan(hosts: hosts, cores: cores)
+        let sharing = communicator.allGather(load.sharesCores ? 1 : 0).map { $0 == 1 }
+        // Every rank must ask for groups: a rank that computed its own slice
+        // while its group's first rank computed it too would count it twice.
+        let willing = communicator.allGather(request == .auto && hostMemory ? 1 : 0).allSatisfy { $0 == 1 }
+        guard willing else { return nil }
+        return plan(hosts: hosts, cores: cores, sharingCores: sharing)
     }
 
     /// The start-up line: `compute groups, one per core: rank 0 computes for

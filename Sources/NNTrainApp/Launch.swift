@@ -179,7 +179,7 @@ enum Launch {
             // then mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
             exceedsMemory = try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
-                               datasetMapped: mapped, note: shortfall, job: job, runDirectory: runDirectory,
+                               datasetMapped: mapped, note: shortfall, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator, console: console)
             if let shortfall, communicator.localRank == 0 { Console.warning(shortfall + "; every rank loads the data itself") }
         }
@@ -187,14 +187,14 @@ enum Launch {
                                 communicator: communicator, console: console) {
             // The cache could not be used: every rank loads its own copy, which must fit.
             guard shapeKnown, let expected else { return }
-            try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
+            try checkResources(config, shape: expected, datasetLoaded: false, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator)
         }
         // Rows that do not all fit are paged in one by one, without read-ahead.
         if exceedsMemory { data.training.features.adviseRandomAccess() }
         try agree(on: data, communicator)
         if !shapeKnown {
-            try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
+            try checkResources(config, shape: DataShape(data), datasetLoaded: true, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator)
         }
         if let checkpoint, checkpoint.inputSize != data.featureCount {
@@ -254,13 +254,16 @@ enum Launch {
     /// dataset is larger than the memory this rank may use.
     @discardableResult
     static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
-                               datasetMapped: Bool = false, note: String? = nil, job: Train, runDirectory: String,
+                               datasetMapped: Bool = false, note: String? = nil, groups: ComputeGroups? = nil,
+                               job: Train, runDirectory: String,
                                accelerator: any Accelerator, communicator: any Communicator,
                                console: Console? = nil) throws -> Bool {
         var exceeds = false
         try collectively(communicator) {
             try TrainingLimits.check(config, trainingSamples: shape.samples)
-            let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
+            // A compute group's first rank holds its group's rows of every batch.
+            let estimate = try MemoryBudget.estimate(config, shape: shape,
+                                                     worldSize: max(1, communicator.size / (groups?.largestGroup ?? 1)))
             if let limit = try Environment.memoryLimit() ?? HostMemory.limit() {
                 try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
                                        datasetLoaded: datasetLoaded, datasetShared: datasetShared,

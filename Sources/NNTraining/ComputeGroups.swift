@@ -27,17 +27,23 @@ public struct ComputeGroups: Equatable, Sendable {
     public init(computed: [Range<Int>]) { self.computed = computed }
 
     /// The groups for ranks on `hosts` (rank r on `hosts[r]`) whose host has
-    /// `cores[r]` cores: on every host with more ranks than cores, its ranks,
-    /// when they are consecutive, in as many groups as it has cores (as even
-    /// as can be, the larger last); nil when no host's ranks form any group.
-    public static func plan(hosts: [String], cores: [Int]) -> ComputeGroups? {
+    /// `cores[r]` cores: on every host with more ranks than cores, its ranks
+    /// in as many groups of equal size as it has cores. A host's ranks are
+    /// grouped only when they are consecutive (ranks spread over hosts round
+    /// robin have slices that are not one slice), share their cores
+    /// (`sharingCores[r]`: not bound each to a core of its own, which would
+    /// put a group's computing ranks on cores that others share), and divide
+    /// evenly by its cores (3 ranks on 2 cores in groups of 1 and 2 would
+    /// leave one core with twice the other's rows, slower than the kernel
+    /// sharing 2 cores among 3). Nil when no host's ranks form any group.
+    public static func plan(hosts: [String], cores: [Int], sharingCores: [Bool]? = nil) -> ComputeGroups? {
         precondition(hosts.count == cores.count, "a host and a core count per rank")
         var computed = hosts.indices.map { $0..<$0 + 1 }
         for host in Set(hosts) {
             let ranks = hosts.indices.filter { hosts[$0] == host }
             let count = ranks.count, groups = max(1, cores[ranks[0]])
-            // Ranks spread over hosts (round robin) have slices that are not one slice.
-            guard count > groups, ranks.last! - ranks[0] + 1 == count else { continue }
+            guard count > groups, count % groups == 0, ranks.last! - ranks[0] + 1 == count,
+                  ranks.allSatisfy({ sharingCores?[$0] ?? true }) else { continue }
             for group in 0..<groups {
                 let first = ranks[0] + group * count / groups, end = ranks[0] + (group + 1) * count / groups
                 computed[first] = first..<end
@@ -53,6 +59,9 @@ public struct ComputeGroups: Equatable, Sendable {
 
     /// The ranks that lend their slice.
     public var lending: [Int] { computed.indices.filter { computed[$0].isEmpty } }
+
+    /// The most ranks one rank computes for.
+    public var largestGroup: Int { computed.map(\.count).max() ?? 1 }
 
     /// Rank `rank`'s rows of step `step`'s global batch: the union of the
     /// slices of the ranks it computes for (empty, at the batch's start, for a lender).

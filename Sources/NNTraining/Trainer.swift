@@ -88,7 +88,17 @@ public final class Trainer {
     /// Which ranks compute each step's slices (see `ComputeGroups`); nil:
     /// every rank computes its own. Set before the first step, on every rank alike.
     public var computeGroups: ComputeGroups? {
-        didSet { precondition(computeGroups.map { $0.computed.count == communicator.size } ?? true, "groups for another world size") }
+        didSet {
+            guard let computeGroups else { return }
+            precondition(computeGroups.computed.count == communicator.size, "groups for another world size")
+            // A group's first rank takes the group's rows at once.
+            let rows = computeGroups.largestGroup * (config.training.batchSize / communicator.size + 1)
+            if rows > batches.rows {
+                model.reserve(batch: rows)
+                batches = BatchAssembler(accelerator: accelerator, objective: objective, featureCount: data.featureCount,
+                                         labelWidth: data.training.labelWidth, rows: rows)
+            }
+        }
     }
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
@@ -268,7 +278,6 @@ public final class Trainer {
         _ = try rank0Writes { store in try store.saveBest(snapshot()) }
     }
 
-    /// One optimizer step on this rank's slice `local` of the global batch.
     /// This rank's rows of step `step`'s global batch: its own slice, or
     /// with compute groups its group's (empty for a rank that lends its slice).
     func slice(step: Int) -> Range<Int> {
@@ -276,6 +285,7 @@ public final class Trainer {
         return sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
     }
 
+    /// One optimizer step on this rank's slice `local` of the global batch.
     private func trainStep(order: [Int32], global: Range<Int>, local: Range<Int>) throws {
         // A skipped step must leave the epoch's running figures as they were.
         let statisticsBefore = config.training.skipLimit == nil ? nil : accelerator.values(statistics)

@@ -96,7 +96,11 @@ final class InProcessTrainingTests: XCTestCase {
 
     func testComputeGroupsFollowEachHostsCores() {
         XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2])?.computed, [0..<2, 1..<1, 2..<4, 3..<3])
-        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a"], cores: [2, 2, 2])?.computed, [0..<1, 1..<3, 2..<2])
+        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "a", "a", "a"], cores: [2, 2, 2, 2, 2, 2])?.computed,
+                       [0..<3, 1..<1, 2..<2, 3..<6, 4..<4, 5..<5])
+        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a", "a"], cores: [2, 2, 2]), "groups of 1 and 2 would load one core twice")
+        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2], sharingCores: [true, false, true, true]),
+                     "ranks bound to cores of their own")
         // Only the oversubscribed host groups its ranks.
         XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "b", "b"], cores: [1, 1, 1, 8, 8])?.computed,
                        [0..<3, 1..<1, 2..<2, 3..<4, 4..<5])
@@ -125,6 +129,18 @@ final class InProcessTrainingTests: XCTestCase {
         // Without groups the four ranks add the same gradients in another order.
         let ungrouped = try train(ranks: 4, yaml: yaml)
         XCTAssertNotEqual(ungrouped[0].parameters, two[0].parameters)
+    }
+
+    /// A group's first rank takes 1,050 rows at once, more than the 1,024
+    /// its own slice would have needed room for.
+    func testAGroupsFirstRankHasRoomForTheGroupsRows() throws {
+        let groups = try XCTUnwrap(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2]))
+        let yaml = Self.classifier.replacingOccurrences(of: "samples: 97", with: "samples: 2100")
+            .replacingOccurrences(of: "epochs: 4, batch_size: 12", with: "epochs: 1, batch_size: 2100")
+        let four = try train(ranks: 4, yaml: yaml, groups: groups)
+        let two = try train(ranks: 2, yaml: yaml)
+        XCTAssertEqual(four.map(\.error), [nil, nil, nil, nil])
+        XCTAssertEqual(four[0].parameters, two[0].parameters)
     }
 
     func testShardingPartsCoverTheLayoutInAlignedPieces() {
