@@ -40,9 +40,9 @@ public enum CSVLoader {
         try bytes.withUnsafeBytes { content in
             var reader = CSVReader(bytes: content, path: path)
             let layout = try RecordLayout(&reader, path: path, label: label)
-            var labels = LabelColumn(mode: mode, path: path, column: label)
+            var labels: LabelColumn? = LabelColumn(mode: mode, path: path, column: label)
             let rows = try readRows(&reader, layout, labels: &labels)
-            let (values, names) = try labels.values(given: classNames)
+            let (values, names) = try labels!.values(given: classNames)
             var dataset = Dataset(name: path, features: rows.features, featureCount: layout.featureColumns.count,
                                   labels: values, labelWidth: 1, classNames: names, origin: origin(path: path, lines: rows.lines))
             dataset.featureNames = layout.featureNames
@@ -195,14 +195,6 @@ public enum CSVLoader {
         }
         guard !rows.lines.isEmpty else { throw layout.noRows }
         return rows
-    }
-
-    /// `readRows` for a labelled file.
-    static func readRows(_ reader: inout CSVReader, _ layout: RecordLayout, labels: inout LabelColumn) throws -> Rows {
-        var column: LabelColumn? = labels
-        labels = LabelColumn(mode: labels.mode, path: labels.path, column: labels.column)  // not held twice while reading
-        defer { labels = column! }
-        return try readRows(&reader, layout, labels: &column)
     }
 
     /// The origin for `location(ofSample:)`: per-row lines only when rows are

@@ -46,8 +46,8 @@ enum FileBytes {
 
     /// The file at `path` opened for reading, and its status; throws, naming
     /// it by `role`, when it cannot be opened or is a directory.
-    private static func openFile(_ path: String, role: String) throws -> (descriptor: Int32, info: stat) {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    private static func openFile(_ path: String, role: String, flags: Int32 = 0) throws -> (descriptor: Int32, info: stat) {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | flags)
         guard descriptor >= 0 else {
             let reason = describeErrno(errno)
             throw UserError("\(path): cannot open the \(role) (\(reason)); check the path and its permissions")
@@ -69,13 +69,9 @@ enum FileBytes {
     /// its pages are the kernel's page cache, read in as they are touched
     /// and dropped again under memory pressure. Nil when it is empty.
     static func map(_ path: String, role: String) throws -> MappedFile? {
-        // Opening a pipe would wait for a writer: what is not a regular file
-        // (or a directory, which `openFile` names) is refused before opening.
-        var status = stat()
-        if stat(path, &status) == 0, (status.st_mode & S_IFMT) != S_IFREG, (status.st_mode & S_IFMT) != S_IFDIR {
-            throw UserError("\(path): the \(role) is not a regular file; copy it to one")
-        }
-        let (descriptor, info) = try openFile(path, role: role)
+        // Non-blocking, so that opening a pipe does not wait for a writer
+        // before it is refused; reads of a regular file are unaffected.
+        let (descriptor, info) = try openFile(path, role: role, flags: O_NONBLOCK)
         defer { close(descriptor) }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             throw UserError("\(path): the \(role) is not a regular file; copy it to one")

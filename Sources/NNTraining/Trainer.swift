@@ -95,8 +95,7 @@ public final class Trainer {
             let rows = computeGroups.largestGroup * (config.training.batchSize / communicator.size + 1)
             if rows > batches.rows {
                 model.reserve(batch: rows)
-                batches = BatchAssembler(accelerator: accelerator, objective: objective, featureCount: data.featureCount,
-                                         labelWidth: data.training.labelWidth, rows: rows)
+                batches = Self.batchAssembler(rows: rows, accelerator: accelerator, objective: objective, data: data)
             }
         }
     }
@@ -153,8 +152,7 @@ public final class Trainer {
                               accelerator: accelerator)
         let localRows = batch / worldSize + 1
         model.reserve(batch: localRows)
-        batches = BatchAssembler(accelerator: accelerator, objective: objective, featureCount: data.featureCount,
-                                 labelWidth: data.training.labelWidth, rows: max(localRows, 1024))
+        batches = Self.batchAssembler(rows: localRows, accelerator: accelerator, objective: objective, data: data)
         statistics = accelerator.tensor(rows: 1, columns: Statistic.width)
         reducer = makeGradientReducer(communicator: communicator, accelerator: accelerator, count: model.parameterCount,
                                       compression: config.training.gradientCompression)
@@ -168,6 +166,13 @@ public final class Trainer {
         earlyStopping = config.training.earlyStopping.map { EarlyStopping($0, state: savedStopping) }
         hosts = Trainer.gatherHostNames(communicator)
         establishInitialState(start)
+    }
+
+    /// Tensors for a step's `rows` rows (at least 1,024: evaluation goes in chunks of that many).
+    private static func batchAssembler(rows: Int, accelerator: any Accelerator, objective: Objective,
+                                       data: PreparedData) -> BatchAssembler {
+        BatchAssembler(accelerator: accelerator, objective: objective, featureCount: data.featureCount,
+                       labelWidth: data.training.labelWidth, rows: max(rows, 1024))
     }
 
     /// Trains to the configured number of epochs, or until `stop` is requested.

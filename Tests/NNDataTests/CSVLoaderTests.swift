@@ -255,4 +255,14 @@ final class CSVLoaderTests: XCTestCase {
             }
         }
     }
+
+    /// A pipe is not mapped: the stream refuses it at once (opening it does
+    /// not wait for a writer), `shape` has none, and loading still reads it.
+    func testAPipeIsRefusedByTheStreamWithoutWaiting() throws {
+        let path = dir.path + "/pipe.csv"
+        XCTAssertEqual(mkfifo(path, 0o600), 0)
+        XCTAssertFalse(CSVLoader.canStream(path))
+        XCTAssertNil(CSVLoader.shape(path: path, label: "y"))
+        assertUserError(try CSVLoader.Stream(path: path, label: "y", mode: .classes), contains: [path, "not a regular file"])
+    }
 }
