@@ -7,7 +7,8 @@ import NNCore
 import Glibc
 #endif
 
-/// Collectives over `MPI_COMM_WORLD`, watched by a `Watchdog` when one is asked for.
+/// Collectives over `MPI_COMM_WORLD`, or some of its ranks (`subset`),
+/// watched by a `Watchdog` when one is asked for.
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
@@ -21,8 +22,15 @@ public final class MPICommunicator: Communicator {
     public var collectivesFromAnyThread: Bool { threadLevel >= nn_mpi_thread_serialized() }
     /// Why there is no watchdog though one was asked for (nil: none asked, or it runs).
     public private(set) var watchdogProblem: String?
-    private let world: MPI_Comm
+    private let comm: MPI_Comm
+    /// Each rank's number in `MPI_COMM_WORLD` (the identity for the world itself).
+    public let worldRanks: [Int]
+    /// The number of ranks in `MPI_COMM_WORLD`.
+    private let worldSize: Int
     private var watchdog: Watchdog?
+    private let watchdogSettings: WatchdogSettings?
+    /// Communicators made from this one (`subset`), released at `finalize`.
+    private var subsets: [MPICommunicator] = []
     /// Where Float allreduces (the gradients) run: the world, or a duplicate
     /// of it that carries the chosen algorithm.
     private var gradientComm: MPI_Comm
@@ -40,33 +48,48 @@ public final class MPICommunicator: Communicator {
     /// needs MPI_THREAD_MULTIPLE, and collectives then report errors to the
     /// watchdog instead of aborting inside MPI. `wait` is how the sum
     /// allreduces wait for the other ranks (see `CollectiveWait`).
-    public init(watchdog settings: WatchdogSettings? = nil, wait: CollectiveWait = .blocking) {
-        self.wait = wait
+    public convenience init(watchdog settings: WatchdogSettings? = nil, wait: CollectiveWait = .blocking) {
         var provided: Int32 = 0
         MPI_Init_thread(nil, nil, settings == nil ? 0 : nn_mpi_thread_multiple(), &provided)
-        threadLevel = provided
-        world = nn_mpi_comm_world()
-        gradientComm = world
+        let world: MPI_Comm = nn_mpi_comm_world()!
+        var size: Int32 = 0
+        MPI_Comm_size(world, &size)
+        self.init(comm: world, threadLevel: provided, wait: wait, watchdog: settings,
+                  worldRanks: Array(0..<Int(size)), hostNames: Self.gatherProcessorNames(world, size: Int(size)))
+    }
+
+    /// Collectives over `comm`, whose ranks are the world's `worldRanks` on
+    /// hosts `hostNames`, watched with `settings` when given.
+    private init(comm: MPI_Comm, threadLevel: Int32, wait: CollectiveWait, watchdog settings: WatchdogSettings?,
+                 worldRanks: [Int], hostNames: [String]) {
+        self.wait = wait
+        self.threadLevel = threadLevel
+        self.comm = comm
+        self.worldRanks = worldRanks
+        self.hostNames = hostNames
+        self.watchdogSettings = settings
+        gradientComm = comm
         var value: Int32 = 0
-        MPI_Comm_rank(world, &value)
+        MPI_Comm_size(nn_mpi_comm_world(), &value)
+        worldSize = Int(value)
+        MPI_Comm_rank(comm, &value)
         rank = Int(value)
-        MPI_Comm_size(world, &value)
+        MPI_Comm_size(comm, &value)
         size = Int(value)
         var local: MPI_Comm? = nn_mpi_comm_null()
-        MPI_Comm_split_type(world, nn_mpi_comm_type_shared(), Int32(rank), nn_mpi_info_null(), &local)
+        MPI_Comm_split_type(comm, nn_mpi_comm_type_shared(), Int32(rank), nn_mpi_info_null(), &local)
         MPI_Comm_rank(local, &value)
         localRank = Int(value)
         MPI_Comm_size(local, &value)
         localSize = Int(value)
         MPI_Comm_free(&local)
-        hostNames = Self.gatherProcessorNames(world, size: size)
         guard let settings, size > 1 else { return }
-        guard provided >= nn_mpi_thread_multiple() else {
+        guard threadLevel >= nn_mpi_thread_multiple() else {
             watchdogProblem = "this MPI library lacks MPI_THREAD_MULTIPLE, so stalled collectives are not watched"
             return
         }
-        let watchdog = Watchdog(settings: settings, world: world, rank: rank, size: size, hosts: hostNames)
-        MPI_Comm_set_errhandler(world, nn_mpi_errors_return_handler())
+        let watchdog = Watchdog(settings: settings, world: comm, rank: rank, size: size, hosts: hostNames, worldRanks: worldRanks)
+        MPI_Comm_set_errhandler(comm, nn_mpi_errors_return_handler())
         watchdog.start()
         self.watchdog = watchdog
     }
@@ -76,7 +99,8 @@ public final class MPICommunicator: Communicator {
         var length: Int32 = 0
         MPI_Get_library_version(&buffer, &length)
         let version = String(cString: buffer).split(separator: ",").first.map(String.init) ?? "MPI"
-        return "\(version), \(size) rank\(size == 1 ? "" : "s")"
+        let ranks = "\(size) rank\(size == 1 ? "" : "s")"
+        return "\(version), " + (worldSize == size ? ranks : "\(ranks) of \(worldSize)")
     }
 
     public func markProgress(step: Int) { watchdog?.note(step: step) }
@@ -103,7 +127,7 @@ public final class MPICommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
         guard size > 1, let base = buffer.baseAddress else { return }
         watched(.allreduce) {
-            reduce { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), world) }
+            reduce { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_double(), nn_mpi_sum(), comm) }
         }
     }
 
@@ -124,7 +148,7 @@ public final class MPICommunicator: Communicator {
         if scatterScratch.count < max(mine.count, 1) { scatterScratch = [Float](repeating: 0, count: max(mine.count, 1)) }
         scatterScratch.withUnsafeMutableBufferPointer { scratch in
             watched(.reduceScatter) {
-                reduce { MPI_Reduce_scatter(base, scratch.baseAddress, counts, nn_mpi_float(), nn_mpi_sum(), world) }
+                reduce { MPI_Reduce_scatter(base, scratch.baseAddress, counts, nn_mpi_float(), nn_mpi_sum(), comm) }
             }
             if !mine.isEmpty {
                 (base + mine.lowerBound).update(from: scratch.baseAddress!, count: mine.count)
@@ -137,7 +161,7 @@ public final class MPICommunicator: Communicator {
         precondition(parts.count == size, "allGather: \(parts.count) parts for \(size) ranks")
         let (counts, offsets) = Self.countsAndOffsets(parts)
         watched(.allgather) {
-            reduce { MPI_Allgatherv(nn_mpi_in_place(), 0, nn_mpi_float(), base, counts, offsets, nn_mpi_float(), world) }
+            reduce { MPI_Allgatherv(nn_mpi_in_place(), 0, nn_mpi_float(), base, counts, offsets, nn_mpi_float(), comm) }
         }
     }
 
@@ -150,7 +174,7 @@ public final class MPICommunicator: Communicator {
             return blocking()
         case .yielding(let backoff):
             var request: MPI_Request? = nn_mpi_request_null()
-            let code = MPI_Ibarrier(world, &request)
+            let code = MPI_Ibarrier(comm, &request)
             guard code == nn_mpi_success() else { return code }
             let waited = waitYielding(&request, backoff)
             return waited == nn_mpi_success() ? blocking() : waited
@@ -182,7 +206,7 @@ public final class MPICommunicator: Communicator {
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<UInt16>, format: GradientCompression) {
         guard size > 1, let base = buffer.baseAddress else { return }
         let op = halfSum(format)
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_uint16(), op, world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_uint16(), op, comm) }
     }
 
     /// `MPI_Op_create` of `nn_sum_half` for `format` (commutative).
@@ -212,7 +236,7 @@ public final class MPICommunicator: Communicator {
         var offset = 0
         while offset < buffer.count {
             let n = min(chunk, buffer.count - offset)
-            watched(.broadcast) { MPI_Bcast(base + offset, Int32(n), nn_mpi_byte(), Int32(root), world) }
+            watched(.broadcast) { MPI_Bcast(base + offset, Int32(n), nn_mpi_byte(), Int32(root), comm) }
             offset += n
         }
     }
@@ -220,23 +244,111 @@ public final class MPICommunicator: Communicator {
     public func allGather(_ value: UInt64) -> [UInt64] {
         var mine = value
         var all = [UInt64](repeating: 0, count: size)
-        watched(.allgather) { MPI_Allgather(&mine, 1, nn_mpi_uint64(), &all, 1, nn_mpi_uint64(), world) }
+        watched(.allgather) { MPI_Allgather(&mine, 1, nn_mpi_uint64(), &all, 1, nn_mpi_uint64(), comm) }
         return all
     }
 
-    public func barrier() { watched(.barrier) { MPI_Barrier(world) } }
+    public func barrier() { watched(.barrier) { MPI_Barrier(comm) } }
 
     public func finalize() {
+        subsets.forEach { $0.release() }
+        subsets = []
+        release()
+        MPI_Finalize()
+    }
+
+    /// Frees what this communicator made: its reductions, its watchdog, its
+    /// duplicates, and its communicator unless it is the world.
+    private func release() {
         for (_, op) in halfSums {
             var freed: MPI_Op? = op
             MPI_Op_free(&freed)
         }
+        halfSums = [:]
         watchdog?.finish()
-        gradientComm = world
+        watchdog = nil
+        gradientComm = comm
         duplicates.forEach(Self.free)
         duplicates = []
         if toolsStarted { MPI_T_finalize() }
-        MPI_Finalize()
+        toolsStarted = false
+        if comm != nn_mpi_comm_world() { Self.free(comm) }
+    }
+
+    // MARK: - Some of the ranks
+
+    /// A communicator over the ranks `members` (ranks of this one, in this
+    /// order of rank), for a member; nil for the others. Collective: every
+    /// rank calls it with the same members. The new communicator waits as
+    /// this one does and has a watchdog of its own when this one was
+    /// watched; this one's watchdog stops, since the ranks outside no longer
+    /// take part in the collectives it would watch. Released by `finalize`.
+    public func subset(_ members: [Int]) -> MPICommunicator? {
+        precondition(members.allSatisfy { (0..<size).contains($0) }, "members are ranks of this communicator")
+        let member = members.contains(rank)
+        var made: MPI_Comm? = nn_mpi_comm_null()
+        watched(.duplicate) { MPI_Comm_split(comm, member ? 0 : nn_mpi_undefined(), Int32(rank), &made) }
+        watchdog?.finish()
+        watchdog = nil
+        guard member, let made else { return nil }
+        let ranks = members.sorted()
+        let child = MPICommunicator(comm: made, threadLevel: threadLevel, wait: wait, watchdog: watchdogSettings,
+                                    worldRanks: ranks.map { worldRanks[$0] }, hostNames: ranks.map { hostNames[$0] })
+        subsets.append(child)
+        return child
+    }
+
+    /// The tags of the messages between rank 0 and the ranks that stand by.
+    private enum StandByTag {
+        static let stop: Int32 = 7001, release: Int32 = 7002
+    }
+
+    /// Waits, outside every collective, until rank 0 releases this rank
+    /// (`release(standingBy:status:)`), and returns the exit status it sends.
+    /// The wait sleeps (`pause` microseconds between tests of the message),
+    /// so the rank needs no core. When `stopRequested` turns true (a signal
+    /// to this rank alone), rank 0 is told once, and its next stop poll
+    /// counts it (`standingByAskedToStop`).
+    public func standBy(pause: Int = 2000, stopRequested: () -> Bool) -> Int32 {
+        var status: Int32 = 0, flag: Int32 = 1
+        var release: MPI_Request? = nn_mpi_request_null(), told: MPI_Request? = nn_mpi_request_null()
+        MPI_Irecv(&status, 1, nn_mpi_int(), 0, StandByTag.release, comm, &release)
+        var done: Int32 = 0, toldRank0 = false
+        while true {
+            MPI_Test(&release, &done, nn_mpi_status_ignore())
+            if done != 0 { break }
+            if !toldRank0 && stopRequested() {
+                MPI_Isend(&flag, 1, nn_mpi_int(), 0, StandByTag.stop, comm, &told)
+                toldRank0 = true
+            }
+            var time = timespec(tv_sec: 0, tv_nsec: pause * 1000)
+            nanosleep(&time, nil)
+        }
+        if toldRank0 { MPI_Wait(&told, nn_mpi_status_ignore()) }
+        return status
+    }
+
+    /// On rank 0: whether a rank that stands by has asked to stop since the
+    /// last call (its message is taken).
+    public func standingByAskedToStop() -> Bool {
+        var asked = false, found: Int32 = 0
+        var status = MPI_Status()
+        while true {
+            MPI_Iprobe(nn_mpi_any_source(), StandByTag.stop, comm, &found, &status)
+            guard found != 0 else { return asked }
+            var flag: Int32 = 0
+            MPI_Recv(&flag, 1, nn_mpi_int(), status.MPI_SOURCE, StandByTag.stop, comm, nn_mpi_status_ignore())
+            asked = true
+        }
+    }
+
+    /// On rank 0: ends the wait of the ranks `standingBy`, which return `status`.
+    public func release(standingBy ranks: [Int], status: Int32) {
+        _ = standingByAskedToStop()
+        for rank in ranks {
+            var value = status
+            MPI_Send(&value, 1, nn_mpi_int(), Int32(rank), StandByTag.release, comm)
+        }
     }
 
     // MARK: - The gradients' allreduce algorithm
@@ -277,7 +389,7 @@ public final class MPICommunicator: Communicator {
             seconds = rounds.map(AllreduceTuning.median)
             iterations = calls.map { $0 * AllreduceTuning.rounds }
         }
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &seconds, Int32(seconds.count), nn_mpi_double(), nn_mpi_max(), world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &seconds, Int32(seconds.count), nn_mpi_double(), nn_mpi_max(), comm) }
         let timings = numbers.indices.map { AllreduceTiming(algorithm: numbers[$0], seconds: seconds[$0], iterations: iterations[$0]) }
         guard let chosen = AllreduceTuning.fastest(timings), let index = numbers.firstIndex(of: chosen) else {
             comms.forEach(Self.free)
@@ -285,7 +397,7 @@ public final class MPICommunicator: Communicator {
         }
         keep(comms[index], freeing: comms)
         var elapsed = MPI_Wtime() - started
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &elapsed, 1, nn_mpi_double(), nn_mpi_max(), world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &elapsed, 1, nn_mpi_double(), nn_mpi_max(), comm) }
         return .measured(AllreduceMeasurement(count: count, ranks: size, timings: timings, chosen: chosen, seconds: elapsed))
     }
 
@@ -329,7 +441,7 @@ public final class MPICommunicator: Communicator {
         }
         defer { if found != nil { MPI_T_cvar_handle_free(&found) } }
         var failures: Int32 = problem == nil ? 0 : 1
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &failures, 1, nn_mpi_int(), nn_mpi_max(), world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &failures, 1, nn_mpi_int(), nn_mpi_max(), comm) }
         guard failures == 0, let handle = found else {
             return .failure(TuningProblem(reason: problem ?? "another rank cannot force Open MPI's algorithm"))
         }
@@ -341,7 +453,7 @@ public final class MPICommunicator: Communicator {
             var value = Int32(number)
             var duplicate: MPI_Comm? = nn_mpi_comm_null()
             MPI_T_cvar_write(handle, &value)
-            watched(.duplicate) { MPI_Comm_dup(world, &duplicate) }
+            watched(.duplicate) { MPI_Comm_dup(comm, &duplicate) }
             guard let duplicate else {
                 comms.forEach(Self.free)
                 return .failure(TuningProblem(reason: "MPI_Comm_dup failed"))
@@ -377,7 +489,7 @@ public final class MPICommunicator: Communicator {
         var callSeconds = MPI_Wtime()
         allreduceOnce(values, comm: comm)
         callSeconds = MPI_Wtime() - callSeconds
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &callSeconds, 1, nn_mpi_double(), nn_mpi_max(), world) }
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &callSeconds, 1, nn_mpi_double(), nn_mpi_max(), comm) }
         return AllreduceTuning.callsPerRound(AllreduceTuning.iterations(callSeconds: callSeconds))
     }
 

@@ -74,6 +74,9 @@ final class Watchdog: @unchecked Sendable {
     private let settings: WatchdogSettings
     private let rank: Int, size: Int
     private let hosts: [String]
+    /// Each rank's number in the job's world, as messages name it (the
+    /// watched ranks may be some of the world's).
+    private let worldRanks: [Int]
     private let comm: MPI_Comm
     /// Shared with the main thread: [0] when the current collective began
     /// (ns since boot; 0 outside collectives), [1] its sequence number,
@@ -99,12 +102,14 @@ final class Watchdog: @unchecked Sendable {
     private let failure = Locked<String?>(nil)
 
     /// A watchdog over `communicator`'s ranks (it duplicates it for its roll
-    /// calls); `hosts` names every rank's host.
-    init(settings: WatchdogSettings, world: MPI_Comm, rank: Int, size: Int, hosts: [String]) {
+    /// calls); `hosts` names every rank's host, `worldRanks` its number in
+    /// the world (by default its rank here).
+    init(settings: WatchdogSettings, world: MPI_Comm, rank: Int, size: Int, hosts: [String], worldRanks: [Int]? = nil) {
         self.settings = settings
         self.rank = rank
         self.size = size
         self.hosts = hosts
+        self.worldRanks = worldRanks ?? Array(0..<size)
         var duplicate: MPI_Comm? = nn_mpi_comm_null()
         MPI_Comm_dup(world, &duplicate)
         comm = duplicate!
@@ -150,7 +155,7 @@ final class Watchdog: @unchecked Sendable {
         var text = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
         MPI_Error_string(code, &text, &length)
-        let reason = "the \(kind.name) of step \(nn_atomic_load(shared + 2)) failed on rank \(rank) (\(String(cString: text)))"
+        let reason = "the \(kind.name) of step \(nn_atomic_load(shared + 2)) failed on rank \(worldRank(rank)) (\(String(cString: text)))"
         failure.withLock { $0 = reason }
         while true { sleep(1) }
     }
@@ -191,11 +196,11 @@ final class Watchdog: @unchecked Sendable {
                     // The lowest waiting rank says it, once per collective.
                     let lowerWaiting = answers.contains { $0.key < rank && $0.value.waiting }
                     if first && !lowerWaiting {
-                        settings.onNote("rank \(rank) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
+                        settings.onNote("rank \(worldRank(rank)) has waited \(Int(waited)) s in start-up for ranks still loading; every rank answers, so it waits on")
                     }
                     continue
                 }
-                stop(reason: "the \(kind) of step \(step) has waited \(Int(waited)) s on rank \(rank) (--collective-timeout \(formatted(settings.timeout)) s)",
+                stop(reason: "the \(kind) of step \(step) has waited \(Int(waited)) s on rank \(worldRank(rank)) (--collective-timeout \(formatted(settings.timeout)) s)",
                      answers: answers)
             }
             if settings.stopRequested(), waited > settings.signalWait, current != lastCounted {
@@ -204,7 +209,7 @@ final class Watchdog: @unchecked Sendable {
                 lastCounted = current
                 let answers = rollCall(window: settings.signalAnswerWindow)
                 if answers.count < size - 1 {
-                    stop(reason: "rank \(rank): a rank was lost during the \(kind) of step \(step) (the launcher is ending the job)",
+                    stop(reason: "rank \(worldRank(rank)): a rank was lost during the \(kind) of step \(step) (the launcher is ending the job)",
                          answers: answers)
                 }
             }
@@ -321,7 +326,7 @@ final class Watchdog: @unchecked Sendable {
         if let suspension, Double(Self.now() &- suspension.woke) / 1e9 < 30 {
             // Woken into a job that ended: the others stopped waiting for this
             // rank, and its view says nothing of theirs.
-            message = "rank \(rank) (host \(hosts.indices.contains(rank) ? hosts[rank] : "?")) was suspended for \(Int(suspension.seconds.rounded())) s (stopped, e.g. by SIGSTOP); the job ended meanwhile"
+            message = "rank \(worldRank(rank)) (host \(hosts.indices.contains(rank) ? hosts[rank] : "?")) was suspended for \(Int(suspension.seconds.rounded())) s (stopped, e.g. by SIGSTOP); the job ended meanwhile"
         }
         // The lowest rank among those still waiting with this one prints the line.
         let waitingWithMe = answers.filter { $0.value.waiting && $0.value.sequence >= mine.sequence }.keys
@@ -339,9 +344,12 @@ final class Watchdog: @unchecked Sendable {
         settings.onStop(message, reports)
     }
 
+    /// Rank `rank`'s number in the world.
+    private func worldRank(_ rank: Int) -> Int { worldRanks.indices.contains(rank) ? worldRanks[rank] : rank }
+
     /// `rank 1 (host h2)`, `ranks 1 (h2), 3 (h4)`.
     private func list(_ ranks: [Int]) -> String {
-        let named = ranks.map { "\($0) (host \(hosts.indices.contains($0) ? hosts[$0] : "?"))" }
+        let named = ranks.map { "\(worldRank($0)) (host \(hosts.indices.contains($0) ? hosts[$0] : "?"))" }
         return (ranks.count == 1 ? "rank " : "ranks ") + named.joined(separator: ", ")
     }
 

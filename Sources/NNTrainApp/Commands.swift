@@ -28,7 +28,7 @@ extension NonFiniteAction: ExpressibleByArgument {}
 extension GradientCompressionSetting: ExpressibleByArgument {}
 extension OverlapRequest: ExpressibleByArgument {}
 extension ShardingRequest: ExpressibleByArgument {}
-extension GroupingRequest: ExpressibleByArgument {}
+extension StandByRequest: ExpressibleByArgument {}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a model from a config file or a preset.")
@@ -91,9 +91,9 @@ struct Train: ParsableCommand {
             help: "Split the optimizer update over the ranks (each sums and updates its part of the parameters, then the parts are gathered): auto (wherever it applies: CPU ranks without gradient compression or on_nonfinite: skip), on, or off.")
     var shardOptimizer: ShardingRequest = .auto
 
-    @Option(name: .customLong("compute-groups"),
-            help: "On a host with more ranks than cores: auto (the ranks form one group per core, and each group's first rank computes the group's share of every batch while the others wait with their core given back) or off (every rank computes its own share).")
-    var computeGroups: GroupingRequest = .auto
+    @Option(name: .customLong("stand-by"),
+            help: "On a host with more ranks than cores: auto (one rank per core trains, and the others stand by, asleep, until the run ends; the model is the one as many ranks as train would make) or off (every rank trains, sharing the cores).")
+    var standBy: StandByRequest = .auto
 
     /// What `--shard-optimizer` asks for once `--overlap-allreduce` is
     /// heard: overlap asked for by name keeps the whole allreduce, unless

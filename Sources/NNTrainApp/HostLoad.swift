@@ -77,37 +77,41 @@ struct HostLoad: Equatable {
     }
 }
 
-/// `--compute-groups`: group the ranks of oversubscribed hosts (`auto`) or never (`off`).
-enum GroupingRequest: String, CaseIterable {
+/// `--stand-by`: the ranks beyond one per core stand by (`auto`), or every rank trains (`off`).
+enum StandByRequest: String, CaseIterable {
     case auto, off
 }
 
-extension ComputeGroups {
-    /// The groups for this job's ranks (a collective: every rank calls it):
-    /// each host's cores, gathered from every rank, against its ranks; nil
-    /// unless asked for and every rank's model is in host memory (GPU ranks
-    /// do not share the host's cores for their arithmetic).
-    static func settle(_ request: GroupingRequest, load: HostLoad, hosts: [String], hostMemory: Bool,
-                       communicator: any Communicator) -> ComputeGroups? {
+extension StandBy {
+    /// The plan for this job's ranks (a collective: every rank calls it):
+    /// each host's cores, gathered from every rank, against its ranks, for
+    /// a global batch of `batchSize`; nil unless asked for and every rank's
+    /// model is in host memory (GPU ranks do not share the host's cores for
+    /// their arithmetic).
+    static func settle(_ request: StandByRequest, load: HostLoad, hosts: [String], hostMemory: Bool, batchSize: Int,
+                       communicator: any Communicator) -> StandBy? {
         guard communicator.size > 1 else { return nil }
         let cores = communicator.allGather(UInt64(load.cores)).map(Int.init)
         let sharing = communicator.allGather(load.sharesCores ? 1 : 0).map { $0 == 1 }
-        // Every rank must ask for groups: a rank that computed its own slice
-        // while its group's first rank computed it too would count it twice.
+        // Every rank must agree: a rank that trained while others stood by
+        // for it would leave the job waiting.
         let willing = communicator.allGather(request == .auto && hostMemory ? 1 : 0).allSatisfy { $0 == 1 }
         guard willing else { return nil }
-        return plan(hosts: hosts, cores: cores, sharingCores: sharing)
+        return plan(hosts: hosts, cores: cores, sharingCores: sharing, batchSize: batchSize)
     }
 
-    /// The start-up line: `compute groups, one per core: rank 0 computes for
-    /// ranks 0–1, rank 2 for ranks 2–3; …`.
+    /// The start-up line: `one rank per core trains: ranks 0 and 1 train,
+    /// ranks 2 and 3 stand by, asleep, …`.
     var note: String {
-        let parts = computing.compactMap { rank -> String? in
-            let ranks = computed[rank]
-            return ranks.count > 1 ? "rank \(rank)" + " for ranks \(ranks.first!)–\(ranks.last!)" : nil
-        }
-        return "compute groups, one per core: " + parts.joined(separator: ", ")
-            + "; the other ranks lend their slice of each batch and wait with their core given back"
+        "one rank per core trains: " + Self.list(training) + " train, " + Self.list(standingBy)
+            + " stand by, asleep, until the run ends (the model is the one \(training.count) rank\(training.count == 1 ? "" : "s") would train; --stand-by off: every rank trains)"
+    }
+
+    /// `rank 1`, `ranks 1 and 3`, `ranks 1, 2 and 3`.
+    static func list(_ ranks: [Int]) -> String {
+        let names = ranks.map(String.init)
+        guard let last = names.last else { return "no rank" }
+        return names.count == 1 ? "rank " + last : "ranks " + names.dropLast().joined(separator: ", ") + " and " + last
     }
 }
 

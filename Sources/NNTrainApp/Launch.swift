@@ -45,15 +45,32 @@ enum Launch {
             watchdog?.onNote = { Console.warning($0) }
             watchdog?.stopRequested = { stop.isRequested }
         }
-        let (communicator, plan) = communicator(watchdog: watchdog, allreduce: job.allreduce)
-        defer { communicator.finalize() }
-        let console = Console(enabled: communicator.isCoordinator,
+        let (world, plan) = communicator(watchdog: watchdog, allreduce: job.allreduce)
+        defer { world.finalize() }
+        let console = Console(enabled: world.isCoordinator,
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
-        if let problem = (communicator as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
+        if let problem = (world as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
+        // Rank 0 (which always trains) releases the ranks that stand by
+        // with the job's exit status, however training ends.
+        var standingBy: [Int] = []
+        let status = train(job, world: world, plan: plan, stop: stop, views: views, console: console, standingBy: &standingBy)
+        if !standingBy.isEmpty, world.isCoordinator, let mpi = world as? MPICommunicator {
+            mpi.release(standingBy: standingBy, status: status)
+        }
+        return status
+    }
+
+    /// Trains on the ranks that train (rank 0's `standingBy` lists those
+    /// that stand by, as soon as it is settled); a rank that stands by
+    /// waits for rank 0's word. Returns the exit status.
+    private static func train(_ job: Train, world: any Communicator, plan: AllreducePlan, stop: SignalStop,
+                              views: LockedBox<RunViews?>, console: Console, standingBy: inout [Int]) -> Int32 {
+        var communicator = world
         do {
-            var (trainer, facts) = try prepare(job, communicator: communicator, console: console)
-            // Before the measurements that time a step's gradient pass.
-            trainer.computeGroups = facts.computeGroups
+            guard var (trainer, facts) = try prepare(job, communicator: world, console: console, standingBy: &standingBy) else {
+                return (world as! MPICommunicator).standBy { stop.isRequested }
+            }
+            communicator = trainer.communicator
             // Before the first step, with the gradient buffer's size known.
             facts.allreduce = chooseAllreduce(plan, count: trainer.model.parameterCount,
                                               resuming: job.resume != nil, runDirectory: trainer.runDirectory,
@@ -65,7 +82,10 @@ enum Launch {
             console.overlap = facts.overlap
             let made = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
             views.value = made
-            _ = try trainer.run(observers: made.observers, stop: stop)
+            // A rank that stands by asks rank 0 to stop, which then asks the others at its next poll.
+            let stopRequest: any StopRequest = standingBy.isEmpty || !communicator.isCoordinator
+                ? stop : StopFromStandingBy(stop, world: world as! MPICommunicator)
+            _ = try trainer.run(observers: made.observers, stop: stopRequest)
             return 0
         } catch let error as UserError {
             // Errors after start-up are collective decisions (every rank saw
@@ -85,8 +105,12 @@ enum Launch {
     }
 
     /// Everything before the first step: device, configuration (from a
-    /// checkpoint when resuming), agreement across ranks, data, trainer.
-    static func prepare(_ job: Train, communicator: any Communicator, console: Console) throws -> (Trainer, JobFacts) {
+    /// checkpoint when resuming), agreement across ranks, which ranks train
+    /// (`standingBy`: the others, once settled), data, trainer. Nil on a
+    /// rank that stands by.
+    static func prepare(_ job: Train, communicator world: any Communicator, console: Console,
+                        standingBy: inout [Int]) throws -> (Trainer, JobFacts)? {
+        var communicator = world
         let load = Environment.hostLoad(communicator)
         if let mpi = communicator as? MPICommunicator {
             // Every rank must wait alike: one that asks to yield makes all yield.
@@ -103,9 +127,6 @@ enum Launch {
         var facts = JobFacts(device: job.device.rawValue + (deviceNote.isEmpty ? "" : " (\(deviceNote))"),
                              blasThreads: accelerator.isHostMemory ? threads.count : nil,
                              hostLoad: (ranks: load.ranks, cores: load.cores))
-        facts.computeGroups = ComputeGroups.settle(job.computeGroups, load: load, hosts: Environment.hostNames(communicator),
-                                                   hostMemory: accelerator.isHostMemory, communicator: communicator)
-        if let groups = facts.computeGroups { console.line(groups.note) }
 
         var runDirectory = ""
         var checkpoint: ModelSnapshot?
@@ -127,6 +148,16 @@ enum Launch {
             return config
         }
         try agree(on: config, communicator)
+        facts.standBy = StandBy.settle(job.standBy, load: load, hosts: Environment.hostNames(communicator),
+                                       hostMemory: accelerator.isHostMemory, batchSize: config.training.batchSize,
+                                       communicator: communicator)
+        if let plan = facts.standBy, let mpi = communicator as? MPICommunicator {
+            console.line(plan.note)
+            standingBy = plan.standingBy
+            // The ranks that train go on alone; the others stand by.
+            guard let training = mpi.subset(plan.training) else { return nil }
+            communicator = training
+        }
 
         if job.resume == nil {
             try collectively(communicator) {
@@ -179,7 +210,7 @@ enum Launch {
             // then mapped: it needs no memory of its own, however large.
             let mapped = cache != nil && DataCache.streams(config)
             exceedsMemory = try checkResources(config, shape: expected, datasetLoaded: false, datasetShared: cache != nil && !mapped,
-                               datasetMapped: mapped, note: shortfall, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
+                               datasetMapped: mapped, note: shortfall, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator, console: console)
             if let shortfall, communicator.localRank == 0 { Console.warning(shortfall + "; every rank loads the data itself") }
         }
@@ -187,14 +218,14 @@ enum Launch {
                                 communicator: communicator, console: console) {
             // The cache could not be used: every rank loads its own copy, which must fit.
             guard shapeKnown, let expected else { return }
-            try checkResources(config, shape: expected, datasetLoaded: false, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
+            try checkResources(config, shape: expected, datasetLoaded: false, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator)
         }
         // Rows that do not all fit are paged in one by one, without read-ahead.
         if exceedsMemory { data.training.features.adviseRandomAccess() }
         try agree(on: data, communicator)
         if !shapeKnown {
-            try checkResources(config, shape: DataShape(data), datasetLoaded: true, groups: facts.computeGroups, job: job, runDirectory: runDirectory,
+            try checkResources(config, shape: DataShape(data), datasetLoaded: true, job: job, runDirectory: runDirectory,
                                accelerator: accelerator, communicator: communicator)
         }
         if let checkpoint, checkpoint.inputSize != data.featureCount {
@@ -254,16 +285,14 @@ enum Launch {
     /// dataset is larger than the memory this rank may use.
     @discardableResult
     static func checkResources(_ config: RunConfig, shape: DataShape, datasetLoaded: Bool, datasetShared: Bool = false,
-                               datasetMapped: Bool = false, note: String? = nil, groups: ComputeGroups? = nil,
+                               datasetMapped: Bool = false, note: String? = nil,
                                job: Train, runDirectory: String,
                                accelerator: any Accelerator, communicator: any Communicator,
                                console: Console? = nil) throws -> Bool {
         var exceeds = false
         try collectively(communicator) {
             try TrainingLimits.check(config, trainingSamples: shape.samples)
-            // A compute group's first rank holds its group's rows of every batch.
-            let estimate = try MemoryBudget.estimate(config, shape: shape,
-                                                     worldSize: max(1, communicator.size / (groups?.largestGroup ?? 1)))
+            let estimate = try MemoryBudget.estimate(config, shape: shape, worldSize: communicator.size)
             if let limit = try Environment.memoryLimit() ?? HostMemory.limit() {
                 try MemoryBudget.check(estimate, ranksOnHost: communicator.localSize, limit: limit,
                                        datasetLoaded: datasetLoaded, datasetShared: datasetShared,

@@ -1,6 +1,7 @@
 // SIGTERM, SIGINT and SIGUSR1 (Slurm's time limit, `kill`, Ctrl-C) as a stop
 // request, honoured at the next step boundary by every rank together.
 
+import NNDistributed
 import NNTraining
 #if canImport(Glibc)
 import Glibc
@@ -23,4 +24,23 @@ final class SignalStop: StopRequest {
     }
 
     var isRequested: Bool { SignalStop.raised != 0 }
+}
+
+/// Rank 0's stop request when some ranks stand by: its own signals, or a
+/// stand-by rank's (which that rank sends rank 0, since it takes part in no
+/// poll). Once asked, it stays asked.
+final class StopFromStandingBy: StopRequest {
+    private let own: any StopRequest
+    private let world: MPICommunicator
+    private var asked = false
+
+    init(_ own: any StopRequest, world: MPICommunicator) {
+        self.own = own
+        self.world = world
+    }
+
+    var isRequested: Bool {
+        if !asked { asked = own.isRequested || world.standingByAskedToStop() }
+        return asked
+    }
 }

@@ -22,8 +22,8 @@ public struct JobFacts: Sendable {
     public var sharding: ShardingRecord?
     /// The job's ranks on this host and the cores they share (nil: not known).
     public var hostLoad: (ranks: Int, cores: Int)?
-    /// Which ranks compute for which on oversubscribed hosts (nil: every rank for itself).
-    public var computeGroups: ComputeGroups?
+    /// Which ranks stood by on hosts with more ranks than cores (nil: every rank trained).
+    public var standBy: StandBy?
 
     /// Facts for run.json.
     public init(device: String, blasThreads: Int?, allreduce: AllreduceRecord? = nil, hostLoad: (ranks: Int, cores: Int)? = nil) {
@@ -183,7 +183,7 @@ public final class RunRecord: TrainingObserver {
             "test_samples": start.testSamples ?? NSNull(),
             "local_ranks": facts.hostLoad?.ranks ?? NSNull(), "host_cores": facts.hostLoad?.cores ?? NSNull(),
             "oversubscribed": facts.oversubscribed ?? NSNull(),
-            "compute_groups": facts.computeGroups?.json ?? NSNull(),
+            "standing_by": facts.standBy?.json ?? NSNull(),
             "start_time": firstStart, "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
         ]
         if let position = start.resumedAt {

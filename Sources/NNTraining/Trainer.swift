@@ -85,20 +85,6 @@ public final class Trainer {
     /// Each rank's part of the optimizer update, when it is sharded (see
     /// `OptimizerSharding`); nil: every rank sums and applies everything.
     public internal(set) var sharding: OptimizerSharding?
-    /// Which ranks compute each step's slices (see `ComputeGroups`); nil:
-    /// every rank computes its own. Set before the first step, on every rank alike.
-    public var computeGroups: ComputeGroups? {
-        didSet {
-            guard let computeGroups else { return }
-            precondition(computeGroups.computed.count == communicator.size, "groups for another world size")
-            // A group's first rank takes the group's rows at once.
-            let rows = computeGroups.largestGroup * (config.training.batchSize / communicator.size + 1)
-            if rows > batches.rows {
-                model.reserve(batch: rows)
-                batches = Self.batchAssembler(rows: rows, accelerator: accelerator, objective: objective, data: data)
-            }
-        }
-    }
     let schedule: TrainingSchedule
     /// Rank 0's files; nil on the other ranks.
     let store: RunStore?
@@ -283,20 +269,18 @@ public final class Trainer {
         _ = try rank0Writes { store in try store.saveBest(snapshot()) }
     }
 
-    /// This rank's rows of step `step`'s global batch: its own slice, or
-    /// with compute groups its group's (empty for a rank that lends its slice).
+    /// This rank's rows of step `step`'s global batch.
     func slice(step: Int) -> Range<Int> {
-        if let computeGroups { return computeGroups.slice(step: step, rank: communicator.rank, sampler: sampler) }
-        return sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
+        sampler.localBatch(step: step, rank: communicator.rank, worldSize: communicator.size)
     }
 
     /// One optimizer step on this rank's slice `local` of the global batch.
     private func trainStep(order: [Int32], global: Range<Int>, local: Range<Int>) throws {
         // A skipped step must leave the epoch's running figures as they were.
         let statisticsBefore = config.training.skipLimit == nil ? nil : accelerator.values(statistics)
-        // A rank without rows adds -0, which leaves every value it is added
-        // to as it was (+0 would turn a sum of -0 into +0), so a rank that
-        // lends its slice changes nothing in the sum.
+        // A rank without rows (an epoch's short last batch) adds -0, which
+        // leaves every value it is added to as it was (+0 would turn a sum
+        // of -0 into +0), so it changes nothing in the sum.
         if local.isEmpty { accelerator.fill(model.gradients, with: -0.0) } else { model.zeroGradients() }
         if !local.isEmpty {
             let (inputs, targets) = order.withUnsafeBufferPointer {

@@ -138,9 +138,7 @@ extension Trainer {
     /// This rank's running epoch metrics (for progress displays only).
     func localMetrics() -> Metrics {
         let local = accelerator.values(statistics).map(Double.init)
-        // A group's first rank holds its group's sums, a rank that lends none.
-        let ranks = computeGroups?.computed[communicator.rank].count ?? 1
-        let share = Double(position.epochSamples) * Double(ranks) / Double(communicator.size)
+        let share = Double(position.epochSamples) / Double(communicator.size)
         return makeMetrics(local, samples: Int(share.rounded()))
     }
 

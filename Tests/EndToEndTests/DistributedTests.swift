@@ -97,7 +97,7 @@ final class DistributedTests: XCTestCase {
         XCTAssertEqual(outcome.status, 0, outcome.stderr)
         // Every rank takes part with its own slice, compute groups or not.
         let odd = try mpirun(4, ["train", "--config", smallConfig(in: dir, samples: 203, batch: 8, epochs: 1), "--run-dir", dir + "/r4",
-                                 "--compute-groups", "off"], timeout: 120)
+                                 "--stand-by", "off"], timeout: 120)
         XCTAssertEqual(odd.status, 0, odd.stderr)
     }
 
@@ -305,10 +305,10 @@ final class AllreduceAlgorithmTests: XCTestCase {
     func testTheMeasuredAlgorithmIsTheOneUsedAndResumeKeepsIt() throws {
         let dir = temporaryDirectory(self)
         let config = smallConfig(in: dir, epochs: 1)
-        let measured = try mpirun(4, ["train", "--config", config, "--run-dir", dir + "/auto", "--compute-groups", "off"], timeout: 180)
+        let measured = try mpirun(4, ["train", "--config", config, "--run-dir", dir + "/auto", "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(measured.status, 0, measured.stderr)
         let chosen = try XCTUnwrap(allreduceRecord(dir + "/auto")["algorithm"] as? Int)
-        let resumed = try mpirun(4, ["train", "--run-dir", dir + "/auto", "--resume", "--epochs", "2", "--compute-groups", "off"], timeout: 180)
+        let resumed = try mpirun(4, ["train", "--run-dir", dir + "/auto", "--resume", "--epochs", "2", "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(allreduceLines(resumed), ["allreduce: \(Self.names[chosen - 1]) (measured by the run being resumed), not measured again"],
                        resumed.stdout)
@@ -317,14 +317,14 @@ final class AllreduceAlgorithmTests: XCTestCase {
         XCTAssertEqual(record["algorithm"] as? Int, chosen)
 
         let named = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/named",
-                                   "--allreduce-algorithm", String(chosen), "--compute-groups", "off"], timeout: 180)
+                                   "--allreduce-algorithm", String(chosen), "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(named.status, 0, named.stderr)
         XCTAssertEqual(try modelParameters(dir + "/auto"), try modelParameters(dir + "/named"),
                        "measured, then resumed, sums as algorithm \(chosen) named")
         // Open MPI's families on 4 ranks: {1, 2} reduce at one rank, {3, 6} pairwise, {4, 5} around the ring.
         let other = [1, 2].contains(chosen) ? 4 : 1
         let different = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/other",
-                                       "--allreduce-algorithm", String(other), "--compute-groups", "off"], timeout: 180)
+                                       "--allreduce-algorithm", String(other), "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(different.status, 0, different.stderr)
         XCTAssertNotEqual(try modelParameters(dir + "/other"), try modelParameters(dir + "/named"),
                           "algorithms \(other) and \(chosen) add in different orders")

@@ -179,3 +179,67 @@ func fashionMNISTDirectory() throws -> String {
     }
     return directory
 }
+
+// MARK: - Jobs in the background
+
+/// Starts `mpirun arguments` in the background (under `taskset -c cpus`
+/// when given); returns a wait for its outcome.
+func startMpirun(_ arguments: [String], onCPUs cpus: String? = nil) throws -> () -> Outcome? {
+    guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed") }
+    let (executable, arguments) = cpus.map { ("/usr/bin/taskset", ["-c", $0, mpirun] + arguments) } ?? (mpirun, arguments)
+    final class Box: @unchecked Sendable { var outcome: Outcome? }
+    let box = Box()
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        box.outcome = try? runProcess(executable, arguments, timeout: 120)
+        done.signal()
+    }
+    return {
+        done.wait()
+        return box.outcome
+    }
+}
+
+/// The PID of `rank` among the nntrain processes whose command line holds `marker`.
+func rankPID(_ rank: Int, marker: String) -> pid_t? {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    for name in names {
+        guard let pid = pid_t(name),
+              let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
+              String(decoding: command, as: UTF8.self).contains(marker),
+              String(decoding: command, as: UTF8.self).hasPrefix(nntrainBinary),
+              let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ") else { continue }
+        let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
+    }
+    return nil
+}
+
+/// Processes (mpirun and ranks) whose command line holds `marker`.
+func processes(_ marker: String) -> [pid_t] {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return names.compactMap { name in
+        guard let pid = pid_t(name), pid != getpid(),
+              let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
+              String(decoding: command, as: UTF8.self).contains(marker) else { return nil }
+        return pid
+    }
+}
+
+/// Waits until `condition` holds, at most `seconds`.
+func waitUntil(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let start = Date()
+    while !condition() {
+        if Date().timeIntervalSince(start) > seconds { return false }
+        usleep(20_000)
+    }
+    return true
+}
+
+/// The heartbeat rank 0 keeps: its global step and time.
+func heartbeat(_ run: String) -> (step: Int, time: Double)? {
+    guard let data = FileManager.default.contents(atPath: run + "/heartbeat.json"),
+          let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+          let step = object["global_step"] as? Int, let time = object["unix_time"] as? Double else { return nil }
+    return (step, time)
+}

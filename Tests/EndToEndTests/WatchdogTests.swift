@@ -12,72 +12,12 @@ final class WatchdogTests: XCTestCase {
          "--run-dir", run, "--collective-timeout", String(timeout), "--no-report", "--no-tensorboard"]
     }
 
-    /// Starts `mpirun arguments` in the background; returns a wait for its outcome.
-    func start(_ arguments: [String]) throws -> () -> Outcome? {
-        guard let mpirun = mpirunPath else { throw XCTSkip("mpirun is not installed") }
-        final class Box: @unchecked Sendable { var outcome: Outcome? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            box.outcome = try? runProcess(mpirun, arguments, timeout: 120)
-            done.signal()
-        }
-        return {
-            done.wait()
-            return box.outcome
-        }
-    }
-
-    /// The PID of `rank` among the nntrain processes whose command line holds `marker`.
-    func rankPID(_ rank: Int, marker: String) -> pid_t? {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for name in names {
-            guard let pid = pid_t(name),
-                  let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
-                  String(decoding: command, as: UTF8.self).contains(marker),
-                  String(decoding: command, as: UTF8.self).hasPrefix(nntrainBinary),
-                  let environment = FileManager.default.contents(atPath: "/proc/\(name)/environ") else { continue }
-            let variables = environment.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
-        }
-        return nil
-    }
-
-    /// Processes (mpirun and ranks) whose command line holds `marker`.
-    func processes(_ marker: String) -> [pid_t] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return names.compactMap { name in
-            guard let pid = pid_t(name), pid != getpid(),
-                  let command = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
-                  String(decoding: command, as: UTF8.self).contains(marker) else { return nil }
-            return pid
-        }
-    }
-
-    /// Waits until `condition` holds, at most `seconds`.
-    func wait(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let start = Date()
-        while !condition() {
-            if Date().timeIntervalSince(start) > seconds { return false }
-            usleep(20_000)
-        }
-        return true
-    }
-
-    /// The heartbeat rank 0 keeps: its global step and time.
-    func heartbeat(_ run: String) -> (step: Int, time: Double)? {
-        guard let data = FileManager.default.contents(atPath: run + "/heartbeat.json"),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let step = object["global_step"] as? Int, let time = object["unix_time"] as? Double else { return nil }
-        return (step, time)
-    }
-
     /// Starts a long 2-rank job in `run`, waits until it has begun, sends
     /// `signal` to rank 1, and returns the job's outcome and the seconds from
     /// the signal to the job's end; afterwards no process of the job is left.
     func signalRankOne(_ signal: Int32, run: String, timeout: Double) throws -> (Outcome, Double) {
-        let outcome = try start(longJob(run, timeout: timeout))
-        XCTAssertTrue(wait(60) { self.heartbeat(run) != nil && !Checkpoints.list(run).isEmpty }, "the job never began")
+        let outcome = try startMpirun(longJob(run, timeout: timeout))
+        XCTAssertTrue(waitUntil(60) { heartbeat(run) != nil && !Checkpoints.list(run).isEmpty }, "the job never began")
         let victim = try XCTUnwrap(rankPID(1, marker: run))
         let sent = Date()
         kill(victim, signal)
@@ -85,7 +25,7 @@ final class WatchdogTests: XCTestCase {
         let seconds = Date().timeIntervalSince(sent)
         XCTAssertNotEqual(result.status, 0)
         XCTAssertNotNil(step(in: result.stderr), "the step is named: \(result.stderr)")
-        XCTAssertTrue(wait(10) { self.processes(run).isEmpty }, "processes left: \(processes(run))")
+        XCTAssertTrue(waitUntil(10) { processes(run).isEmpty }, "processes left: \(processes(run))")
         return (result, seconds)
     }
 

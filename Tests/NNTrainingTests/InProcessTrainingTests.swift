@@ -94,53 +94,20 @@ final class InProcessTrainingTests: XCTestCase {
         }
     }
 
-    func testComputeGroupsFollowEachHostsCores() {
-        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2])?.computed, [0..<2, 1..<1, 2..<4, 3..<3])
-        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "a", "a", "a"], cores: [2, 2, 2, 2, 2, 2])?.computed,
-                       [0..<3, 1..<1, 2..<2, 3..<6, 4..<4, 5..<5])
-        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a", "a"], cores: [2, 2, 2]), "groups of 1 and 2 would load one core twice")
-        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2], sharingCores: [true, false, true, true]),
-                     "ranks bound to cores of their own")
-        // Only the oversubscribed host groups its ranks.
-        XCTAssertEqual(ComputeGroups.plan(hosts: ["a", "a", "a", "b", "b"], cores: [1, 1, 1, 8, 8])?.computed,
-                       [0..<3, 1..<1, 2..<2, 3..<4, 4..<5])
-        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "a"], cores: [2, 2]), "a core each")
-        XCTAssertNil(ComputeGroups.plan(hosts: ["a", "b", "a", "b"], cores: [1, 1, 1, 1]), "ranks spread round robin: not one slice")
-    }
-
-    /// Four ranks on two cores in two compute groups train bit for bit as
-    /// two ranks do: each group's first rank computes the slices of the two
-    /// ranks it leads, which together are the slice of one rank of two, and
-    /// the others add -0. With sharding too, and through the last step of
-    /// one sample, which only the last rank of either world computes.
-    func testRanksInComputeGroupsTrainBitForBitAsOneRankAGroup() throws {
-        let groups = try XCTUnwrap(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2]))
-        let yaml = Self.classifier.replacingOccurrences(of: "{units: 1, activation: sigmoid}",
-                                                        with: "{units: 1, activation: sigmoid, l2: 0.001}")
-        XCTAssertNotEqual(yaml, Self.classifier)
-        let two = try train(ranks: 2, yaml: yaml)
-        XCTAssertEqual(two.map(\.error), [nil, nil])
-        for shard in [false, true] {
-            let four = try train(ranks: 4, yaml: yaml, shard: shard, groups: groups)
-            XCTAssertEqual(four.map(\.error), [nil, nil, nil, nil])
-            for run in four { XCTAssertEqual(run.parameters, two[0].parameters, "rank \(run.rank), sharded \(shard)") }
-            XCTAssertEqual(four[0].result?.history.map(\.training.loss), two[0].result?.history.map(\.training.loss))
+    func testOneRankPerCoreTrainsOnEachOversubscribedHost() {
+        func plan(_ hosts: [String], _ cores: [Int], sharing: [Bool]? = nil, batch: Int = 128) -> [[Int]]? {
+            StandBy.plan(hosts: hosts, cores: cores, sharingCores: sharing, batchSize: batch).map { [$0.training, $0.standingBy] }
         }
-        // Without groups the four ranks add the same gradients in another order.
-        let ungrouped = try train(ranks: 4, yaml: yaml)
-        XCTAssertNotEqual(ungrouped[0].parameters, two[0].parameters)
-    }
-
-    /// A group's first rank takes 1,050 rows at once, more than the 1,024
-    /// its own slice would have needed room for.
-    func testAGroupsFirstRankHasRoomForTheGroupsRows() throws {
-        let groups = try XCTUnwrap(ComputeGroups.plan(hosts: ["a", "a", "a", "a"], cores: [2, 2, 2, 2]))
-        let yaml = Self.classifier.replacingOccurrences(of: "samples: 97", with: "samples: 2100")
-            .replacingOccurrences(of: "epochs: 4, batch_size: 12", with: "epochs: 1, batch_size: 2100")
-        let four = try train(ranks: 4, yaml: yaml, groups: groups)
-        let two = try train(ranks: 2, yaml: yaml)
-        XCTAssertEqual(four.map(\.error), [nil, nil, nil, nil])
-        XCTAssertEqual(four[0].parameters, two[0].parameters)
+        XCTAssertEqual(plan(["a", "a", "a", "a"], [2, 2, 2, 2]), [[0, 1], [2, 3]])
+        XCTAssertEqual(plan(["a", "a", "a"], [2, 2, 2]), [[0, 1], [2]], "3 ranks on 2 cores: 2 train")
+        XCTAssertEqual(plan(["a", "a", "a"], [1, 1, 1]), [[0], [1, 2]])
+        XCTAssertNil(plan(["a", "a", "a", "a"], [2, 2, 2, 2], sharing: [true, false, true, true]), "ranks bound to cores of their own")
+        // Only the oversubscribed host leaves ranks standing by, wherever its ranks are.
+        XCTAssertEqual(plan(["a", "a", "a", "b", "b"], [1, 1, 1, 8, 8], batch: 96), [[0, 3, 4], [1, 2]])
+        XCTAssertEqual(plan(["a", "b", "a", "b"], [1, 1, 1, 1]), [[0, 1], [2, 3]], "ranks spread round robin")
+        XCTAssertNil(plan(["a", "a"], [2, 2]), "a core each")
+        XCTAssertNil(plan(["a", "a", "a", "b"], [2, 2, 2, 8]), "128 does not divide over the 3 that would train")
+        XCTAssertEqual(plan(["a", "a", "a", "b"], [2, 2, 2, 8], batch: 129), [[0, 1, 3], [2]])
     }
 
     func testShardingPartsCoverTheLayoutInAlignedPieces() {
@@ -582,8 +549,7 @@ final class InProcessTrainingTests: XCTestCase {
     /// only when a rank is left waiting, and then this throws.
     func train(ranks: Int, yaml: String, fault: AllReduceFault? = nil, schedule: TrainingSchedule = TrainingSchedule(),
                keep: Int = 3, stop: (rank: Int, afterSteps: Int)? = nil, resumeFrom checkpoint: String? = nil,
-               directory: String? = nil, overlapBuckets: Int? = nil, shard: Bool = false,
-               groups: ComputeGroups? = nil) throws -> [RankRun] {
+               directory: String? = nil, overlapBuckets: Int? = nil, shard: Bool = false) throws -> [RankRun] {
         let directory = directory ?? temporaryDirectory()
         return try withDeadline(30) {
             try ThreadCommunicator.run(ranks: ranks, fault: fault) { communicator in
@@ -593,7 +559,6 @@ final class InProcessTrainingTests: XCTestCase {
                 let start: StartingPoint = try checkpoint.map { .checkpoint(try ModelFile.read(path: $0)) } ?? .fresh
                 let trainer = try Trainer(config: config, data: data, accelerator: CPUAccelerator(threads: 1),
                                           communicator: communicator, start: start, schedule: schedule, store: store)
-                trainer.computeGroups = groups
                 if let overlapBuckets {
                     let record = trainer.settleOverlap(.on, resumed: nil, bucketBytes: overlapBuckets)
                     XCTAssertEqual(record?.overlapped, true)
