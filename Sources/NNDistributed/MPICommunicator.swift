@@ -16,6 +16,9 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     /// Every rank's host name (MPI's processor name), by rank.
     public let hostNames: [String]
+    /// Every rank's node, by rank: the lowest rank it shares memory with
+    /// (`MPI_COMM_TYPE_SHARED`), so ranks of one node have the same number.
+    public let nodes: [Int]
     /// The thread support MPI_Init_thread provided.
     private let threadLevel: Int32
     /// MPI_THREAD_SERIALIZED or more: another thread may run collectives in turn.
@@ -82,6 +85,11 @@ public final class MPICommunicator: Communicator {
         localRank = Int(value)
         MPI_Comm_size(local, &value)
         localSize = Int(value)
+        var leader = Int32(rank)
+        MPI_Bcast(&leader, 1, nn_mpi_int(), 0, local)
+        var leaders = [Int32](repeating: 0, count: size)
+        MPI_Allgather(&leader, 1, nn_mpi_int(), &leaders, 1, nn_mpi_int(), comm)
+        nodes = leaders.map(Int.init)
         MPI_Comm_free(&local)
         guard let settings, size > 1 else { return }
         guard threadLevel >= nn_mpi_thread_multiple() else {

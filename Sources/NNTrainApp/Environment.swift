@@ -93,7 +93,14 @@ enum Environment {
     /// The ranks on this host against the cores they share, gathered from
     /// every rank's affinity (a collective; see `HostLoad.measure`).
     static func hostLoad(_ communicator: any Communicator) -> HostLoad {
-        HostLoad.measure(communicator, hosts: hostNames(communicator), allowedCPUs: allowedCPUs())
+        HostLoad.measure(communicator, hosts: nodes(communicator), allowedCPUs: allowedCPUs())
+    }
+
+    /// Every rank's node, as MPI groups ranks that share memory (ranks in
+    /// network namespaces of one machine share its host name but not a
+    /// node); one node for a job outside MPI.
+    static func nodes(_ communicator: any Communicator) -> [String] {
+        (communicator as? MPICommunicator)?.nodes.map { "node of rank \($0)" } ?? Array(repeating: "", count: communicator.size)
     }
 
     /// Every rank's host name (one host for a job outside MPI).

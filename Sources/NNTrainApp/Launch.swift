@@ -148,7 +148,7 @@ enum Launch {
             return config
         }
         try agree(on: config, communicator)
-        facts.standBy = StandBy.settle(job.standBy, load: load, hosts: Environment.hostNames(communicator),
+        facts.standBy = StandBy.settle(job.standBy, load: load, hosts: Environment.nodes(communicator),
                                        hostMemory: accelerator.isHostMemory, batchSize: config.training.batchSize,
                                        communicator: communicator)
         if let plan = facts.standBy, let mpi = communicator as? MPICommunicator {
