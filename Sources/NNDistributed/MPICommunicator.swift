@@ -317,7 +317,7 @@ public final class MPICommunicator: Communicator {
     /// so the rank needs no core. When `stopRequested` turns true (a signal
     /// to this rank alone), rank 0 is told once, and its next stop poll
     /// counts it (`standingByAskedToStop`).
-    public func standBy(pause: Int = 2000, stopRequested: () -> Bool) -> Int32 {
+    public func standBy(pause: Int = 10_000, stopRequested: () -> Bool) -> Int32 {
         var status: Int32 = 0, flag: Int32 = 1
         var release: MPI_Request? = nn_mpi_request_null(), told: MPI_Request? = nn_mpi_request_null()
         MPI_Irecv(&status, 1, nn_mpi_int(), 0, StandByTag.release, comm, &release)
