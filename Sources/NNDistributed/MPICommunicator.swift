@@ -25,7 +25,8 @@ public final class MPICommunicator: Communicator {
     public var collectivesFromAnyThread: Bool { threadLevel >= nn_mpi_thread_serialized() }
     /// Why there is no watchdog though one was asked for (nil: none asked, or it runs).
     public private(set) var watchdogProblem: String?
-    private let comm: MPI_Comm
+    /// The communicator the collectives run on.
+    let comm: MPI_Comm
     /// Each rank's number in `MPI_COMM_WORLD` (the identity for the world itself).
     public let worldRanks: [Int]
     /// The number of ranks in `MPI_COMM_WORLD`.
@@ -34,7 +35,7 @@ public final class MPICommunicator: Communicator {
     private let watchdogSettings: WatchdogSettings?
     /// Communicators made from this one (`subset`), released at `finalize`.
     private var subsets: [MPICommunicator] = []
-    /// Where Float allreduces (the gradients) run: the world, or a duplicate
+    /// Where Float allreduces (the gradients) run: `comm`, or a duplicate
     /// of it that carries the chosen algorithm.
     private var gradientComm: MPI_Comm
     /// Duplicates this communicator made and frees at `finalize`.
@@ -96,7 +97,7 @@ public final class MPICommunicator: Communicator {
             watchdogProblem = "this MPI library lacks MPI_THREAD_MULTIPLE, so stalled collectives are not watched"
             return
         }
-        let watchdog = Watchdog(settings: settings, world: comm, rank: rank, size: size, hosts: hostNames, worldRanks: worldRanks)
+        let watchdog = Watchdog(settings: settings, watched: comm, rank: rank, size: size, hosts: hostNames, worldRanks: worldRanks)
         MPI_Comm_set_errhandler(comm, nn_mpi_errors_return_handler())
         watchdog.start()
         self.watchdog = watchdog
@@ -259,15 +260,15 @@ public final class MPICommunicator: Communicator {
     public func barrier() { watched(.barrier) { MPI_Barrier(comm) } }
 
     public func finalize() {
-        subsets.forEach { $0.release() }
+        subsets.forEach { $0.freeResources() }
         subsets = []
-        release()
+        freeResources()
         MPI_Finalize()
     }
 
     /// Frees what this communicator made: its reductions, its watchdog, its
     /// duplicates, and its communicator unless it is the world.
-    private func release() {
+    private func freeResources() {
         for (_, op) in halfSums {
             var freed: MPI_Op? = op
             MPI_Op_free(&freed)
@@ -295,7 +296,7 @@ public final class MPICommunicator: Communicator {
         precondition(members.allSatisfy { (0..<size).contains($0) }, "members are ranks of this communicator")
         let member = members.contains(rank)
         var made: MPI_Comm? = nn_mpi_comm_null()
-        watched(.duplicate) { MPI_Comm_split(comm, member ? 0 : nn_mpi_undefined(), Int32(rank), &made) }
+        watched(.split) { MPI_Comm_split(comm, member ? 0 : nn_mpi_undefined(), Int32(rank), &made) }
         watchdog?.finish()
         watchdog = nil
         guard member, let made else { return nil }
@@ -304,59 +305,6 @@ public final class MPICommunicator: Communicator {
                                     worldRanks: ranks.map { worldRanks[$0] }, hostNames: ranks.map { hostNames[$0] })
         subsets.append(child)
         return child
-    }
-
-    /// The tags of the messages between rank 0 and the ranks that stand by.
-    private enum StandByTag {
-        static let stop: Int32 = 7001, release: Int32 = 7002
-    }
-
-    /// Waits, outside every collective, until rank 0 releases this rank
-    /// (`release(standingBy:status:)`), and returns the exit status it sends.
-    /// The wait sleeps (`pause` microseconds between tests of the message),
-    /// so the rank needs no core. When `stopRequested` turns true (a signal
-    /// to this rank alone), rank 0 is told once, and its next stop poll
-    /// counts it (`standingByAskedToStop`).
-    public func standBy(pause: Int = 10_000, stopRequested: () -> Bool) -> Int32 {
-        var status: Int32 = 0, flag: Int32 = 1
-        var release: MPI_Request? = nn_mpi_request_null(), told: MPI_Request? = nn_mpi_request_null()
-        MPI_Irecv(&status, 1, nn_mpi_int(), 0, StandByTag.release, comm, &release)
-        var done: Int32 = 0, toldRank0 = false
-        while true {
-            MPI_Test(&release, &done, nn_mpi_status_ignore())
-            if done != 0 { break }
-            if !toldRank0 && stopRequested() {
-                MPI_Isend(&flag, 1, nn_mpi_int(), 0, StandByTag.stop, comm, &told)
-                toldRank0 = true
-            }
-            var time = timespec(tv_sec: 0, tv_nsec: pause * 1000)
-            nanosleep(&time, nil)
-        }
-        if toldRank0 { MPI_Wait(&told, nn_mpi_status_ignore()) }
-        return status
-    }
-
-    /// On rank 0: whether a rank that stands by has asked to stop since the
-    /// last call (its message is taken).
-    public func standingByAskedToStop() -> Bool {
-        var asked = false, found: Int32 = 0
-        var status = MPI_Status()
-        while true {
-            MPI_Iprobe(nn_mpi_any_source(), StandByTag.stop, comm, &found, &status)
-            guard found != 0 else { return asked }
-            var flag: Int32 = 0
-            MPI_Recv(&flag, 1, nn_mpi_int(), status.MPI_SOURCE, StandByTag.stop, comm, nn_mpi_status_ignore())
-            asked = true
-        }
-    }
-
-    /// On rank 0: ends the wait of the ranks `standingBy`, which return `status`.
-    public func release(standingBy ranks: [Int], status: Int32) {
-        _ = standingByAskedToStop()
-        for rank in ranks {
-            var value = status
-            MPI_Send(&value, 1, nn_mpi_int(), Int32(rank), StandByTag.release, comm)
-        }
     }
 
     // MARK: - The gradients' allreduce algorithm
@@ -373,7 +321,7 @@ public final class MPICommunicator: Communicator {
     /// (`coll_tuned_allreduce_algorithm`, honoured with
     /// `coll_tuned_use_dynamic_rules` set before `MPI_Init`) when a
     /// communicator is created, so the control variable is written through
-    /// the MPI tool interface before each `MPI_Comm_dup` of the world, and
+    /// the MPI tool interface before each `MPI_Comm_dup` of `comm`, and
     /// each duplicate keeps its algorithm.
     public func tuneAllreduce(count: Int) -> AllreduceTuningResult? {
         guard size > 1, count > 0 else { return nil }
@@ -427,7 +375,7 @@ public final class MPICommunicator: Communicator {
         let reason: String
     }
 
-    /// One duplicate of the world per algorithm in `numbers`, each made while
+    /// One duplicate of `comm` per algorithm in `numbers`, each made while
     /// `coll_tuned_allreduce_algorithm` holds that number; the variable is
     /// given back its value afterwards. Collective.
     private func duplicatesForcing(_ numbers: [Int]) -> Result<[MPI_Comm], TuningProblem> {

@@ -55,7 +55,7 @@ public struct WatchdogSettings {
 
 /// The collectives the watchdog names.
 enum CollectiveKind: UInt64 {
-    case allreduce = 1, broadcast, allgather, barrier, duplicate, reduceScatter
+    case allreduce = 1, broadcast, allgather, barrier, duplicate, reduceScatter, split
 
     var name: String {
         switch self {
@@ -65,6 +65,7 @@ enum CollectiveKind: UInt64 {
         case .barrier: return "barrier"
         case .duplicate: return "communicator duplication"
         case .reduceScatter: return "reduce-scatter"
+        case .split: return "communicator split"
         }
     }
 }
@@ -101,17 +102,17 @@ final class Watchdog: @unchecked Sendable {
     /// Why a collective failed, from the main thread.
     private let failure = Locked<String?>(nil)
 
-    /// A watchdog over `communicator`'s ranks (it duplicates it for its roll
-    /// calls); `hosts` names every rank's host, `worldRanks` its number in
-    /// the world (by default its rank here).
-    init(settings: WatchdogSettings, world: MPI_Comm, rank: Int, size: Int, hosts: [String], worldRanks: [Int]? = nil) {
+    /// A watchdog over the ranks of `watched` (the world or some of its
+    /// ranks; it duplicates it for its roll calls); `hosts` names every
+    /// rank's host, `worldRanks` its number in the world.
+    init(settings: WatchdogSettings, watched: MPI_Comm, rank: Int, size: Int, hosts: [String], worldRanks: [Int]) {
         self.settings = settings
         self.rank = rank
         self.size = size
         self.hosts = hosts
-        self.worldRanks = worldRanks ?? Array(0..<size)
+        self.worldRanks = worldRanks
         var duplicate: MPI_Comm? = nn_mpi_comm_null()
-        MPI_Comm_dup(world, &duplicate)
+        MPI_Comm_dup(watched, &duplicate)
         comm = duplicate!
         MPI_Comm_set_errhandler(comm, nn_mpi_errors_return_handler())
         shared.initialize(repeating: 0, count: 4)

@@ -99,13 +99,8 @@ enum Environment {
     /// Every rank's node, as MPI groups ranks that share memory (ranks in
     /// network namespaces of one machine share its host name but not a
     /// node); one node for a job outside MPI.
-    static func nodes(_ communicator: any Communicator) -> [String] {
-        (communicator as? MPICommunicator)?.nodes.map { "node of rank \($0)" } ?? Array(repeating: "", count: communicator.size)
-    }
-
-    /// Every rank's host name (one host for a job outside MPI).
-    static func hostNames(_ communicator: any Communicator) -> [String] {
-        (communicator as? MPICommunicator)?.hostNames ?? Array(repeating: "", count: communicator.size)
+    static func nodes(_ communicator: any Communicator) -> [Int] {
+        (communicator as? MPICommunicator)?.nodes ?? Array(repeating: 0, count: communicator.size)
     }
 
     /// The host's load as a rank guesses it before `MPI_Init`, from the local

@@ -22,7 +22,7 @@ struct HostLoad: Equatable {
     /// The ranks of this host against the union of their CPU affinities,
     /// gathered from every rank (one collective per 64 CPUs). A rank bound
     /// to its own core sees one; the host has as many as its ranks together.
-    static func measure(_ communicator: any Communicator, hosts: [String], allowedCPUs: [Int]) -> HostLoad {
+    static func measure(_ communicator: any Communicator, hosts: [Int], allowedCPUs: [Int]) -> HostLoad {
         var mine = mask(allowedCPUs)
         let words = Int(communicator.allGather(UInt64(mine.count)).max() ?? 1)
         mine += Array(repeating: 0, count: max(0, words - mine.count))
@@ -83,12 +83,12 @@ enum StandByRequest: String, CaseIterable {
 }
 
 extension StandBy {
-    /// The plan for this job's ranks (a collective: every rank calls it):
-    /// each host's cores, gathered from every rank, against its ranks, for
+    /// The plan for this job's ranks (a collective: every rank calls it) on
+    /// `nodes` (MPI's, by rank): each node's cores, gathered from every rank, against its ranks, for
     /// a global batch of `batchSize`; nil unless asked for and every rank's
     /// model is in host memory (GPU ranks do not share the host's cores for
     /// their arithmetic).
-    static func settle(_ request: StandByRequest, load: HostLoad, hosts: [String], hostMemory: Bool, batchSize: Int,
+    static func settle(_ request: StandByRequest, load: HostLoad, nodes: [Int], hostMemory: Bool, batchSize: Int,
                        communicator: any Communicator) -> StandBy? {
         guard communicator.size > 1 else { return nil }
         let cores = communicator.allGather(UInt64(load.cores)).map(Int.init)
@@ -97,7 +97,7 @@ extension StandBy {
         // for it would leave the job waiting.
         let willing = communicator.allGather(request == .auto && hostMemory ? 1 : 0).allSatisfy { $0 == 1 }
         guard willing else { return nil }
-        return plan(hosts: hosts, cores: cores, sharingCores: sharing, batchSize: batchSize)
+        return plan(hosts: nodes, cores: cores, sharingCores: sharing, batchSize: batchSize)
     }
 
     /// The start-up line: `one rank per core trains: ranks 0 and 1 train,

@@ -51,24 +51,40 @@ enum Launch {
                               drawsBar: Environment.drawsProgressBar(underLauncher: Environment.launchedByMPI))
         if let problem = (world as? MPICommunicator)?.watchdogProblem { console.warn(problem) }
         // Rank 0 (which always trains) releases the ranks that stand by
-        // with the job's exit status, however training ends.
+        // with the job's exit status, however training ends (a rank that
+        // crashes, or that its watchdog ends, leaves them to the launcher).
         var standingBy: [Int] = []
-        let status = train(job, world: world, plan: plan, stop: stop, views: views, console: console, standingBy: &standingBy)
+        let status = trainOrStandBy(job, world: world, plan: plan, stop: stop, views: views, console: console,
+                                    standingBy: &standingBy)
         if !standingBy.isEmpty, world.isCoordinator, let mpi = world as? MPICommunicator {
-            mpi.release(standingBy: standingBy, status: status)
+            let timeout = job.collectiveTimeout > 0 ? job.collectiveTimeout : nil
+            let silent = mpi.release(standingBy: standingBy, status: status, timeout: timeout)
+            if !silent.isEmpty {
+                // MPI_Finalize would wait for them for ever.
+                let names = silent.map { "\($0) (host \(mpi.hostNames[$0]))" }.joined(separator: ", ")
+                let seconds = job.collectiveTimeout.rounded() == job.collectiveTimeout
+                    ? String(Int(job.collectiveTimeout)) : String(job.collectiveTimeout)
+                Console.error("rank\(silent.count == 1 ? "" : "s") \(names), standing by, did not answer rank 0 at the end of the run within --collective-timeout \(seconds) s (stopped or cut off); stopping every rank")
+                JobEnd.exitStalled()
+            }
         }
         return status
     }
 
-    /// Trains on the ranks that train (rank 0's `standingBy` lists those
-    /// that stand by, as soon as it is settled); a rank that stands by
-    /// waits for rank 0's word. Returns the exit status.
-    private static func train(_ job: Train, world: any Communicator, plan: AllreducePlan, stop: SignalStop,
-                              views: LockedBox<RunViews?>, console: Console, standingBy: inout [Int]) -> Int32 {
+    /// On a rank that trains: trains, and returns the exit status (rank 0's
+    /// `standingBy` lists the ranks that stand by, as soon as it is settled).
+    /// On a rank that stands by: waits for rank 0's word, and returns the
+    /// status it sends.
+    private static func trainOrStandBy(_ job: Train, world: any Communicator, plan: AllreducePlan, stop: SignalStop,
+                                       views: LockedBox<RunViews?>, console: Console, standingBy: inout [Int]) -> Int32 {
         var communicator = world
         do {
-            guard var (trainer, facts) = try prepare(job, communicator: world, console: console, standingBy: &standingBy) else {
-                return (world as! MPICommunicator).standBy { stop.isRequested }
+            let prepared = try prepare(job, communicator: world, console: console, standingBy: &standingBy)
+            guard case .training(let trainer, var facts) = prepared else {
+                guard case .standingBy(let mpi) = prepared else { return 1 }
+                let end = mpi.standBy { stop.isRequested }
+                if let problem = end.problem { Console.error(problem) }
+                return end.status
             }
             communicator = trainer.communicator
             // Before the first step, with the gradient buffer's size known.
@@ -83,8 +99,10 @@ enum Launch {
             let made = RunViews(job: job, trainer: trainer, facts: facts, console: console, communicator: communicator)
             views.value = made
             // A rank that stands by asks rank 0 to stop, which then asks the others at its next poll.
-            let stopRequest: any StopRequest = standingBy.isEmpty || !communicator.isCoordinator
-                ? stop : StopFromStandingBy(stop, world: world as! MPICommunicator)
+            var stopRequest: any StopRequest = stop
+            if !standingBy.isEmpty, communicator.isCoordinator, let mpi = world as? MPICommunicator {
+                stopRequest = StopFromStandingBy(stop, world: mpi)
+            }
             _ = try trainer.run(observers: made.observers, stop: stopRequest)
             return 0
         } catch let error as UserError {
@@ -104,12 +122,19 @@ enum Launch {
         }
     }
 
+    /// What start-up leaves a rank with.
+    enum Prepared {
+        /// The trainer, over the ranks that train, and what the run records.
+        case training(Trainer, JobFacts)
+        /// This rank stands by (see `MPICommunicator.standBy`), on this world.
+        case standingBy(MPICommunicator)
+    }
+
     /// Everything before the first step: device, configuration (from a
     /// checkpoint when resuming), agreement across ranks, which ranks train
-    /// (`standingBy`: the others, once settled), data, trainer. Nil on a
-    /// rank that stands by.
+    /// (`standingBy`: the others, once settled), data, trainer.
     static func prepare(_ job: Train, communicator world: any Communicator, console: Console,
-                        standingBy: inout [Int]) throws -> (Trainer, JobFacts)? {
+                        standingBy: inout [Int]) throws -> Prepared {
         var communicator = world
         let load = Environment.hostLoad(communicator)
         if let mpi = communicator as? MPICommunicator {
@@ -148,14 +173,14 @@ enum Launch {
             return config
         }
         try agree(on: config, communicator)
-        facts.standBy = StandBy.settle(job.standBy, load: load, hosts: Environment.nodes(communicator),
-                                       hostMemory: accelerator.isHostMemory, batchSize: config.training.batchSize,
-                                       communicator: communicator)
-        if let plan = facts.standBy, let mpi = communicator as? MPICommunicator {
+        if let mpi = communicator as? MPICommunicator,
+           let plan = StandBy.settle(job.standBy, load: load, nodes: mpi.nodes, hostMemory: accelerator.isHostMemory,
+                                     batchSize: config.training.batchSize, communicator: mpi) {
             console.line(plan.note)
+            facts.standBy = plan
             standingBy = plan.standingBy
             // The ranks that train go on alone; the others stand by.
-            guard let training = mpi.subset(plan.training) else { return nil }
+            guard let training = mpi.subset(plan.training) else { return .standingBy(mpi) }
             communicator = training
         }
 
@@ -174,8 +199,10 @@ enum Launch {
             created = try RunDirectoryCheck.prepare(runDirectory)
         }
         do {
-            return try prepareData(job, config: config, checkpoint: checkpoint, runDirectory: runDirectory,
-                                   accelerator: accelerator, facts: facts, communicator: communicator, console: console)
+            let (trainer, facts) = try prepareData(job, config: config, checkpoint: checkpoint, runDirectory: runDirectory,
+                                                   accelerator: accelerator, facts: facts, communicator: communicator,
+                                                   console: console)
+            return .training(trainer, facts)
         } catch {
             if let created { RunDirectoryCheck.removeCreated(created, inside: runDirectory) }
             throw error

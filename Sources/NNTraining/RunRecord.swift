@@ -183,7 +183,7 @@ public final class RunRecord: TrainingObserver {
             "test_samples": start.testSamples ?? NSNull(),
             "local_ranks": facts.hostLoad?.ranks ?? NSNull(), "host_cores": facts.hostLoad?.cores ?? NSNull(),
             "oversubscribed": facts.oversubscribed ?? NSNull(),
-            "standing_by": facts.standBy?.json ?? NSNull(),
+            "standing_by": facts.standBy?.standingBy ?? NSNull(),
             "start_time": firstStart, "end_time": NSNull(), "exit_reason": ExitReason.running.rawValue,
         ]
         if let position = start.resumedAt {

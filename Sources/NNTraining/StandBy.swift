@@ -26,7 +26,7 @@ public struct StandBy: Equatable, Sendable {
     /// where the ranks that train would not be one per core). Nil when no
     /// rank stands by, or when the batch does not divide evenly over the
     /// ranks that would train (every rank then trains, as the batch asks).
-    public static func plan(hosts: [String], cores: [Int], sharingCores: [Bool]? = nil, batchSize: Int) -> StandBy? {
+    public static func plan<Host: Hashable>(hosts: [Host], cores: [Int], sharingCores: [Bool]? = nil, batchSize: Int) -> StandBy? {
         precondition(hosts.count == cores.count, "a host and a core count per rank")
         var standing = Set<Int>()
         for host in Set(hosts) {
@@ -44,7 +44,4 @@ public struct StandBy: Equatable, Sendable {
         self.training = training
         self.standingBy = standingBy
     }
-
-    /// run.json's `standing_by`: the ranks that stood by.
-    var json: [Int] { standingBy }
 }

@@ -93,10 +93,10 @@ final class DistributedTests: XCTestCase {
         // 200 · 0.75 = 150 training samples, batch 12 over 3 ranks: the last
         // global batch has 6 samples, 2 per rank; with 7 ranks some ranks
         // get none in a step and still take part.
+        // Every rank trains its own slice, however many cores the host has.
         let config = smallConfig(in: dir, samples: 200, batch: 12, epochs: 2)
-        let outcome = try mpirun(3, ["train", "--config", config, "--run-dir", dir + "/r3"], timeout: 120)
+        let outcome = try mpirun(3, ["train", "--config", config, "--run-dir", dir + "/r3", "--stand-by", "off"], timeout: 120)
         XCTAssertEqual(outcome.status, 0, outcome.stderr)
-        // Every rank takes part with its own slice, compute groups or not.
         let odd = try mpirun(4, ["train", "--config", smallConfig(in: dir, samples: 203, batch: 8, epochs: 1), "--run-dir", dir + "/r4",
                                  "--stand-by", "off"], timeout: 120)
         XCTAssertEqual(odd.status, 0, odd.stderr)
@@ -204,10 +204,11 @@ final class DistributedTests: XCTestCase {
 
     func testBatchThatDoesNotDivideOverRanksIsRejected() throws {
         let dir = temporaryDirectory(self)
-        // 9 divides neither over 4 ranks nor over 2, so on a host of 2 cores no rank stands by either.
-        let outcome = try mpirun(4, ["train", "--config", smallConfig(in: dir, batch: 9), "--run-dir", dir + "/x"], timeout: 60)
+        // Every rank trains, however many cores the host has.
+        let outcome = try mpirun(4, ["train", "--config", smallConfig(in: dir, batch: 10), "--run-dir", dir + "/x", "--stand-by", "off"],
+                                 timeout: 60)
         XCTAssertEqual(outcome.status, 2, outcome.stderr)
-        XCTAssertTrue(outcome.stderr.contains("training.batch_size: 9 is the global batch and must divide evenly over 4 ranks"), outcome.stderr)
+        XCTAssertTrue(outcome.stderr.contains("training.batch_size: 10 is the global batch and must divide evenly over 4 ranks"), outcome.stderr)
     }
 }
 

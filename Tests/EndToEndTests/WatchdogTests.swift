@@ -9,7 +9,9 @@ final class WatchdogTests: XCTestCase {
     /// A job long enough to be interrupted: the spiral preset for many epochs.
     func longJob(_ run: String, timeout: Double) -> [String] {
         ["-n", "2", "--oversubscribe", "--bind-to", "none", nntrainBinary, "train", "--preset", "spiral", "--epochs", "100000",
-         "--run-dir", run, "--collective-timeout", String(timeout), "--no-report", "--no-tensorboard"]
+         "--run-dir", run, "--collective-timeout", String(timeout), "--no-report", "--no-tensorboard",
+         // Both ranks train, however many cores the host has.
+         "--stand-by", "off"]
     }
 
     /// Starts a long 2-rank job in `run`, waits until it has begun, sends
