@@ -18,6 +18,8 @@ public final class Console: TrainingObserver {
     public var computeNote = ""
     /// Appended to the data line: how the ranks hold the data (empty: each loaded its own).
     public var dataNote = ""
+    /// How many ranks of the job stand by (see `StandBy`).
+    public var standingBy = 0
     /// How the gradients' allreduce algorithm was chosen, for the start-up lines (nil: one rank).
     public var allreduce: AllreduceRecord?
     /// Whether the allreduce overlaps backward, for the start-up lines (nil: one rank).
@@ -82,11 +84,14 @@ public final class Console: TrainingObserver {
             if let problem = stop.restoreProblem { warn("\(problem); keeping the weights of epoch \(stop.stoppedEpoch)") }
         case .stopped(let point):
             line("")
-            let launcher = point.worldSize > 1 ? "mpirun -n \(point.worldSize) " : ""
+            // The job as launched: the ranks that stood by come back to stand by again.
+            let ranks = point.worldSize + standingBy
+            let launcher = ranks > 1 ? "mpirun -n \(ranks) " : ""
             line("nntrain: stopped by signal at epoch \(point.epoch), step \(point.stepInEpoch)/\(point.steps); checkpoint written. Resume with: \(launcher)nntrain train --run-dir \(point.runDirectory) --resume")
         case .finished(let result):
             if result.worldSize > 1 {
-                line("parameters: CRC-32C \(String(format: "%08x", result.parameterChecksum)), identical on all \(result.worldSize) ranks")
+                let stood = standingBy > 0 ? " that trained (\(standingBy) stood by)" : ""
+                line("parameters: CRC-32C \(String(format: "%08x", result.parameterChecksum)), identical on all \(result.worldSize) ranks" + stood)
             }
             if let test = result.test { line("test" + Console.format(test.named())) }
         case .modelSaved(let path):

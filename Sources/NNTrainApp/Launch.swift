@@ -177,6 +177,7 @@ enum Launch {
            let plan = StandBy.settle(job.standBy, load: load, nodes: mpi.nodes, hostMemory: accelerator.isHostMemory,
                                      batchSize: config.training.batchSize, communicator: mpi) {
             console.line(plan.note)
+            console.standingBy = plan.standingBy.count
             facts.standBy = plan
             standingBy = plan.standingBy
             // The ranks that train go on alone; the others stand by.

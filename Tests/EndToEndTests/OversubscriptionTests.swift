@@ -96,7 +96,7 @@ final class OversubscriptionTests: XCTestCase {
         for (name, outcome) in [("four", four), ("two", two), ("every", everyRank)] { XCTAssertEqual(outcome.status, 0, "\(name): \(outcome.stderr)") }
         XCTAssertTrue(four.stdout.contains("one rank per core trains: ranks 0 and 1 train, ranks 2 and 3 stand by"), four.stdout)
         XCTAssertTrue(four.stdout.contains(", 2 ranks of 4; gradients:"), four.stdout)
-        XCTAssertTrue(four.stdout.contains("identical on all 2 ranks"), four.stdout)
+        XCTAssertTrue(four.stdout.contains("identical on all 2 ranks that trained (2 stood by)"), four.stdout)
         XCTAssertFalse(two.stdout.contains("stand by"), two.stdout)
         XCTAssertFalse(everyRank.stdout.contains("stand by"), everyRank.stdout)
         XCTAssertTrue(everyRank.stdout.contains("identical on all 4 ranks"), everyRank.stdout)
@@ -134,6 +134,7 @@ final class OversubscriptionTests: XCTestCase {
         let result = try XCTUnwrap(outcome())
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.contains("stopped by signal"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("Resume with: mpirun -n 4 nntrain train --run-dir \(run) --resume"), result.stdout)
         XCTAssertEqual(try json(run + "/run.json")["exit_reason"] as? String, "stopped")
         XCTAssertTrue(waitUntil(10) { processes(run).isEmpty }, "processes left: \(processes(run))")
         let (snapshot, _) = try Checkpoints.latestValid(in: run) { XCTFail($0) }
