@@ -16,8 +16,8 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     /// Every rank's host name (MPI's processor name), by rank.
     public let hostNames: [String]
-    /// Every rank's node, by rank: the lowest rank it shares memory with
-    /// (`MPI_COMM_TYPE_SHARED`), so ranks of one node have the same number.
+    /// Every rank's node, by rank: the lowest world rank it shares memory
+    /// with (`MPI_COMM_TYPE_SHARED`), so ranks of one node have the same number.
     public let nodes: [Int]
     /// The thread support MPI_Init_thread provided.
     private let threadLevel: Int32
@@ -58,40 +58,33 @@ public final class MPICommunicator: Communicator {
         let world: MPI_Comm = nn_mpi_comm_world()!
         var size: Int32 = 0
         MPI_Comm_size(world, &size)
-        self.init(comm: world, threadLevel: provided, wait: wait, watchdog: settings,
-                  worldRanks: Array(0..<Int(size)), hostNames: Self.gatherProcessorNames(world, size: Int(size)))
+        self.init(comm: world, threadLevel: provided, wait: wait, watchdog: settings, worldRanks: Array(0..<Int(size)),
+                  hostNames: Self.gatherProcessorNames(world, size: Int(size)), nodes: Self.gatherNodes(world, size: Int(size)))
     }
 
     /// Collectives over `comm`, whose ranks are the world's `worldRanks` on
-    /// hosts `hostNames`, watched with `settings` when given.
+    /// hosts `hostNames` and nodes `nodes`, watched with `settings` when given.
     private init(comm: MPI_Comm, threadLevel: Int32, wait: CollectiveWait, watchdog settings: WatchdogSettings?,
-                 worldRanks: [Int], hostNames: [String]) {
+                 worldRanks: [Int], hostNames: [String], nodes: [Int]) {
         self.wait = wait
         self.threadLevel = threadLevel
         self.comm = comm
         self.worldRanks = worldRanks
         self.hostNames = hostNames
+        self.nodes = nodes
         self.watchdogSettings = settings
         gradientComm = comm
         var value: Int32 = 0
         MPI_Comm_size(nn_mpi_comm_world(), &value)
         worldSize = Int(value)
         MPI_Comm_rank(comm, &value)
-        rank = Int(value)
-        MPI_Comm_size(comm, &value)
-        size = Int(value)
-        var local: MPI_Comm? = nn_mpi_comm_null()
-        MPI_Comm_split_type(comm, nn_mpi_comm_type_shared(), Int32(rank), nn_mpi_info_null(), &local)
-        MPI_Comm_rank(local, &value)
-        localRank = Int(value)
-        MPI_Comm_size(local, &value)
-        localSize = Int(value)
-        var leader = Int32(rank)
-        MPI_Bcast(&leader, 1, nn_mpi_int(), 0, local)
-        var leaders = [Int32](repeating: 0, count: size)
-        MPI_Allgather(&leader, 1, nn_mpi_int(), &leaders, 1, nn_mpi_int(), comm)
-        nodes = leaders.map(Int.init)
-        MPI_Comm_free(&local)
+        let rank = Int(value)
+        self.rank = rank
+        size = nodes.count
+        // The ranks of this node, in rank order.
+        let here = nodes.indices.filter { nodes[$0] == nodes[rank] }
+        localRank = here.firstIndex(of: rank)!
+        localSize = here.count
         guard let settings, size > 1 else { return }
         guard threadLevel >= nn_mpi_thread_multiple() else {
             watchdogProblem = "this MPI library lacks MPI_THREAD_MULTIPLE, so stalled collectives are not watched"
@@ -302,7 +295,8 @@ public final class MPICommunicator: Communicator {
         guard member, let made else { return nil }
         let ranks = members.sorted()
         let child = MPICommunicator(comm: made, threadLevel: threadLevel, wait: wait, watchdog: watchdogSettings,
-                                    worldRanks: ranks.map { worldRanks[$0] }, hostNames: ranks.map { hostNames[$0] })
+                                    worldRanks: ranks.map { worldRanks[$0] }, hostNames: ranks.map { hostNames[$0] },
+                                    nodes: ranks.map { nodes[$0] })
         subsets.append(child)
         return child
     }
@@ -473,6 +467,21 @@ public final class MPICommunicator: Communicator {
     private static func free(_ comm: MPI_Comm) {
         var freeing: MPI_Comm? = comm
         MPI_Comm_free(&freeing)
+    }
+
+    /// Every world rank's node, by rank: the lowest rank of its
+    /// `MPI_COMM_TYPE_SHARED` communicator (before the watchdog starts).
+    private static func gatherNodes(_ world: MPI_Comm, size: Int) -> [Int] {
+        var rank: Int32 = 0
+        MPI_Comm_rank(world, &rank)
+        var local: MPI_Comm? = nn_mpi_comm_null()
+        MPI_Comm_split_type(world, nn_mpi_comm_type_shared(), rank, nn_mpi_info_null(), &local)
+        var leader = rank
+        MPI_Bcast(&leader, 1, nn_mpi_int(), 0, local)
+        MPI_Comm_free(&local)
+        var leaders = [Int32](repeating: 0, count: size)
+        MPI_Allgather(&leader, 1, nn_mpi_int(), &leaders, 1, nn_mpi_int(), world)
+        return leaders.map(Int.init)
     }
 
     /// Every rank's processor name, by rank (before the watchdog starts).

@@ -64,7 +64,7 @@ extension MPICommunicator {
             code = MPI_Send(&answer, 1, nn_mpi_int(), 0, StandByTag.answer, comm)
         }
         guard code == nn_mpi_success() else {
-            return StandByEnd(status: 2, problem: "rank \(worldRanks[rank]), standing by, lost rank 0: \(Self.errorText(code))")
+            return StandByEnd(status: 2, problem: "rank \(worldRanks[rank]), standing by, lost rank 0: \(mpiErrorText(code))")
         }
         return StandByEnd(status: status.pointee)
     }
@@ -121,11 +121,9 @@ extension MPICommunicator {
         return ranks.indices.filter { !answered[$0] }.map { ranks[$0] }
     }
 
-    /// MPI's text for an error code.
-    static func errorText(_ code: Int32) -> String {
-        var text = [CChar](repeating: 0, count: 512)
-        var length: Int32 = 0
-        MPI_Error_string(code, &text, &length)
-        return String(cString: text)
+    /// The line for ranks that did not answer `release` within `timeout` seconds.
+    public func unansweredRelease(_ ranks: [Int], timeout: Double) -> String {
+        let names = ranks.map { "\($0) (host \(hostNames[$0]))" }.joined(separator: ", ")
+        return "rank\(ranks.count == 1 ? "" : "s") \(names), standing by, did not answer rank 0 at the end of the run within --collective-timeout \(formatted(timeout)) s (stopped or cut off); stopping every rank"
     }
 }

@@ -153,10 +153,7 @@ final class Watchdog: @unchecked Sendable {
     /// A collective returned an MPI error: the watchdog's thread counts the
     /// ranks and ends the job; the main thread waits for that.
     func failed(_ kind: CollectiveKind, code: Int32) -> Never {
-        var text = [CChar](repeating: 0, count: 512)
-        var length: Int32 = 0
-        MPI_Error_string(code, &text, &length)
-        let reason = "the \(kind.name) of step \(nn_atomic_load(shared + 2)) failed on rank \(worldRank(rank)) (\(String(cString: text)))"
+        let reason = "the \(kind.name) of step \(nn_atomic_load(shared + 2)) failed on rank \(worldRank(rank)) (\(mpiErrorText(code)))"
         failure.withLock { $0 = reason }
         while true { sleep(1) }
     }
@@ -346,7 +343,7 @@ final class Watchdog: @unchecked Sendable {
     }
 
     /// Rank `rank`'s number in the world.
-    private func worldRank(_ rank: Int) -> Int { worldRanks.indices.contains(rank) ? worldRanks[rank] : rank }
+    private func worldRank(_ rank: Int) -> Int { worldRanks[rank] }
 
     /// `rank 1 (host h2)`, `ranks 1 (h2), 3 (h4)`.
     private func list(_ ranks: [Int]) -> String {
@@ -372,6 +369,14 @@ final class Locked<Value>: @unchecked Sendable {
 }
 
 /// `60`, `2.5`: seconds as the user wrote them.
+/// MPI's text for an error code.
+func mpiErrorText(_ code: Int32) -> String {
+    var text = [CChar](repeating: 0, count: 512)
+    var length: Int32 = 0
+    MPI_Error_string(code, &text, &length)
+    return String(cString: text)
+}
+
 func formatted(_ seconds: Double) -> String {
     seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
 }

@@ -93,7 +93,7 @@ enum Environment {
     /// The ranks on this host against the cores they share, gathered from
     /// every rank's affinity (a collective; see `HostLoad.measure`).
     static func hostLoad(_ communicator: any Communicator) -> HostLoad {
-        HostLoad.measure(communicator, hosts: nodes(communicator), allowedCPUs: allowedCPUs())
+        HostLoad.measure(communicator, nodes: nodes(communicator), allowedCPUs: allowedCPUs())
     }
 
     /// Every rank's node, as MPI groups ranks that share memory (ranks in

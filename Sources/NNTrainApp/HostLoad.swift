@@ -22,12 +22,12 @@ struct HostLoad: Equatable {
     /// The ranks of this host against the union of their CPU affinities,
     /// gathered from every rank (one collective per 64 CPUs). A rank bound
     /// to its own core sees one; the host has as many as its ranks together.
-    static func measure(_ communicator: any Communicator, hosts: [Int], allowedCPUs: [Int]) -> HostLoad {
+    static func measure(_ communicator: any Communicator, nodes: [Int], allowedCPUs: [Int]) -> HostLoad {
         var mine = mask(allowedCPUs)
         let words = Int(communicator.allGather(UInt64(mine.count)).max() ?? 1)
         mine += Array(repeating: 0, count: max(0, words - mine.count))
         let byWord = (0..<words).map { communicator.allGather(mine[$0]) }
-        let here = hosts.indices.filter { hosts[$0] == hosts[communicator.rank] }
+        let here = nodes.indices.filter { nodes[$0] == nodes[communicator.rank] }
         let masks = here.map { r in byWord.map { $0[r] } }
         var load = HostLoad(ranks: communicator.localSize, cores: max(1, cores(masks)))
         load.sharesCores = masks.allSatisfy { $0 == masks[0] }

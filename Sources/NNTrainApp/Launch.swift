@@ -61,10 +61,7 @@ enum Launch {
             let silent = mpi.release(standingBy: standingBy, status: status, timeout: timeout)
             if !silent.isEmpty {
                 // MPI_Finalize would wait for them for ever.
-                let names = silent.map { "\($0) (host \(mpi.hostNames[$0]))" }.joined(separator: ", ")
-                let seconds = job.collectiveTimeout.rounded() == job.collectiveTimeout
-                    ? String(Int(job.collectiveTimeout)) : String(job.collectiveTimeout)
-                Console.error("rank\(silent.count == 1 ? "" : "s") \(names), standing by, did not answer rank 0 at the end of the run within --collective-timeout \(seconds) s (stopped or cut off); stopping every rank")
+                Console.error(mpi.unansweredRelease(silent, timeout: job.collectiveTimeout))
                 JobEnd.exitStalled()
             }
         }
@@ -79,12 +76,15 @@ enum Launch {
                                        views: LockedBox<RunViews?>, console: Console, standingBy: inout [Int]) -> Int32 {
         var communicator = world
         do {
-            let prepared = try prepare(job, communicator: world, console: console, standingBy: &standingBy)
-            guard case .training(let trainer, var facts) = prepared else {
-                guard case .standingBy(let mpi) = prepared else { return 1 }
+            let trainer: Trainer
+            var facts: JobFacts
+            switch try prepare(job, communicator: world, console: console, standingBy: &standingBy) {
+            case .standingBy(let mpi):
                 let end = mpi.standBy { stop.isRequested }
                 if let problem = end.problem { Console.error(problem) }
                 return end.status
+            case .training(let made, let madeFacts):
+                (trainer, facts) = (made, madeFacts)
             }
             communicator = trainer.communicator
             // Before the first step, with the gradient buffer's size known.

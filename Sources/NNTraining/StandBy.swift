@@ -39,9 +39,4 @@ public struct StandBy: Equatable, Sendable {
         guard !standing.isEmpty, batchSize % training.count == 0 else { return nil }
         return StandBy(training: training, standingBy: standing.sorted())
     }
-
-    public init(training: [Int], standingBy: [Int]) {
-        self.training = training
-        self.standingBy = standingBy
-    }
 }

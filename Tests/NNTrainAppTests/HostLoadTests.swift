@@ -20,7 +20,7 @@ final class HostLoadTests: XCTestCase {
         XCTAssertEqual(HostLoad.cores([HostLoad.mask([0]), HostLoad.mask([0]), HostLoad.mask([0])]), 1)
         XCTAssertEqual(HostLoad.cores([HostLoad.mask([0, 1]), HostLoad.mask([64, 127])]), 4)
         XCTAssertEqual(HostLoad.cores([]), 0)
-        XCTAssertEqual(HostLoad.measure(LocalCommunicator(), hosts: [0], allowedCPUs: [2, 5]), HostLoad(ranks: 1, cores: 2))
+        XCTAssertEqual(HostLoad.measure(LocalCommunicator(), nodes: [0], allowedCPUs: [2, 5]), HostLoad(ranks: 1, cores: 2))
     }
 
     func testABoundRankGuessesTheHostsOnlineCoresBeforeMPIStarts() {
