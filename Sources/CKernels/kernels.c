@@ -219,3 +219,29 @@ void nn_sum_half(const unsigned short *in, unsigned short *inout, size_t n, int 
         nn_sum_fp16_plain(in, inout, n);
     }
 }
+
+void nn_sum_buffers(const float *const *in, size_t count, float *out, size_t n) {
+    if (count == 0) return;
+    if (count == 1) {
+        if (out != in[0]) memmove(out, in[0], n * sizeof(float));
+        return;
+    }
+    if (count == 2) {  // one addition an element: no partial sums to keep
+        const float *a = in[0], *b = in[1];
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+        return;
+    }
+    // Blocks of partial sums that stay in L1, so each input is read once.
+    enum { block = 1024 };
+    float partial[block];
+    for (size_t start = 0; start < n; start += block) {
+        size_t m = n - start < block ? n - start : block;
+        const float *a = in[0] + start, *b = in[1] + start;
+        for (size_t i = 0; i < m; i++) partial[i] = a[i] + b[i];
+        for (size_t k = 2; k < count; k++) {
+            const float *c = in[k] + start;
+            for (size_t i = 0; i < m; i++) partial[i] += c[i];
+        }
+        memcpy(out + start, partial, m * sizeof(float));
+    }
+}

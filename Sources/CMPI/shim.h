@@ -36,3 +36,4 @@ static inline MPI_Datatype nn_mpi_char(void) { return MPI_CHAR; }
 static inline MPI_Errhandler nn_mpi_errors_return_handler(void) { return MPI_ERRORS_RETURN; }
 static inline int nn_mpi_thread_single(void) { return MPI_THREAD_SINGLE; }
 static inline int nn_mpi_undefined(void) { return MPI_UNDEFINED; }
+static inline int nn_mpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }

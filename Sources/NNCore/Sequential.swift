@@ -36,8 +36,12 @@ public final class Sequential {
     private var outputGradient: Tensor?
 
     /// Builds the layers and lays out their parameters; call `initialize`
-    /// (or load values) before use.
-    public init(inputSize: Int, layers specs: [LayerSpec], objective: Objective, accelerator: any Accelerator) {
+    /// (or load values) before use. The parameters and the gradients go in
+    /// `parameterStorage` and `gradientStorage` when given (each at least
+    /// `parameterCount(inputSize:layers:)` values, e.g. memory other ranks
+    /// can read), else in storage of their own.
+    public init(inputSize: Int, layers specs: [LayerSpec], objective: Objective, accelerator: any Accelerator,
+                parameterStorage: DeviceStorage? = nil, gradientStorage: DeviceStorage? = nil) {
         self.accelerator = accelerator
         self.inputSize = inputSize
         self.specs = specs
@@ -46,10 +50,12 @@ public final class Sequential {
         let entries = Sequential.layout(inputSize: inputSize, layers: specs)
         self.entries = entries
         let total = entries.last.map { $0.offset + $0.count } ?? 0
-        let parameterStorage = accelerator.allocate(total)
-        let gradientStorage = accelerator.allocate(total)
-        parameters = parameterStorage.tensor
-        gradients = gradientStorage.tensor
+        precondition((parameterStorage?.count ?? total) >= total && (gradientStorage?.count ?? total) >= total,
+                     "parameter or gradient storage smaller than the model")
+        let parameterStorage = parameterStorage ?? accelerator.allocate(total)
+        let gradientStorage = gradientStorage ?? accelerator.allocate(total)
+        parameters = Tensor(storage: parameterStorage, offset: 0, rows: 1, columns: total)
+        gradients = Tensor(storage: gradientStorage, offset: 0, rows: 1, columns: total)
 
         var layers: [any Layer] = []
         var ranges: [Range<Int>?] = []
@@ -83,6 +89,11 @@ public final class Sequential {
         }
         self.layers = layers
         parameterRanges = ranges
+    }
+
+    /// Parameters of a network with these layers (the flat buffers' length).
+    public static func parameterCount(inputSize: Int, layers specs: [LayerSpec]) -> Int {
+        layout(inputSize: inputSize, layers: specs).last.map { $0.offset + $0.count } ?? 0
     }
 
     /// The flat layout of a model's parameters: for each Dense layer i,

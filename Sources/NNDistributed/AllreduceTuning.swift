@@ -1,25 +1,38 @@
-// Choosing Open MPI's allreduce algorithm for the gradients: the numbering,
-// the names a user may give, and the arithmetic of a measurement (how many
-// calls to time, which algorithm wins). Nothing here calls MPI, so the rules
-// are tested without a job; `MPICommunicator.tuneAllreduce` does the timing.
+// Choosing the gradients' allreduce algorithm: Open MPI's numbering, the
+// shared-memory sum of one host, the names a user may give, and the
+// arithmetic of a measurement (how many calls to time, which algorithm
+// wins). Nothing here calls MPI, so the rules are tested without a job;
+// `MPICommunicator.tuneAllreduce` does the timing.
 
-/// Open MPI's allreduce algorithms (`coll_tuned_allreduce_algorithm`) and
-/// how one is picked from timings.
+/// The gradients' allreduce algorithms, Open MPI's
+/// (`coll_tuned_allreduce_algorithm`) and the shared-memory sum, and how
+/// one is picked from timings.
 public enum AllreduceTuning {
     /// Open MPI's numbering of `coll_tuned_allreduce_algorithm` values.
-    public static let algorithms = [1: "basic linear", 2: "nonoverlapping", 3: "recursive doubling",
-                                    4: "ring", 5: "segmented ring", 6: "rabenseifner"]
+    public static let openMPIAlgorithms = [1: "basic linear", 2: "nonoverlapping", 3: "recursive doubling",
+                                           4: "ring", 5: "segmented ring", 6: "rabenseifner"]
+
+    /// Not one of Open MPI's numbers: the sum through the shared memory of
+    /// one host (`MPICommunicator.allocateShared`), for ranks that all
+    /// share it.
+    public static let sharedMemory = 101
+
+    /// Every algorithm by number: Open MPI's and the shared-memory sum.
+    public static let algorithms = openMPIAlgorithms.merging([sharedMemory: "shared memory"]) { first, _ in first }
 
     /// The algorithm numbers, in order.
     public static var numbers: [Int] { algorithms.keys.sorted() }
 
+    /// Open MPI's algorithm numbers, in order.
+    public static var openMPINumbers: [Int] { openMPIAlgorithms.keys.sorted() }
+
     /// The name of algorithm `number`, or `algorithm N` for one Open MPI may add.
     public static func name(_ number: Int) -> String { algorithms[number] ?? "algorithm \(number)" }
 
-    /// The number of an algorithm given as `1`–`6` or by name; spaces,
-    /// hyphens and underscores are the same (`recursive-doubling`).
+    /// The number of an algorithm given as `1`–`6` (Open MPI's) or by name;
+    /// spaces, hyphens and underscores are the same (`recursive-doubling`).
     public static func number(named text: String) -> Int? {
-        if let number = Int(text) { return algorithms[number] == nil ? nil : number }
+        if let number = Int(text) { return openMPIAlgorithms[number] == nil ? nil : number }
         let wanted = canonical(text)
         return algorithms.first { canonical($0.value) == wanted }?.key
     }

@@ -55,6 +55,13 @@ public protocol Communicator: AnyObject {
     /// run its collectives, one thread at a time (MPI_THREAD_SERIALIZED or
     /// more): what an allreduce overlapped with backward needs.
     var collectivesFromAnyThread: Bool { get }
+    /// Memory for `count` floats of this rank that the other ranks can read
+    /// directly, for the gradients: Float sums of a buffer there may then
+    /// run through it (`tuneAllreduce` times that way too). Collective:
+    /// every rank calls it, and memory is shared only when every rank
+    /// `wanted` it and all share one host. Nil otherwise (one rank, ranks on
+    /// several hosts or threads of one process, a failed allocation).
+    func allocateShared(count: Int, wanted: Bool) -> DeviceStorage?
     /// Leaves the job cleanly.
     func finalize()
 }
@@ -67,6 +74,9 @@ extension Communicator {
 
     /// A world of one, or ranks as threads: one way to sum, nothing to choose.
     public func tuneAllreduce(count: Int) -> AllreduceTuningResult? { nil }
+
+    /// A world of one, or ranks as threads: nothing to share.
+    public func allocateShared(count: Int, wanted: Bool) -> DeviceStorage? { nil }
 
     /// A world of one, or ranks as threads: one way to sum, nothing to choose.
     public func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult? { nil }

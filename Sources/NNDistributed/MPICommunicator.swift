@@ -45,6 +45,12 @@ public final class MPICommunicator: Communicator {
     /// How the sum allreduces wait for the other ranks (see `CollectiveWait`);
     /// every rank must use the same.
     public var wait: CollectiveWait
+    /// Memory shared by the ranks of one host (`allocateShared`): the
+    /// gradients', and the parameters' for the sharded update.
+    var shared: [SharedWindow] = []
+    /// Whether Float sums of buffers in `shared` go through it rather than
+    /// through MPI's collectives (chosen by `tuneAllreduce`).
+    var sumsThroughShared = false
 
     /// Initializes MPI (once per process). Open MPI reads its settings, such
     /// as the allreduce algorithm, from the environment at this point. With
@@ -108,7 +114,7 @@ public final class MPICommunicator: Communicator {
     public func markProgress(step: Int) { watchdog?.note(step: step) }
 
     /// Runs one MPI collective under the watchdog.
-    private func watched(_ kind: CollectiveKind, _ call: () -> Int32) {
+    func watched(_ kind: CollectiveKind, _ call: () -> Int32) {
         guard let watchdog else {
             _ = call()
             return
@@ -121,6 +127,10 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
         guard size > 1, let base = buffer.baseAddress else { return }
+        if sumsThroughShared, let (window, offset) = sharedWindow(holding: buffer) {
+            sharedSum(window, offset: offset, count: buffer.count, parts: nil)
+            return
+        }
         watched(.allreduce) {
             reduce { MPI_Allreduce(nn_mpi_in_place(), base, Int32(buffer.count), nn_mpi_float(), nn_mpi_sum(), gradientComm) }
         }
@@ -145,6 +155,10 @@ public final class MPICommunicator: Communicator {
     public func reduceScatterSum(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
         guard size > 1, let base = buffer.baseAddress else { return }
         precondition(parts.count == size, "reduceScatterSum: \(parts.count) parts for \(size) ranks")
+        if sumsThroughShared, let (window, offset) = sharedWindow(holding: buffer) {
+            sharedSum(window, offset: offset, count: buffer.count, parts: parts)
+            return
+        }
         let mine = parts[rank]
         let (counts, _) = Self.countsAndOffsets(parts)
         if scatterScratch.count < max(mine.count, 1) { scatterScratch = [Float](repeating: 0, count: max(mine.count, 1)) }
@@ -161,6 +175,10 @@ public final class MPICommunicator: Communicator {
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Float>, parts: [Range<Int>]) {
         guard size > 1, let base = buffer.baseAddress else { return }
         precondition(parts.count == size, "allGather: \(parts.count) parts for \(size) ranks")
+        if sumsThroughShared, let (window, offset) = sharedWindow(holding: buffer) {
+            sharedGather(window, offset: offset, parts: parts)
+            return
+        }
         let (counts, offsets) = Self.countsAndOffsets(parts)
         watched(.allgather) {
             reduce { MPI_Allgatherv(nn_mpi_in_place(), 0, nn_mpi_float(), base, counts, offsets, nn_mpi_float(), comm) }
@@ -186,7 +204,7 @@ public final class MPICommunicator: Communicator {
     /// Tests `request` until it completes, sleeping between tests (or
     /// yielding the core when the backoff's first pause is zero); returns
     /// the first error code.
-    private func waitYielding(_ request: inout MPI_Request?, _ backoff: CollectiveWait.Backoff) -> Int32 {
+    func waitYielding(_ request: inout MPI_Request?, _ backoff: CollectiveWait.Backoff) -> Int32 {
         var done: Int32 = 0
         var pause = backoff.first
         while true {
@@ -262,6 +280,9 @@ public final class MPICommunicator: Communicator {
     /// Frees what this communicator made: its reductions, its watchdog, its
     /// duplicates, and its communicator unless it is the world.
     private func freeResources() {
+        shared.forEach { $0.free() }
+        shared = []
+        sumsThroughShared = false
         for (_, op) in halfSums {
             var freed: MPI_Op? = op
             MPI_Op_free(&freed)
@@ -303,13 +324,14 @@ public final class MPICommunicator: Communicator {
 
     // MARK: - The gradients' allreduce algorithm
 
-    /// Times each of Open MPI's allreduce algorithms on `count` floats (a few
-    /// warm-up calls, then as many timed calls as fit `secondsPerAlgorithm`,
-    /// scaled by the slowest rank's warm-up, spread over `rounds` rounds of
-    /// every algorithm in turn; an algorithm's time is the median of its
-    /// round means) and keeps the fastest, judged by the slowest rank's
-    /// time, for the gradients. Every rank computes the same choice from the
-    /// same maxima.
+    /// Times each of Open MPI's allreduce algorithms on `count` floats, and
+    /// the shared-memory sum (`SharedMemorySum.swift`) when the gradients
+    /// live in shared memory (a few warm-up calls, then as many timed calls
+    /// as fit `secondsPerAlgorithm`, scaled by the slowest rank's warm-up,
+    /// spread over `rounds` rounds of every algorithm in turn; an
+    /// algorithm's time is the median of its round means) and keeps the
+    /// fastest, judged by the slowest rank's time, for the gradients. Every
+    /// rank computes the same choice from the same maxima.
     ///
     /// The mechanism: Open MPI's tuned component reads its forced algorithm
     /// (`coll_tuned_allreduce_algorithm`, honoured with
@@ -320,32 +342,49 @@ public final class MPICommunicator: Communicator {
     public func tuneAllreduce(count: Int) -> AllreduceTuningResult? {
         guard size > 1, count > 0 else { return nil }
         let started = MPI_Wtime()
-        let numbers = AllreduceTuning.numbers
-        let comms: [MPI_Comm]
+        // Every rank shares memory or none does (its allocation was agreed);
+        // the shared-memory sum is timed on a window of its own.
+        let sharedCandidate = shared.isEmpty ? nil : SharedWindow(count: count, comm: comm, rank: rank, size: size)
+        defer { sharedCandidate?.free() }
+        var numbers = AllreduceTuning.openMPINumbers
+        var comms: [MPI_Comm] = []
         switch duplicatesForcing(numbers) {
         case .success(let made): comms = made
-        case .failure(let problem): return .unavailable(problem.reason)
+        case .failure(let problem):
+            guard sharedCandidate != nil else { return .unavailable(problem.reason) }
+            numbers = []
         }
         var buffer = [Float](repeating: 0, count: count)
         var seconds = [Double](), iterations = [Int]()
-        buffer.withUnsafeMutableBufferPointer { values in
-            let calls = comms.map { agreedCallsPerRound(values, comm: $0) }
+        buffer.withUnsafeMutableBufferPointer { scratch in
+            let values = scratch
+            var candidates: [() -> Void] = comms.map { comm in { self.allreduceOnce(values, comm: comm) } }
+            if let sharedCandidate {
+                candidates.append { self.sharedSum(sharedCandidate, offset: 0, count: count, parts: nil) }
+            }
+            let calls = candidates.map(agreedCallsPerRound)
             // Rounds over all algorithms in turn, so a burst of load elsewhere
             // on the host spoils one round of each rather than one algorithm.
-            var rounds = [[Double]](repeating: [], count: comms.count)
+            var rounds = [[Double]](repeating: [], count: candidates.count)
             for _ in 0..<AllreduceTuning.rounds {
-                for (i, comm) in comms.enumerated() { rounds[i].append(meanAllreduceSeconds(values, comm: comm, calls: calls[i])) }
+                for (i, call) in candidates.enumerated() { rounds[i].append(meanSeconds(call, calls: calls[i])) }
             }
             seconds = rounds.map(AllreduceTuning.median)
             iterations = calls.map { $0 * AllreduceTuning.rounds }
         }
+        if sharedCandidate != nil { numbers.append(AllreduceTuning.sharedMemory) }
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &seconds, Int32(seconds.count), nn_mpi_double(), nn_mpi_max(), comm) }
         let timings = numbers.indices.map { AllreduceTiming(algorithm: numbers[$0], seconds: seconds[$0], iterations: iterations[$0]) }
         guard let chosen = AllreduceTuning.fastest(timings), let index = numbers.firstIndex(of: chosen) else {
             comms.forEach(Self.free)
             return .unavailable("no algorithm had a usable time")
         }
-        keep(comms[index], freeing: comms)
+        if chosen == AllreduceTuning.sharedMemory {
+            comms.forEach(Self.free)
+            sumsThroughShared = true
+        } else {
+            keep(comms[index], freeing: comms)
+        }
         var elapsed = MPI_Wtime() - started
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &elapsed, 1, nn_mpi_double(), nn_mpi_max(), comm) }
         return .measured(AllreduceMeasurement(count: count, ranks: size, timings: timings, chosen: chosen, seconds: elapsed))
@@ -355,6 +394,14 @@ public final class MPICommunicator: Communicator {
     /// world made while the control variable forces it (see `tuneAllreduce`).
     public func useAllreduceAlgorithm(_ number: Int) -> AllreduceTuningResult? {
         guard size > 1 else { return nil }
+        if number == AllreduceTuning.sharedMemory {
+            guard !shared.isEmpty else {
+                return .unavailable(localSize < size ? "the ranks are on several hosts, so they share no memory"
+                                                     : "the gradients are not in shared memory")
+            }
+            sumsThroughShared = true
+            return .applied(number)
+        }
         switch duplicatesForcing([number]) {
         case .success(let made):
             keep(made[0], freeing: made)
@@ -434,20 +481,20 @@ public final class MPICommunicator: Communicator {
 
     /// Warms `comm` up with `values` and returns the timed calls per round
     /// for it, from the slowest rank's last warm-up call, so every rank makes as many.
-    private func agreedCallsPerRound(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm) -> Int {
-        for _ in 1..<AllreduceTuning.warmUpCalls { allreduceOnce(values, comm: comm) }
+    private func agreedCallsPerRound(_ call: () -> Void) -> Int {
+        for _ in 1..<AllreduceTuning.warmUpCalls { call() }
         var callSeconds = MPI_Wtime()
-        allreduceOnce(values, comm: comm)
+        call()
         callSeconds = MPI_Wtime() - callSeconds
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &callSeconds, 1, nn_mpi_double(), nn_mpi_max(), comm) }
         return AllreduceTuning.callsPerRound(AllreduceTuning.iterations(callSeconds: callSeconds))
     }
 
-    /// This rank's mean seconds of `calls` allreduces of `values` on `comm`.
-    private func meanAllreduceSeconds(_ values: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm, calls: Int) -> Double {
+    /// This rank's mean seconds of `calls` calls of `call`, after a barrier.
+    private func meanSeconds(_ call: () -> Void, calls: Int) -> Double {
         watched(.barrier) { MPI_Barrier(comm) }
         let start = MPI_Wtime()
-        for _ in 0..<calls { allreduceOnce(values, comm: comm) }
+        for _ in 0..<calls { call() }
         return (MPI_Wtime() - start) / Double(calls)
     }
 

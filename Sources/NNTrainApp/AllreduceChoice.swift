@@ -93,6 +93,11 @@ extension Launch {
                                 communicator: any Communicator) -> AllreduceRecord? {
         guard communicator.size > 1 else { return nil }
         switch plan {
+        case .fixed(AllreduceTuning.sharedMemory, let source):
+            if case .unavailable(let reason)? = communicator.useAllreduceAlgorithm(AllreduceTuning.sharedMemory) {
+                return AllreduceRecord(algorithm: nil, source: .openMPI, detail: "\(source): \(reason)")
+            }
+            return AllreduceRecord(algorithm: AllreduceTuning.sharedMemory, source: .flag, detail: source)
         case .fixed(let number, let source):
             return AllreduceRecord(algorithm: number, source: source.hasPrefix("--") ? .flag : .environment, detail: source)
         case .openMPI(let source):

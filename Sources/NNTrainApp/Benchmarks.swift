@@ -60,17 +60,22 @@ enum Benchmarks {
 }
 
 extension Benchmarks {
-    /// Times a bare allreduce of `count` floats under the current MPI job and
-    /// the rank 0 ↔ rank 1 bandwidth; returns rank 0's JSON line (nil elsewhere).
+    /// Times a bare allreduce of `count` floats under the current MPI job, the
+    /// rank 0 ↔ rank 1 bandwidth and, with every rank on one host, the time
+    /// to read another rank's freshly written share of such a buffer from
+    /// shared memory (the floor of any allreduce there); returns rank 0's
+    /// JSON line (nil elsewhere).
     static func allreduce(count: Int, iterations: Int) -> String? {
         let (communicator, _) = Launch.communicator()
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
         let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
         let bandwidth = MPIBenchmarks.pingPongBandwidth(bytes: 64 << 20, iterations: 10)
+        let sharedRead = MPIBenchmarks.sharedReadSeconds(count: count, iterations: iterations)
         guard communicator.isCoordinator else { return nil }
-        return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f}",
-                      communicator.size, count, count * 4, Environment.allreduceAlgorithm, seconds * 1e6, bandwidth / 1e9)
+        return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f, \"shared_read_us\": %@}",
+                      communicator.size, count, count * 4, Environment.allreduceAlgorithm, seconds * 1e6, bandwidth / 1e9,
+                      sharedRead.map { String(format: "%.1f", $0 * 1e6) } ?? "null")
     }
 }
 

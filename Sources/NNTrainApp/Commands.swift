@@ -79,7 +79,7 @@ struct Train: ParsableCommand {
     var collectiveTimeout: Double = 60
 
     @Option(name: .customLong("allreduce-algorithm"),
-            help: ArgumentHelp("How the gradients are summed under MPI: auto (time Open MPI's allreduce algorithms at start-up, use the fastest), default (Open MPI's decision rules), or one algorithm: 1-6 or \(AllreduceTuning.flagNames.joined(separator: ", ")).",
+            help: ArgumentHelp("How the gradients are summed under MPI: auto (time Open MPI's allreduce algorithms, and the sum through shared memory when every rank is on one host, at start-up; use the fastest), default (Open MPI's decision rules), or one algorithm: 1-6 or \(AllreduceTuning.flagNames.joined(separator: ", ")).",
                                valueName: "algorithm"))
     var allreduceAlgorithm = "auto"
 

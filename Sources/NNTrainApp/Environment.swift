@@ -160,6 +160,9 @@ enum Environment {
     static func applyAllreduceDefaults(_ request: AllreduceRequest) -> AllreducePlan {
         let variable = "OMPI_MCA_coll_tuned_allreduce_algorithm"
         switch request {
+        case .algorithm(AllreduceTuning.sharedMemory):
+            // Not Open MPI's: chosen once the gradients' memory is shared.
+            return .fixed(AllreduceTuning.sharedMemory, source: "--allreduce-algorithm \(request.flagValue)")
         case .algorithm(let number):
             setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 1)
             setenv(variable, String(number), 1)

@@ -130,8 +130,14 @@ public final class Trainer {
         objective = try config.objective()
         sampler = ShardedSampler(sampleCount: data.training.count, globalBatchSize: batch,
                                  seed: config.training.seed, shuffle: config.training.shuffle)
+        // On one host, gradients (and parameters, which the sharded update
+        // gathers) in memory the other ranks read: sums and gathers can
+        // then skip MPI's copies (see `SharedMemorySum.swift`).
+        let count = Sequential.parameterCount(inputSize: data.featureCount, layers: config.layerSpecs)
+        let sharedGradients = communicator.allocateShared(count: count, wanted: accelerator.isHostMemory)
+        let sharedParameters = communicator.allocateShared(count: count, wanted: sharedGradients != nil)
         model = Sequential(inputSize: data.featureCount, layers: config.layerSpecs, objective: objective,
-                           accelerator: accelerator)
+                           accelerator: accelerator, parameterStorage: sharedParameters, gradientStorage: sharedGradients)
         let totalSteps = config.training.epochs * sampler.stepsPerEpoch
         optimizer = Optimizer(rule: config.optimizer.rule, schedule: config.optimizer.learningRateSchedule(totalSteps: totalSteps),
                               weightDecay: config.optimizer.weightDecay, parameterCount: model.parameterCount,

@@ -44,4 +44,10 @@ void nn_expand_half(const unsigned short *q, float *g, size_t n, int format);
 /// inout ← round(in + inout), the allreduce's sum of two ranks' halves.
 void nn_sum_half(const unsigned short *in, unsigned short *inout, size_t n, int format);
 
+/// out[i] ← ((in[0][i] + in[1][i]) + in[2][i]) + … + in[count − 1][i], in
+/// that order whatever the rank that computes it, so every element's sum is
+/// the same on every rank: the shared-memory allreduce's share of one rank.
+/// `out` may be one of the inputs (each element is read before it is written).
+void nn_sum_buffers(const float *const *in, size_t count, float *out, size_t n);
+
 #endif

@@ -1,0 +1,174 @@
+// The gradients' sum through one host's shared memory. When every rank of
+// a job shares one host, each rank's gradient buffer can live in an MPI-3
+// shared window, where the other ranks read it directly: after a barrier,
+// rank r adds up its part of every rank's buffer (`nn_sum_buffers`, in rank
+// order) into its own buffer; after a second barrier, each rank copies the
+// other parts of the sum from their owners' buffers, and a third barrier
+// keeps the next step's backward from overwriting a part still being read.
+// Each rank reads the other ranks' values once and no message is sent,
+// where Open MPI's algorithms copy through its own buffers, so the sum
+// costs about what the memory traffic does. The reduce-scatter of the
+// sharded update stops after the second barrier.
+//
+// Every element is summed by one rank in one fixed order, so all ranks hold
+// the same bits; with two ranks (one addition, which commutes) they are
+// Open MPI's bits too.
+
+import CKernels
+import CMPI
+import NNCore
+
+/// An MPI-3 shared window holding one buffer of floats per rank, every
+/// rank's readable by all (passive-target epoch open for its lifetime).
+final class SharedWindow {
+    private var window: MPI_Win?
+    /// Floats in each rank's buffer.
+    let count: Int
+    /// Each rank's buffer, by rank.
+    let buffers: [UnsafeMutablePointer<Float>]
+    /// This rank's buffer.
+    let mine: UnsafeMutablePointer<Float>
+
+    /// Allocates `count` floats per rank on `comm`, whose ranks must share
+    /// one host (collective). Nil, on every rank, when any rank's
+    /// allocation failed.
+    init?(count: Int, comm: MPI_Comm, rank: Int, size: Int) {
+        // Whole pages per rank, so no cache line is written by two ranks.
+        let bytes = (count * MemoryLayout<Float>.stride + 4095) / 4096 * 4096
+        var base: UnsafeMutableRawPointer? = nil
+        var made: MPI_Win? = nil
+        var failed: Int32 = MPI_Win_allocate_shared(MPI_Aint(bytes), Int32(MemoryLayout<Float>.stride), nn_mpi_info_null(),
+                                                    comm, &base, &made) == nn_mpi_success() && base != nil ? 0 : 1
+        var pointers: [UnsafeMutablePointer<Float>] = []
+        if failed == 0 {
+            for peer in 0..<size {
+                var peerBytes: MPI_Aint = 0, unit: Int32 = 0
+                var pointer: UnsafeMutableRawPointer? = nil
+                guard MPI_Win_shared_query(made, Int32(peer), &peerBytes, &unit, &pointer) == nn_mpi_success(),
+                      let pointer, peerBytes >= count * MemoryLayout<Float>.stride else {
+                    failed = 1
+                    break
+                }
+                pointers.append(pointer.bindMemory(to: Float.self, capacity: count))
+            }
+        }
+        MPI_Allreduce(nn_mpi_in_place(), &failed, 1, nn_mpi_int(), nn_mpi_max(), comm)
+        // A window some rank lacks cannot be freed collectively: it stays until MPI_Finalize.
+        guard failed == 0, let made else { return nil }
+        MPI_Win_lock_all(nn_mpi_mode_nocheck(), made)
+        window = made
+        self.count = count
+        buffers = pointers
+        mine = pointers[rank]
+    }
+
+    /// Where `buffer` starts in this rank's buffer, when it lies inside it.
+    func offset(of buffer: UnsafeMutableBufferPointer<Float>) -> Int? {
+        guard let base = buffer.baseAddress, base >= mine, base + buffer.count <= mine + count else { return nil }
+        return base - mine
+    }
+
+    /// Makes this rank's writes visible to the others and theirs to it
+    /// (around each barrier: MPI's shared-memory model asks for it).
+    func synchronize() {
+        if let window { MPI_Win_sync(window) }
+    }
+
+    /// Frees the window (collective).
+    func free() {
+        guard window != nil else { return }
+        MPI_Win_unlock_all(window)
+        MPI_Win_free(&window)
+        window = nil
+    }
+}
+
+extension MPICommunicator {
+    public func allocateShared(count: Int, wanted: Bool) -> DeviceStorage? {
+        guard size > 1, localSize == size, count > 0 else { return nil }
+        var everyRank: Int32 = wanted ? 1 : 0
+        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &everyRank, 1, nn_mpi_int(), nn_mpi_min(), comm) }
+        guard everyRank == 1 else { return nil }
+        guard let window = SharedWindow(count: count, comm: comm, rank: rank, size: size) else { return nil }
+        shared.append(window)
+        // The window, freed at `finalize`, owns the memory.
+        return DeviceStorage(count: count, address: UInt(bitPattern: window.mine), release: { _ in })
+    }
+
+    /// The shared window `buffer` lies in, and where in this rank's part.
+    func sharedWindow(holding buffer: UnsafeMutableBufferPointer<Float>) -> (SharedWindow, Int)? {
+        for window in shared {
+            if let offset = window.offset(of: buffer) { return (window, offset) }
+        }
+        return nil
+    }
+
+    /// Sums `count` floats at `offset` of every rank's shared buffer (see
+    /// the top of this file): whole on every rank, or, given `parts`, only
+    /// `parts[rank]` lands on rank `rank`. Watched as one allreduce.
+    func sharedSum(_ shared: SharedWindow, offset: Int, count: Int, parts given: [Range<Int>]?) {
+        let parts = given ?? Self.equalParts(count: count, ranks: size)
+        watched(given == nil ? .allreduce : .reduceScatter) {
+            var code = sharedBarrier(shared)
+            guard code == nn_mpi_success() else { return code }
+            let part = parts[rank]
+            if !part.isEmpty {
+                let inputs: [UnsafePointer<Float>?] = shared.buffers.map { UnsafePointer($0 + offset + part.lowerBound) }
+                inputs.withUnsafeBufferPointer {
+                    nn_sum_buffers($0.baseAddress, size, shared.mine + offset + part.lowerBound, part.count)
+                }
+            }
+            code = sharedBarrier(shared)
+            guard code == nn_mpi_success(), given == nil else { return code }
+            copyParts(shared, offset: offset, parts: parts)
+            return sharedBarrier(shared)
+        }
+    }
+
+    /// Copies every other rank's `parts[owner]` of `count` floats at
+    /// `offset` from its shared buffer into this rank's, between barriers
+    /// (the last one keeps an owner from changing its part before every
+    /// copy is done). Watched as one all-gather.
+    func sharedGather(_ shared: SharedWindow, offset: Int, parts: [Range<Int>]) {
+        watched(.allgather) {
+            let code = sharedBarrier(shared)
+            guard code == nn_mpi_success() else { return code }
+            copyParts(shared, offset: offset, parts: parts)
+            return sharedBarrier(shared)
+        }
+    }
+
+    /// This rank's copy of every other rank's part.
+    private func copyParts(_ shared: SharedWindow, offset: Int, parts: [Range<Int>]) {
+        for (owner, part) in parts.enumerated() where owner != rank && !part.isEmpty {
+            (shared.mine + offset + part.lowerBound).update(from: shared.buffers[owner] + offset + part.lowerBound,
+                                                             count: part.count)
+        }
+    }
+
+    /// A barrier between shared-memory phases, waiting as `wait` asks,
+    /// with the window's memory synchronized on both sides.
+    private func sharedBarrier(_ shared: SharedWindow) -> Int32 {
+        shared.synchronize()
+        defer { shared.synchronize() }
+        switch wait {
+        case .blocking:
+            return MPI_Barrier(comm)
+        case .yielding(let backoff):
+            var request: MPI_Request? = nn_mpi_request_null()
+            let code = MPI_Ibarrier(comm, &request)
+            return code == nn_mpi_success() ? waitYielding(&request, backoff) : code
+        }
+    }
+
+    /// `count` values cut into `ranks` consecutive parts, 16 floats (a cache
+    /// line) apart, as `OptimizerSharding` cuts the parameters.
+    static func equalParts(count: Int, ranks: Int) -> [Range<Int>] {
+        let share = (count + ranks - 1) / ranks
+        let size = (share + 15) / 16 * 16
+        return (0..<ranks).map { rank in
+            let start = min(rank * size, count)
+            return start..<min(start + size, count)
+        }
+    }
+}
