@@ -70,6 +70,6 @@ let package = Package(
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "NNTrainingTests", dependencies: ["NNTraining", "NNDistributed", "NNCore", "NNData"]),
         .testTarget(name: "NNTrainAppTests", dependencies: ["NNTrainApp", "NNTraining", "NNDistributed", "NNCore"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "NNCore", "NNData", "SafeTensors"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NNTraining", "NNCUDA", "NNCore", "NNData", "NNDistributed", "SafeTensors"]),
     ]
 )

@@ -81,12 +81,14 @@ extension Benchmarks {
 
 extension Benchmarks {
     /// Times every Open MPI allreduce algorithm on `count` floats in this one
-    /// job, with train's start-up measurement; returns rank 0's JSON line
-    /// (nil elsewhere).
+    /// job, and the shared-memory sum when every rank is on one host, with
+    /// train's start-up measurement; returns rank 0's JSON line (nil elsewhere).
     static func allreduceAlgorithms(count: Int) -> String? {
         let (communicator, _) = Launch.communicator()
         defer { communicator.finalize() }
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
+        // As the trainer's gradients would be: in shared memory where the ranks share a host.
+        _ = communicator.allocateShared(count: count, wanted: true)
         let result = communicator.tuneAllreduce(count: count)
         guard communicator.isCoordinator else { return nil }
         switch result {

@@ -379,7 +379,7 @@ struct Bench: ParsableCommand {
 
     struct Allreduce: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Bare MPI_Allreduce time for a buffer (run under mpirun), and the point-to-point bandwidth.")
+            abstract: "Bare MPI_Allreduce time for a buffer (run under mpirun), the point-to-point bandwidth, and on one host the time to read another rank's freshly written buffer.")
 
         @Option(name: .long, help: "Floats to reduce (default: the default preset's parameter count).")
         var count: Int = 235_146
@@ -388,7 +388,7 @@ struct Bench: ParsableCommand {
         var iterations: Int = 2000
 
         @Flag(name: .customLong("all-algorithms"),
-              help: "Time each of Open MPI's allreduce algorithms in this job, as train's start-up measurement does (--iterations is then set by the buffer's size).")
+              help: "Time each of Open MPI's allreduce algorithms in this job, and the sum through shared memory when every rank is on one host, as train's start-up measurement does (--iterations is then set by the buffer's size).")
         var allAlgorithms = false
 
         func run() throws {

@@ -2,6 +2,7 @@
 
 import Foundation
 import XCTest
+import NNDistributed
 import SafeTensors
 import NNTraining
 
@@ -229,12 +230,22 @@ final class MultiHostTests: XCTestCase {
         XCTAssertTrue(outcome.stdout.contains("rank 1 runs at 10.213.77.2/24"), outcome.stdout)
         XCTAssertTrue(outcome.stdout.contains("identical on all 2 ranks"), outcome.stdout)
         XCTAssertTrue(outcome.stdout.contains("relative difference to a single process"), outcome.stdout)
+        // Hosts share no memory: Open MPI's algorithms only, and the shared sum, named, says why it cannot apply.
+        XCTAssertTrue(outcome.stdout.contains("allreduce: measured on "), outcome.stdout)
+        XCTAssertFalse(outcome.stdout.contains("shared memory"), outcome.stdout)
+        let named = try runProcess("/bin/bash", [packageRoot + "/scripts/multihost-netns", "2", "--", "train", "--preset", "spiral",
+                                                 "--epochs", "1", "--allreduce-algorithm", "shared-memory"],
+                                   environment: ["NNTRAIN_BINARY": nntrainBinary], timeout: 180)
+        XCTAssertEqual(named.status, 0, named.stdout + named.stderr)
+        XCTAssertTrue(named.stdout.contains("allreduce: Open MPI's decision rules (--allreduce-algorithm shared-memory: the ranks are on several hosts, so they share no memory), not measured"),
+                      named.stdout)
     }
 }
 
 /// The gradients' allreduce algorithm: measured at start-up, or named.
 final class AllreduceAlgorithmTests: XCTestCase {
-    static let names = ["basic linear", "nonoverlapping", "recursive doubling", "ring", "segmented ring", "rabenseifner"]
+    static let names = ["basic linear", "nonoverlapping", "recursive doubling", "ring", "segmented ring", "rabenseifner",
+                        "shared memory"]
 
     func allreduceLines(_ outcome: Outcome) -> [String] {
         outcome.stdout.split(separator: "\n").map(String.init).filter { $0.hasPrefix("allreduce: ") }
@@ -266,7 +277,7 @@ final class AllreduceAlgorithmTests: XCTestCase {
         let run = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/r/run.json"))) as? [String: Any])
         XCTAssertEqual(record["floats"] as? Int, run["parameter_count"] as? Int, "timed on the gradients' size")
         let timings = try XCTUnwrap(record["timings"] as? [[String: Any]])
-        XCTAssertEqual(timings.compactMap { $0["algorithm"] as? Int }, [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(timings.compactMap { $0["algorithm"] as? Int }, [1, 2, 3, 4, 5, 6, 101], "with the shared-memory sum on one host")
         XCTAssertTrue(timings.allSatisfy { ($0["mean_us"] as? Double).map { $0 > 0 } == true && ($0["iterations"] as? Int ?? 0) >= 3 }, "\(timings)")
         let fastest = timings.min { ($0["mean_us"] as? Double ?? .infinity) < ($1["mean_us"] as? Double ?? .infinity) }
         XCTAssertEqual(fastest?["algorithm"] as? Int, record["algorithm"] as? Int)
@@ -294,6 +305,46 @@ final class AllreduceAlgorithmTests: XCTestCase {
         }
     }
 
+    /// The algorithm's name as the flag takes it.
+    func flagName(_ number: Int) -> String {
+        AllreduceTuning.name(number).replacingOccurrences(of: " ", with: "-")
+    }
+
+    /// The shared-memory sum: with two ranks one addition, so Open MPI's
+    /// ring gives the same model; with three, every element is added in
+    /// rank order by one rank, so the sharded update (reduce-scatter and
+    /// all-gather through the shared buffers) gives the whole update's bits,
+    /// and the model stays close to one process's. Across hosts it cannot
+    /// apply, and says so.
+    func testTheSharedMemorySumAddsAsTheOthersDo() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir, epochs: 2)
+        func train(_ ranks: Int, _ name: String, _ arguments: [String]) throws -> Outcome {
+            let outcome = try mpirun(ranks, ["train", "--config", config, "--run-dir", dir + "/" + name, "--stand-by", "off"] + arguments,
+                                     timeout: 180)
+            XCTAssertEqual(outcome.status, 0, outcome.stderr)
+            XCTAssertTrue(outcome.stdout.contains("identical on all \(ranks) ranks"), outcome.stdout)
+            return outcome
+        }
+        let shared = try train(2, "shared", ["--allreduce-algorithm", "shared-memory"])
+        XCTAssertEqual(allreduceLines(shared), ["allreduce: shared memory (--allreduce-algorithm shared-memory), not measured"], shared.stdout)
+        XCTAssertEqual(try allreduceRecord(dir + "/shared")["algorithm"] as? Int, AllreduceTuning.sharedMemory)
+        _ = try train(2, "ring", ["--allreduce-algorithm", "ring"])
+        XCTAssertEqual(try modelParameters(dir + "/shared"), try modelParameters(dir + "/ring"), "one addition commutes")
+
+        _ = try train(3, "whole", ["--allreduce-algorithm", "shared-memory", "--shard-optimizer", "off"])
+        let sharded = try train(3, "sharded", ["--allreduce-algorithm", "shared-memory", "--shard-optimizer", "on"])
+        XCTAssertTrue(sharded.stdout.contains("gradients: reduce-scatter, each rank updates 1/3 of the parameters, all-gather"), sharded.stdout)
+        let whole = try modelParameters(dir + "/whole")
+        XCTAssertEqual(whole, try modelParameters(dir + "/sharded"), "every element added in one order")
+        let one = try nntrain(["train", "--config", config, "--run-dir", dir + "/one"])
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let reference = try modelParameters(dir + "/one")
+        XCTAssertEqual(whole.count, reference.count)
+        let largest = zip(whole, reference).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? .infinity
+        XCTAssertLessThan(largest, 1e-4, "three ranks' sums are the batch's, up to rounding")
+    }
+
     func testAnUnknownAlgorithmExitsWith2AndOneLine() throws {
         let outcome = try nntrain(["train", "--preset", "spiral", "--allreduce-algorithm", "fastest"])
         assertUserError(outcome, contains: ["--allreduce-algorithm: unknown algorithm 'fastest'; choose auto, default, 1-6 or one of basic-linear,"])
@@ -313,19 +364,20 @@ final class AllreduceAlgorithmTests: XCTestCase {
         let chosen = try XCTUnwrap(allreduceRecord(dir + "/auto")["algorithm"] as? Int)
         let resumed = try mpirun(4, ["train", "--run-dir", dir + "/auto", "--resume", "--epochs", "2", "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        XCTAssertEqual(allreduceLines(resumed), ["allreduce: \(Self.names[chosen - 1]) (measured by the run being resumed), not measured again"],
+        XCTAssertEqual(allreduceLines(resumed), ["allreduce: \(AllreduceTuning.name(chosen)) (measured by the run being resumed), not measured again"],
                        resumed.stdout)
         let record = try allreduceRecord(dir + "/auto")
         XCTAssertEqual(record["source"] as? String, "resumed")
         XCTAssertEqual(record["algorithm"] as? Int, chosen)
 
         let named = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/named",
-                                   "--allreduce-algorithm", String(chosen), "--stand-by", "off"], timeout: 180)
+                                   "--allreduce-algorithm", flagName(chosen), "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(named.status, 0, named.stderr)
         XCTAssertEqual(try modelParameters(dir + "/auto"), try modelParameters(dir + "/named"),
                        "measured, then resumed, sums as algorithm \(chosen) named")
-        // Open MPI's families on 4 ranks: {1, 2} reduce at one rank, {3, 6} pairwise, {4, 5} around the ring.
-        let other = [1, 2].contains(chosen) ? 4 : 1
+        // Open MPI's families on 4 ranks: {1, 2} reduce at one rank, {3, 6}
+        // pairwise, {4, 5} around the ring; shared memory adds in rank order.
+        let other = [1, 2, AllreduceTuning.sharedMemory].contains(chosen) ? 4 : 1
         let different = try mpirun(4, ["train", "--config", config, "--epochs", "2", "--run-dir", dir + "/other",
                                        "--allreduce-algorithm", String(other), "--stand-by", "off"], timeout: 180)
         XCTAssertEqual(different.status, 0, different.stderr)

@@ -63,9 +63,12 @@ final class AllreduceTuningTests: XCTestCase {
         XCTAssertEqual(AllreduceTuning.number(named: "segmented ring"), 5)
         XCTAssertNil(AllreduceTuning.number(named: "0"))
         XCTAssertNil(AllreduceTuning.number(named: "7"))
+        XCTAssertEqual(AllreduceTuning.number(named: "shared-memory"), AllreduceTuning.sharedMemory)
+        XCTAssertNil(AllreduceTuning.number(named: String(AllreduceTuning.sharedMemory)), "not one of Open MPI's numbers")
+        XCTAssertFalse(AllreduceTuning.openMPINumbers.contains(AllreduceTuning.sharedMemory))
         XCTAssertNil(AllreduceTuning.number(named: "tree"))
         XCTAssertEqual(AllreduceTuning.flagNames,
-                       ["basic-linear", "nonoverlapping", "recursive-doubling", "ring", "segmented-ring", "rabenseifner"])
+                       ["basic-linear", "nonoverlapping", "recursive-doubling", "ring", "segmented-ring", "rabenseifner", "shared-memory"])
         XCTAssertEqual(AllreduceTuning.name(6), "rabenseifner")
         XCTAssertEqual(AllreduceTuning.name(9), "algorithm 9")
     }
