@@ -41,7 +41,7 @@ public final class MPICommunicator: Communicator {
     /// Duplicates this communicator made and frees at `finalize`.
     private var duplicates: [MPI_Comm] = []
     /// Whether the MPI tool interface (control variables) is initialized.
-    private var toolsStarted = false
+    var toolsStarted = false
     /// How the sum allreduces wait for the other ranks (see `CollectiveWait`);
     /// every rank must use the same.
     public var wait: CollectiveWait
@@ -397,7 +397,7 @@ public final class MPICommunicator: Communicator {
         if number == AllreduceTuning.sharedMemory {
             guard !shared.isEmpty else {
                 return .unavailable(localSize < size ? "the ranks are on several hosts, so they share no memory"
-                                                     : "the gradients are not in shared memory")
+                                                     : "the gradients are not in shared memory: a rank is on a GPU, or \(sharedBackingDirectory()) has no room for them")
             }
             sumsThroughShared = true
             return .applied(number)

@@ -17,6 +17,9 @@
 import CKernels
 import CMPI
 import NNCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An MPI-3 shared window holding one buffer of floats per rank, every
 /// rank's readable by all (passive-target epoch open for its lifetime).
@@ -33,8 +36,7 @@ final class SharedWindow {
     /// one host (collective). Nil, on every rank, when any rank's
     /// allocation failed.
     init?(count: Int, comm: MPI_Comm, rank: Int, size: Int) {
-        // Whole pages per rank, so no cache line is written by two ranks.
-        let bytes = (count * MemoryLayout<Float>.stride + 4095) / 4096 * 4096
+        let bytes = Self.bytes(count: count)
         var base: UnsafeMutableRawPointer? = nil
         var made: MPI_Win? = nil
         var failed: Int32 = MPI_Win_allocate_shared(MPI_Aint(bytes), Int32(MemoryLayout<Float>.stride), nn_mpi_info_null(),
@@ -62,6 +64,12 @@ final class SharedWindow {
         mine = pointers[rank]
     }
 
+    /// Bytes of one rank's buffer of `count` floats: whole pages, so no
+    /// cache line is written by two ranks.
+    static func bytes(count: Int) -> Int {
+        (count * MemoryLayout<Float>.stride + 4095) / 4096 * 4096
+    }
+
     /// Where `buffer` starts in this rank's buffer, when it lies inside it.
     func offset(of buffer: UnsafeMutableBufferPointer<Float>) -> Int? {
         guard let base = buffer.baseAddress, base >= mine, base + buffer.count <= mine + count else { return nil }
@@ -86,13 +94,45 @@ final class SharedWindow {
 extension MPICommunicator {
     public func allocateShared(count: Int, wanted: Bool) -> DeviceStorage? {
         guard size > 1, localSize == size, count > 0 else { return nil }
-        var everyRank: Int32 = wanted ? 1 : 0
+        // Open MPI hangs, rather than fail, when rank 0 cannot create the
+        // window's backing file, and a full tmpfs would fault later: rank 0
+        // checks the room first, and its verdict joins the others' wishes.
+        var everyRank: Int32 = wanted && (rank != 0 || Self.hasRoom(bytes: size * SharedWindow.bytes(count: count),
+                                                                     in: sharedBackingDirectory())) ? 1 : 0
         watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &everyRank, 1, nn_mpi_int(), nn_mpi_min(), comm) }
         guard everyRank == 1 else { return nil }
         guard let window = SharedWindow(count: count, comm: comm, rank: rank, size: size) else { return nil }
         shared.append(window)
         // The window, freed at `finalize`, owns the memory.
         return DeviceStorage(count: count, address: UInt(bitPattern: window.mine), release: { _ in })
+    }
+
+    /// Whether `directory` exists and has room for `bytes` twice over
+    /// (the rest is left to whatever else uses it).
+    static func hasRoom(bytes: Int, in directory: String) -> Bool {
+        var status = statvfs()
+        guard statvfs(directory, &status) == 0 else { return false }
+        return Int(status.f_bavail) * Int(status.f_frsize) >= 2 * bytes
+    }
+
+    /// The directory Open MPI puts shared windows' backing files in
+    /// (`osc_sm_backing_directory`, read through the MPI tool interface);
+    /// its Linux default, /dev/shm, when it cannot be read.
+    func sharedBackingDirectory() -> String {
+        let fallback = "/dev/shm"
+        if !toolsStarted {
+            var provided: Int32 = 0
+            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
+        }
+        var index: Int32 = 0, count: Int32 = 0
+        guard toolsStarted, MPI_T_cvar_get_index("osc_sm_backing_directory", &index) == nn_mpi_success() else { return fallback }
+        var handle: MPI_T_cvar_handle?
+        guard MPI_T_cvar_handle_alloc(index, nil, &handle, &count) == nn_mpi_success() else { return fallback }
+        defer { MPI_T_cvar_handle_free(&handle) }
+        var text = [CChar](repeating: 0, count: Int(max(count, 1)) + 1)
+        guard MPI_T_cvar_read(handle, &text) == nn_mpi_success() else { return fallback }
+        let directory = String(cString: text)
+        return directory.isEmpty ? fallback : directory
     }
 
     /// The shared window `buffer` lies in, and where in this rank's part.

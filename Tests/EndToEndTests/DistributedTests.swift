@@ -345,6 +345,25 @@ final class AllreduceAlgorithmTests: XCTestCase {
         XCTAssertLessThan(largest, 1e-4, "three ranks' sums are the batch's, up to rounding")
     }
 
+    /// Where Open MPI cannot back a shared window (it would hang, not
+    /// fail), the sum is not offered and the run trains on Open MPI's.
+    func testWithoutRoomForSharedMemoryTheSumStaysOpenMPIs() throws {
+        let dir = temporaryDirectory(self)
+        let config = smallConfig(in: dir, epochs: 1)
+        let environment = ["OMPI_MCA_osc_sm_backing_directory": dir + "/missing"]
+        let measured = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/auto"], environment: environment, timeout: 120)
+        XCTAssertEqual(measured.status, 0, measured.stderr)
+        let line = allreduceLines(measured).first ?? ""
+        XCTAssertTrue(line.hasPrefix("allreduce: measured on ") && line.contains("rabenseifner"), measured.stdout)
+        XCTAssertFalse(line.contains("shared memory"), line)
+        let named = try mpirun(2, ["train", "--config", config, "--run-dir", dir + "/named", "--allreduce-algorithm", "shared-memory"],
+                               environment: environment, timeout: 120)
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertEqual(allreduceLines(named), ["allreduce: Open MPI's decision rules (--allreduce-algorithm shared-memory: the gradients are not in shared memory: a rank is on a GPU, or \(dir)/missing has no room for them), not measured"],
+                       named.stdout)
+        XCTAssertTrue(named.stdout.contains("identical on all 2 ranks"), named.stdout)
+    }
+
     func testAnUnknownAlgorithmExitsWith2AndOneLine() throws {
         let outcome = try nntrain(["train", "--preset", "spiral", "--allreduce-algorithm", "fastest"])
         assertUserError(outcome, contains: ["--allreduce-algorithm: unknown algorithm 'fastest'; choose auto, default, 1-6 or one of basic-linear,"])

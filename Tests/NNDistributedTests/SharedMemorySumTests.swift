@@ -3,6 +3,7 @@
 
 import CKernels
 @testable import NNDistributed
+import Foundation
 import XCTest
 
 final class SharedMemorySumTests: XCTestCase {
@@ -64,5 +65,14 @@ final class SharedMemorySumTests: XCTestCase {
             XCTAssertTrue(zip(cut, cut.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
             XCTAssertTrue(cut.allSatisfy { $0.lowerBound % 16 == 0 || $0.isEmpty && $0.lowerBound == count })
         }
+    }
+
+    func testRoomIsCheckedBeforeAWindowIsMade() {
+        XCTAssertTrue(MPICommunicator.hasRoom(bytes: 4096, in: NSTemporaryDirectory()))
+        XCTAssertFalse(MPICommunicator.hasRoom(bytes: 4096, in: "/nonexistent-directory"))
+        XCTAssertFalse(MPICommunicator.hasRoom(bytes: Int.max / 4, in: NSTemporaryDirectory()), "more than any disk holds")
+        XCTAssertEqual(SharedWindow.bytes(count: 1), 4096)
+        XCTAssertEqual(SharedWindow.bytes(count: 1024), 4096)
+        XCTAssertEqual(SharedWindow.bytes(count: 1025), 8192)
     }
 }
