@@ -215,12 +215,14 @@ enum Launch {
                             accelerator: any Accelerator, facts: JobFacts, communicator: any Communicator,
                             console: Console) throws -> (Trainer, JobFacts) {
         // Memory and disk space are checked before loading when every rank
-        // knows the data's shape (IDX headers, a CSV file's header and record
-        // count, synthetic sizes), else as soon as it is loaded.
-        let expected = DataShape.expected(config)
-        let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
+        // knows the data's shape (a cache file written earlier, IDX headers,
+        // a CSV file's header and record count, synthetic sizes), else as
+        // soon as it is loaded.
         var cache = Environment.dataCache(flag: job.dataCache).flatMap { DataCache.applies(to: config) ? $0 : nil }
         let objective = try config.objective()
+        let expected = cache?.shape(for: config, objective: objective, includeTest: true, scaler: checkpoint?.scaler,
+                                    classNames: checkpoint?.classNames) ?? DataShape.expected(config)
+        let shapeKnown = communicator.allGather(expected == nil ? 0 : 1).allSatisfy { $0 == 1 }
         var exceedsMemory = false
         if shapeKnown, let expected {
             // A cache whose disk cannot hold the data is not used, on any

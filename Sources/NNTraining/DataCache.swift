@@ -137,6 +137,16 @@ public struct DataCache: Sendable {
         }
     }
 
+    /// The shape of this run's data as its cache file holds it, when the
+    /// file is there (a map, no pass over the sources: a CSV file's shape
+    /// would otherwise cost reading it through); nil otherwise.
+    public func shape(for config: RunConfig, objective: Objective, includeTest: Bool,
+                      scaler: FeatureScaler?, classNames: [String]?) -> DataShape? {
+        guard let mapped = try? map(for: config, objective: objective, includeTest: includeTest, scaler: scaler,
+                                    classNames: classNames) else { return nil }
+        return DataShape(mapped)
+    }
+
     /// Maps this run's file; nil when it is absent or holds other data.
     public func map(for config: RunConfig, objective: Objective, includeTest: Bool,
                     scaler: FeatureScaler?, classNames: [String]?) throws -> PreparedData? {

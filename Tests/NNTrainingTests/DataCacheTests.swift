@@ -241,6 +241,36 @@ final class DataCacheTests: XCTestCase {
         }
     }
 
+    /// Once the cache file is written, the shape comes from it: a CSV file
+    /// whose bytes changed behind an unchanged identity (size, inode and
+    /// modification time, which name the cache file) is not read again.
+    func testTheShapeOfCachedDataComesFromTheCacheFile() throws {
+        let directory = temporaryDirectory()
+        let train = try csv("train.csv", in: directory, count: 46, labels: "names")
+        let config = try csvConfig(train: train, test: nil, labels: "names")
+        let objective = try config.objective()
+        let cache = DataCache(directory: directory + "/cache")
+        XCTAssertNil(cache.shape(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil), "no file yet")
+        guard case .written = try cache.prepare(config, objective: objective, includeTest: true, scaler: nil, classNames: nil) else {
+            return XCTFail("the cache should be written")
+        }
+        let shape = DataShape(samples: 46, featureCount: 5, labelWidth: 1)
+        XCTAssertEqual(DataShape.expected(config), shape)
+        XCTAssertEqual(cache.shape(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil), shape)
+
+        // Same size, same inode, same modification time, but blank lines only: a scan finds no record.
+        var before = stat()
+        XCTAssertEqual(stat(train, &before), 0)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: train))
+        handle.write(Data(repeating: UInt8(ascii: "\n"), count: Int(before.st_size)))
+        handle.closeFile()
+        var times = [before.st_atim, before.st_mtim]
+        XCTAssertEqual(utimensat(AT_FDCWD, train, &times, 0), 0)
+        XCTAssertNotEqual(DataShape.expected(config), shape, "a scan sees the new bytes")
+        XCTAssertEqual(cache.shape(for: config, objective: objective, includeTest: true, scaler: nil, classNames: nil), shape,
+                       "the cache file answers without reading the CSV file")
+    }
+
     func testAStreamedCSVWriteRefusesWhatLoadingRefusesAndLeavesNoFile() throws {
         let root = temporaryDirectory()
         let train = try csv("train.csv", in: root + "/data", count: 40, labels: "names")
