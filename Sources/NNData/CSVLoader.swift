@@ -152,15 +152,15 @@ public enum CSVLoader {
         /// Checks one record's width, converts its feature cells into
         /// `features` (room for `featureColumns.count` values) and hands its
         /// label cell to `labels`.
-        func convert(_ record: (line: Int, fields: [String]), into features: UnsafeMutablePointer<Float>,
+        func convert(line: Int, cells: [CSVCell], in bytes: UnsafeRawBufferPointer, into features: UnsafeMutablePointer<Float>,
                      labels: inout LabelColumn?) throws {
-            guard record.fields.count == header.count else {
-                throw UserError("\(path):\(record.line): \(record.fields.count) field\(record.fields.count == 1 ? "" : "s") but the header has \(header.count); fix that row (quote fields that contain commas)")
+            guard cells.count == header.count else {
+                throw UserError("\(path):\(line): \(cells.count) field\(cells.count == 1 ? "" : "s") but the header has \(header.count); fix that row (quote fields that contain commas)")
             }
             for (k, column) in featureColumns.enumerated() {
-                features[k] = try number(record.fields[column], path: path, line: record.line, column: header[column])
+                features[k] = try cells[column].number(in: bytes, path: path, line: line, column: header[column])
             }
-            if let labelColumn { labels?.add(record.fields[labelColumn], line: record.line) }
+            if let labelColumn { labels?.add(cells[labelColumn].text(in: bytes), line: line) }
         }
     }
 
@@ -187,11 +187,14 @@ public enum CSVLoader {
         var rows = Rows()
         let width = layout.featureColumns.count
         rows.features.reserveCapacity(width * max(16, reader.bytes.count / max(1, 4 * layout.header.count)))
-        while let record = try reader.next() {
+        var cells: [CSVCell] = []
+        while let line = try reader.next(into: &cells) {
             let filled = rows.features.count
             rows.features.append(contentsOf: repeatElement(0, count: width))
-            try rows.features.withUnsafeMutableBufferPointer { try layout.convert(record, into: $0.baseAddress! + filled, labels: &labels) }
-            rows.lines.append(Int32(clamping: record.line))
+            try rows.features.withUnsafeMutableBufferPointer {
+                try layout.convert(line: line, cells: cells, in: reader.bytes, into: $0.baseAddress! + filled, labels: &labels)
+            }
+            rows.lines.append(Int32(clamping: line))
         }
         guard !rows.lines.isEmpty else { throw layout.noRows }
         return rows
@@ -316,6 +319,8 @@ extension CSVLoader {
         private let layout: RecordLayout
         private let classNames: [String]?
         private var reader: CSVReader
+        /// The current record's cells, room kept from row to row.
+        private var cells: [CSVCell] = []
         /// The file's data rows, all of them (before `limit`).
         private let rowCount: Int
         private var rowsRead = 0
@@ -353,11 +358,11 @@ extension CSVLoader {
         /// Converts the next row; the lines and labels of rows past the
         /// limit are not kept, only the classes their labels name.
         private func convertNext(into features: UnsafeMutablePointer<Float>) throws {
-            guard let record = try reader.next() else { throw changed }
+            guard let line = try reader.next(into: &cells) else { throw changed }
             let kept = rowsRead < count
             labels?.keepsRows = kept
-            try layout.convert(record, into: features, labels: &labels)
-            if kept { lines.append(Int32(clamping: record.line)) }
+            try layout.convert(line: line, cells: cells, in: reader.bytes, into: features, labels: &labels)
+            if kept { lines.append(Int32(clamping: line)) }
             rowsRead += 1
         }
 
@@ -479,6 +484,30 @@ struct LabelColumn {
 
 /// A record-at-a-time CSV tokenizer over a file's bytes (an array's, or a
 /// mapping's: the caller keeps them alive while it reads).
+/// One field of a record: the bytes of an unquoted one (blanks around it
+/// left out), or the text of a quoted one (its quotes undone).
+enum CSVCell {
+    case plain(Range<Int>)
+    case quoted(String)
+
+    /// The field's text.
+    func text(in bytes: UnsafeRawBufferPointer) -> String {
+        switch self {
+        case .plain(let range): return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+        case .quoted(let text): return text
+        }
+    }
+
+    /// The field as a finite number, or an error naming it (see `CSVLoader.number`).
+    @inline(__always)
+    func number(in bytes: UnsafeRawBufferPointer, path: String, line: Int, column: String) throws -> Float {
+        if case .plain(let range) = self, let value = ShortDecimal.float(UnsafeRawBufferPointer(rebasing: bytes[range])) {
+            return value
+        }
+        return try CSVLoader.number(text(in: bytes), path: path, line: line, column: column)
+    }
+}
+
 struct CSVReader {
     /// The whole file.
     let bytes: UnsafeRawBufferPointer
@@ -505,6 +534,16 @@ struct CSVReader {
 
     /// The next non-blank record and the line it starts on, or nil at the end.
     mutating func next() throws -> (line: Int, fields: [String])? {
+        var cells: [CSVCell] = []
+        guard let line = try next(into: &cells) else { return nil }
+        return (line, cells.map { $0.text(in: bytes) })
+    }
+
+    /// Reads the next non-blank record into `cells` (emptied first, its
+    /// room kept, so a loop over rows allocates nothing for unquoted
+    /// cells) and returns the line it starts on, or nil at the end.
+    mutating func next(into cells: inout [CSVCell]) throws -> Int? {
+        cells.removeAll(keepingCapacity: true)
         // Skip lines holding nothing but whitespace.
         while true {
             var scan = position
@@ -515,17 +554,16 @@ struct CSVReader {
             line += 1
         }
         let start = line
-        var fields: [String] = []
         while true {
             while position < bytes.count && (bytes[position] == Self.space || bytes[position] == Self.tab) { position += 1 }
             if position < bytes.count && bytes[position] == Self.quote {
-                fields.append(try quotedField(recordLine: start, column: fields.count + 1))
+                cells.append(.quoted(try quotedField(recordLine: start, column: cells.count + 1)))
             } else {
                 let fieldStart = position
                 while position < bytes.count && bytes[position] != Self.comma && bytes[position] != Self.newline { position += 1 }
                 var fieldEnd = position
                 while fieldEnd > fieldStart && isBlank(bytes[fieldEnd - 1]) { fieldEnd -= 1 }
-                fields.append(String(decoding: bytes[fieldStart..<fieldEnd], as: UTF8.self))
+                cells.append(.plain(fieldStart..<fieldEnd))
             }
             if position < bytes.count && bytes[position] == Self.comma {
                 position += 1
@@ -535,7 +573,7 @@ struct CSVReader {
                 position += 1
                 line += 1
             }
-            return (start, fields)
+            return start
         }
     }
 
