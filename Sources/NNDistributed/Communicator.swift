@@ -119,3 +119,16 @@ public final class LocalCommunicator: Communicator {
     public func finalize() {}
 }
 
+/// `count` values cut into `ranks` consecutive parts of equal size, rounded
+/// up to `alignment` values (16 floats: 64 bytes, so each part starts on a
+/// cache line of its own); the last parts take what is left, some possibly
+/// nothing. How the sharded update and the shared-memory sum divide a buffer.
+public func consecutiveParts(count: Int, ranks: Int, alignment: Int = 16) -> [Range<Int>] {
+    precondition(ranks > 0 && count >= 0 && alignment > 0)
+    let share = (count + ranks - 1) / ranks
+    let size = (share + alignment - 1) / alignment * alignment
+    return (0..<ranks).map { rank in
+        let start = min(rank * size, count)
+        return start..<min(start + size, count)
+    }
+}

@@ -344,7 +344,8 @@ public final class MPICommunicator: Communicator {
         let started = MPI_Wtime()
         // Every rank shares memory or none does (its allocation was agreed);
         // the shared-memory sum is timed on a window of its own.
-        let sharedCandidate = shared.isEmpty ? nil : SharedWindow(count: count, comm: comm, rank: rank, size: size)
+        let sharedCandidate = shared.isEmpty ? nil : SharedWindow(count: count, comm: comm, rank: rank, size: size,
+                                                                  directory: sharedBackingDirectory())
         defer { sharedCandidate?.free() }
         var numbers = AllreduceTuning.openMPINumbers
         var comms: [MPI_Comm] = []

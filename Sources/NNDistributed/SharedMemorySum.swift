@@ -1,14 +1,16 @@
 // The gradients' sum through one host's shared memory. When every rank of
-// a job shares one host, each rank's gradient buffer can live in an MPI-3
-// shared window, where the other ranks read it directly: after a barrier,
-// rank r adds up its part of every rank's buffer (`nn_sum_buffers`, in rank
-// order) into its own buffer; after a second barrier, each rank copies the
-// other parts of the sum from their owners' buffers, and a third barrier
-// keeps the next step's backward from overwriting a part still being read.
-// Each rank reads the other ranks' values once and no message is sent,
-// where Open MPI's algorithms copy through its own buffers, so the sum
-// costs about what the memory traffic does. The reduce-scatter of the
-// sharded update stops after the second barrier.
+// a job shares one host, each rank's gradient buffer (and parameter buffer)
+// can live in an MPI-3 shared window, where the other ranks read it
+// directly: after a barrier, rank r adds up its part of every rank's buffer
+// (`nn_sum_buffers`, in rank order) into its own buffer; after a second
+// barrier, each rank copies the other parts of the sum from their owners'
+// buffers, and a third barrier keeps the next step's backward from
+// overwriting a part still being read. Each rank reads the other ranks'
+// values once and no message is sent, where Open MPI's algorithms copy
+// through buffers of their own, so the sum costs about what the memory
+// traffic does. The reduce-scatter of the sharded update stops after the
+// second barrier; its all-gather of the parameters is the copies between
+// two barriers.
 //
 // Every element is summed by one rank in one fixed order, so all ranks hold
 // the same bits; with two ranks (one addition, which commutes) they are
@@ -33,10 +35,17 @@ final class SharedWindow {
     let mine: UnsafeMutablePointer<Float>
 
     /// Allocates `count` floats per rank on `comm`, whose ranks must share
-    /// one host (collective). Nil, on every rank, when any rank's
-    /// allocation failed.
-    init?(count: Int, comm: MPI_Comm, rank: Int, size: Int) {
+    /// one host (collective), when every rank `wanted` it and `directory`
+    /// (where Open MPI backs the window) has room. Nil, on every rank,
+    /// otherwise or when any rank's allocation failed.
+    init?(count: Int, comm: MPI_Comm, rank: Int, size: Int, wanted: Bool = true, directory: String) {
         let bytes = Self.bytes(count: count)
+        // Open MPI hangs, rather than fail, when rank 0 cannot create the
+        // backing file, and a full tmpfs would fault later: rank 0 checks
+        // the room first, and its verdict joins the others' wishes.
+        var refused: Int32 = (!wanted || (rank == 0 && !Self.hasRoom(bytes: size * bytes, in: directory))) ? 1 : 0
+        MPI_Allreduce(nn_mpi_in_place(), &refused, 1, nn_mpi_int(), nn_mpi_max(), comm)
+        guard refused == 0 else { return nil }
         var base: UnsafeMutableRawPointer? = nil
         var made: MPI_Win? = nil
         var failed: Int32 = MPI_Win_allocate_shared(MPI_Aint(bytes), Int32(MemoryLayout<Float>.stride), nn_mpi_info_null(),
@@ -70,6 +79,18 @@ final class SharedWindow {
         (count * MemoryLayout<Float>.stride + 4095) / 4096 * 4096
     }
 
+    /// Whether `directory` exists and has room for a window of `bytes` four
+    /// times over: a trainer's two (gradients, parameters) and the
+    /// measurement's scratch one, whose pages take room only once touched,
+    /// and as much again for whatever else uses it.
+    static func hasRoom(bytes: Int, in directory: String) -> Bool {
+        var status = statvfs()
+        guard statvfs(directory, &status) == 0 else { return false }
+        let free = Int(status.f_bavail).multipliedReportingOverflow(by: Int(status.f_frsize))
+        let needed = bytes.multipliedReportingOverflow(by: 4)
+        return !needed.overflow && (free.overflow || free.partialValue >= needed.partialValue)
+    }
+
     /// Where `buffer` starts in this rank's buffer, when it lies inside it.
     func offset(of buffer: UnsafeMutableBufferPointer<Float>) -> Int? {
         guard let base = buffer.baseAddress, base >= mine, base + buffer.count <= mine + count else { return nil }
@@ -93,26 +114,12 @@ final class SharedWindow {
 
 extension MPICommunicator {
     public func allocateShared(count: Int, wanted: Bool) -> DeviceStorage? {
-        guard size > 1, localSize == size, count > 0 else { return nil }
-        // Open MPI hangs, rather than fail, when rank 0 cannot create the
-        // window's backing file, and a full tmpfs would fault later: rank 0
-        // checks the room first, and its verdict joins the others' wishes.
-        var everyRank: Int32 = wanted && (rank != 0 || Self.hasRoom(bytes: size * SharedWindow.bytes(count: count),
-                                                                     in: sharedBackingDirectory())) ? 1 : 0
-        watched(.allreduce) { MPI_Allreduce(nn_mpi_in_place(), &everyRank, 1, nn_mpi_int(), nn_mpi_min(), comm) }
-        guard everyRank == 1 else { return nil }
-        guard let window = SharedWindow(count: count, comm: comm, rank: rank, size: size) else { return nil }
+        guard size > 1, localSize == size, count > 0,
+              let window = SharedWindow(count: count, comm: comm, rank: rank, size: size, wanted: wanted,
+                                        directory: sharedBackingDirectory()) else { return nil }
         shared.append(window)
         // The window, freed at `finalize`, owns the memory.
         return DeviceStorage(count: count, address: UInt(bitPattern: window.mine), release: { _ in })
-    }
-
-    /// Whether `directory` exists and has room for `bytes` twice over
-    /// (the rest is left to whatever else uses it).
-    static func hasRoom(bytes: Int, in directory: String) -> Bool {
-        var status = statvfs()
-        guard statvfs(directory, &status) == 0 else { return false }
-        return Int(status.f_bavail) * Int(status.f_frsize) >= 2 * bytes
     }
 
     /// The directory Open MPI puts shared windows' backing files in
@@ -147,7 +154,7 @@ extension MPICommunicator {
     /// the top of this file): whole on every rank, or, given `parts`, only
     /// `parts[rank]` lands on rank `rank`. Watched as one allreduce.
     func sharedSum(_ shared: SharedWindow, offset: Int, count: Int, parts given: [Range<Int>]?) {
-        let parts = given ?? Self.equalParts(count: count, ranks: size)
+        let parts = given ?? consecutiveParts(count: count, ranks: size)
         watched(given == nil ? .allreduce : .reduceScatter) {
             var code = sharedBarrier(shared)
             guard code == nn_mpi_success() else { return code }
@@ -201,14 +208,4 @@ extension MPICommunicator {
         }
     }
 
-    /// `count` values cut into `ranks` consecutive parts, 16 floats (a cache
-    /// line) apart, as `OptimizerSharding` cuts the parameters.
-    static func equalParts(count: Int, ranks: Int) -> [Range<Int>] {
-        let share = (count + ranks - 1) / ranks
-        let size = (share + 15) / 16 * 16
-        return (0..<ranks).map { rank in
-            let start = min(rank * size, count)
-            return start..<min(start + size, count)
-        }
-    }
 }

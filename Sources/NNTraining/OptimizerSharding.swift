@@ -34,13 +34,7 @@ public struct OptimizerSharding: Equatable, Sendable {
     /// rounded up to `alignment` values (64 bytes, so each part starts on a
     /// cache line of its own); the last parts take what is left.
     public init(count: Int, ranks: Int, alignment: Int = 16) {
-        precondition(ranks > 0 && count >= 0 && alignment > 0)
-        let share = (count + ranks - 1) / ranks
-        let size = (share + alignment - 1) / alignment * alignment
-        parts = (0..<ranks).map { rank in
-            let start = min(rank * size, count)
-            return start..<min(start + size, count)
-        }
+        parts = consecutiveParts(count: count, ranks: ranks, alignment: alignment)
     }
 }
 

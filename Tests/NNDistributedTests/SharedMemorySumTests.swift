@@ -54,11 +54,11 @@ final class SharedMemorySumTests: XCTestCase {
     }
 
     func testPartsCoverTheBufferOnCacheLines() {
-        let parts = MPICommunicator.equalParts(count: 100, ranks: 3)
+        let parts = consecutiveParts(count: 100, ranks: 3)
         XCTAssertEqual(parts, [0..<48, 48..<96, 96..<100])
-        XCTAssertEqual(MPICommunicator.equalParts(count: 10, ranks: 4), [0..<10, 10..<10, 10..<10, 10..<10])
+        XCTAssertEqual(consecutiveParts(count: 10, ranks: 4), [0..<10, 10..<10, 10..<10, 10..<10])
         for (count, ranks) in [(0, 2), (1, 2), (235_146, 2), (5_824_522, 3), (17, 5)] {
-            let cut = MPICommunicator.equalParts(count: count, ranks: ranks)
+            let cut = consecutiveParts(count: count, ranks: ranks)
             XCTAssertEqual(cut.count, ranks)
             XCTAssertEqual(cut.first?.lowerBound, 0)
             XCTAssertEqual(cut.last?.upperBound, count)
@@ -68,9 +68,10 @@ final class SharedMemorySumTests: XCTestCase {
     }
 
     func testRoomIsCheckedBeforeAWindowIsMade() {
-        XCTAssertTrue(MPICommunicator.hasRoom(bytes: 4096, in: NSTemporaryDirectory()))
-        XCTAssertFalse(MPICommunicator.hasRoom(bytes: 4096, in: "/nonexistent-directory"))
-        XCTAssertFalse(MPICommunicator.hasRoom(bytes: Int.max / 4, in: NSTemporaryDirectory()), "more than any disk holds")
+        XCTAssertTrue(SharedWindow.hasRoom(bytes: 4096, in: NSTemporaryDirectory()))
+        XCTAssertFalse(SharedWindow.hasRoom(bytes: 4096, in: "/nonexistent-directory"))
+        XCTAssertFalse(SharedWindow.hasRoom(bytes: Int.max / 8, in: NSTemporaryDirectory()), "more than any disk holds")
+        XCTAssertFalse(SharedWindow.hasRoom(bytes: Int.max / 2, in: NSTemporaryDirectory()), "four times over overflows")
         XCTAssertEqual(SharedWindow.bytes(count: 1), 4096)
         XCTAssertEqual(SharedWindow.bytes(count: 1024), 4096)
         XCTAssertEqual(SharedWindow.bytes(count: 1025), 8192)

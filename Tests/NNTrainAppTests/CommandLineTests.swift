@@ -102,10 +102,12 @@ final class AllreduceChoiceTests: XCTestCase {
         XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "6"]).allreduce, .algorithm(6))
         XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "recursive-doubling"]).allreduce, .algorithm(3))
         XCTAssertEqual(AllreduceRequest.algorithm(5).flagValue, "segmented-ring")
-        for bad in ["0", "7", "tree", ""] {
+        XCTAssertEqual(try Train.parse(["--allreduce-algorithm", "shared-memory"]).allreduce, .algorithm(AllreduceTuning.sharedMemory))
+        XCTAssertEqual(AllreduceRequest.algorithm(AllreduceTuning.sharedMemory).flagValue, "shared-memory")
+        for bad in ["0", "7", "101", "tree", ""] {
             XCTAssertThrowsError(try Train.parse(["--allreduce-algorithm", bad])) { error in
                 XCTAssertEqual(Train.message(for: error).split(separator: "\n").first.map(String.init),
-                               "--allreduce-algorithm: unknown algorithm '\(bad)'; choose auto, default, 1-6 or one of basic-linear, nonoverlapping, recursive-doubling, ring, segmented-ring, rabenseifner")
+                               "--allreduce-algorithm: unknown algorithm '\(bad)'; choose auto, default, 1-6 or one of basic-linear, nonoverlapping, recursive-doubling, ring, segmented-ring, rabenseifner, shared-memory")
             }
         }
     }
