@@ -60,7 +60,9 @@ public protocol Communicator: AnyObject {
     /// run through it (`tuneAllreduce` times that way too). Collective:
     /// every rank calls it, and memory is shared only when every rank
     /// `wanted` it and all share one host. Nil otherwise (one rank, ranks on
-    /// several hosts or threads of one process, a failed allocation).
+    /// several hosts or threads of one process, a failed allocation). The
+    /// memory belongs to the communicator and stays valid until `finalize`,
+    /// after which nothing may touch the storage.
     func allocateShared(count: Int, wanted: Bool) -> DeviceStorage?
     /// Leaves the job cleanly.
     func finalize()
