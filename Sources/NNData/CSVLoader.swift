@@ -210,7 +210,7 @@ public enum CSVLoader {
 
     /// A finite number, or an error naming the cell.
     static func number(_ cell: String, path: String, line: Int, column: String) throws -> Float {
-        if let value = ShortDecimal.float(cell) ?? Float(cell), value.isFinite { return value }
+        if let value = Float(cell), value.isFinite { return value }
         if cell.isEmpty {
             throw UserError("\(path):\(line): column '\(column)' is empty; fill it in or remove that row")
         }

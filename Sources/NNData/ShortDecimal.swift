@@ -14,14 +14,6 @@ enum ShortDecimal {
     /// Powers of ten exact in Float, 10^0 … 10^10.
     static let powers: [Float] = (0...10).map { exponent in (0..<exponent).reduce(Float(1)) { value, _ in value * 10 } }
 
-    /// `text`'s value when it is a short decimal the fast path reads
-    /// exactly, else nil (the caller falls back to `Float(String)`).
-    @inline(__always)
-    static func float(_ text: String) -> Float? {
-        var text = text
-        return text.withUTF8 { float(UnsafeRawBufferPointer($0)) }
-    }
-
     /// `bytes`' value when they spell a short decimal: an optional sign,
     /// digits with at most one point among or after them (at least one
     /// digit in all), and an optional exponent `e` or `E` with an optional

@@ -1,6 +1,7 @@
 // Bare MPI timings for the benchmark scripts: what an allreduce of a given
-// size costs with no trainer around it, and the point-to-point bandwidth the
-// ring-allreduce model needs.
+// size costs with no trainer around it, the point-to-point bandwidth the
+// ring-allreduce model needs, and on one host the floor of any allreduce
+// there (reading another rank's freshly written buffer).
 
 import CMPI
 import Foundation
@@ -58,50 +59,30 @@ public enum MPIBenchmarks {
     }
 }
 
-extension MPIBenchmarks {
+extension MPICommunicator {
     /// Mean seconds for each rank of one host to read, straight from shared
     /// memory, what the other ranks have just written: `2(p − 1)/p · count`
     /// floats, the least any allreduce of `count` floats must bring to each
     /// rank (for two ranks, a whole buffer). Each round every rank writes its
-    /// own `count` floats of an MPI-3 shared window (as backward writes its
+    /// own `count` floats of a `SharedWindow` (as backward writes its
     /// gradients), the ranks meet at a barrier, and each reads its share
-    /// from the next ranks' windows with no MPI call and nothing written; the
+    /// from the next ranks' buffers with no MPI call and nothing written; the
     /// read alone is timed, and the slowest rank's mean returned. Nil when
-    /// the ranks are not all on one host.
-    public static func sharedReadSeconds(count: Int, iterations: Int) -> Double? {
-        let world = nn_mpi_comm_world()
-        var rank: Int32 = 0, size: Int32 = 0
-        MPI_Comm_rank(world, &rank)
-        MPI_Comm_size(world, &size)
-        var node = nn_mpi_comm_null()
-        MPI_Comm_split_type(world, nn_mpi_comm_type_shared(), rank, nn_mpi_info_null(), &node)
-        defer { MPI_Comm_free(&node) }
-        var nodeSize: Int32 = 0
-        MPI_Comm_size(node, &nodeSize)
-        var everyRankLocal: Int32 = nodeSize == size ? 1 : 0
-        MPI_Allreduce(nn_mpi_in_place(), &everyRankLocal, 1, nn_mpi_int(), nn_mpi_min(), world)
-        guard everyRankLocal == 1, size >= 2 else { return nil }
-
-        var window: MPI_Win? = nil
-        var base: UnsafeMutableRawPointer? = nil
-        let bytes = count * MemoryLayout<Float>.stride
-        MPI_Win_allocate_shared(MPI_Aint(bytes), 1, nn_mpi_info_null(), node, &base, &window)
-        defer { MPI_Win_free(&window) }
-        let windows: [UnsafeRawPointer] = (0..<size).map { peer in
-            var peerBytes: MPI_Aint = 0, unit: Int32 = 0
-            var pointer: UnsafeMutableRawPointer? = nil
-            MPI_Win_shared_query(window, peer, &peerBytes, &unit, &pointer)
-            return UnsafeRawPointer(pointer!)
-        }
-        let mine = base!.bindMemory(to: Float.self, capacity: count)
+    /// the ranks are not all on one host, or the window has no room.
+    public func sharedReadSeconds(count: Int, iterations: Int) -> Double? {
+        guard size > 1, localSize == size, count > 1,
+              let window = SharedWindow(count: count, comm: comm, rank: rank, size: size,
+                                        directory: sharedBackingDirectory()) else { return nil }
+        defer { window.free() }
+        let mine = window.mine
         // 2(p - 1)/p of a buffer, taken whole from the next ranks in turn.
-        let share = 2 * Int(size - 1) * count / Int(size)
+        let share = 2 * (size - 1) * count / size
         var checksum: UInt64 = 0
         func read() {
-            var left = share, peer = (Int(rank) + 1) % Int(size)
+            var left = share, peer = (rank + 1) % size
             while left > 0 {
                 let words = min(left, count) / 2
-                let source = windows[peer].assumingMemoryBound(to: UInt64.self)
+                let source = UnsafeRawPointer(window.buffers[peer]).assumingMemoryBound(to: UInt64.self)
                 var a: UInt64 = 0, b: UInt64 = 0, c: UInt64 = 0, d: UInt64 = 0
                 var i = 0
                 while i + 4 <= words {
@@ -110,23 +91,25 @@ extension MPIBenchmarks {
                 }
                 checksum &+= a &+ b &+ c &+ d
                 left -= min(left, count)
-                peer = (peer + 1) % Int(size)
-                if peer == Int(rank) { peer = (peer + 1) % Int(size) }
+                peer = (peer + 1) % size
+                if peer == rank { peer = (peer + 1) % size }
             }
         }
         var elapsed = 0.0
         for round in 0..<(iterations + 3) {
             for i in 0..<count { mine[i] = Float(round &+ i) }
-            MPI_Barrier(node)
+            window.synchronize()
+            MPI_Barrier(comm)
+            window.synchronize()
             let start = MPI_Wtime()
             read()
             if round >= 3 { elapsed += MPI_Wtime() - start }
-            MPI_Barrier(node)
+            MPI_Barrier(comm)
             // Stored where other ranks could read it, so the reads are not dropped as unused.
             mine[0] = Float(bitPattern: UInt32(truncatingIfNeeded: checksum))
         }
         var mean = elapsed / Double(iterations)
-        MPI_Allreduce(nn_mpi_in_place(), &mean, 1, nn_mpi_double(), nn_mpi_max(), world)
+        MPI_Allreduce(nn_mpi_in_place(), &mean, 1, nn_mpi_double(), nn_mpi_max(), comm)
         return mean
     }
 }

@@ -41,7 +41,7 @@ public final class MPICommunicator: Communicator {
     /// Duplicates this communicator made and frees at `finalize`.
     private var duplicates: [MPI_Comm] = []
     /// Whether the MPI tool interface (control variables) is initialized.
-    var toolsStarted = false
+    private var toolsStarted = false
     /// How the sum allreduces wait for the other ranks (see `CollectiveWait`);
     /// every rank must use the same.
     public var wait: CollectiveWait
@@ -193,18 +193,31 @@ public final class MPICommunicator: Communicator {
         case .blocking:
             return blocking()
         case .yielding(let backoff):
-            var request: MPI_Request? = nn_mpi_request_null()
-            let code = MPI_Ibarrier(comm, &request)
-            guard code == nn_mpi_success() else { return code }
-            let waited = waitYielding(&request, backoff)
+            let waited = yieldingBarrier(backoff)
             return waited == nn_mpi_success() ? blocking() : waited
         }
+    }
+
+    /// The ranks meet in an `MPI_Ibarrier` tested as `backoff` asks; the first error code.
+    func yieldingBarrier(_ backoff: CollectiveWait.Backoff) -> Int32 {
+        var request: MPI_Request? = nn_mpi_request_null()
+        let code = MPI_Ibarrier(comm, &request)
+        return code == nn_mpi_success() ? waitYielding(&request, backoff) : code
+    }
+
+    /// Starts the MPI tool interface once; whether it runs.
+    func startTools() -> Bool {
+        if !toolsStarted {
+            var provided: Int32 = 0
+            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
+        }
+        return toolsStarted
     }
 
     /// Tests `request` until it completes, sleeping between tests (or
     /// yielding the core when the backoff's first pause is zero); returns
     /// the first error code.
-    func waitYielding(_ request: inout MPI_Request?, _ backoff: CollectiveWait.Backoff) -> Int32 {
+    private func waitYielding(_ request: inout MPI_Request?, _ backoff: CollectiveWait.Backoff) -> Int32 {
         var done: Int32 = 0
         var pause = backoff.first
         while true {
@@ -421,14 +434,10 @@ public final class MPICommunicator: Communicator {
     /// `coll_tuned_allreduce_algorithm` holds that number; the variable is
     /// given back its value afterwards. Collective.
     private func duplicatesForcing(_ numbers: [Int]) -> Result<[MPI_Comm], TuningProblem> {
-        if !toolsStarted {
-            var provided: Int32 = 0
-            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
-        }
         // Every rank must reach the same verdict before the collective duplications.
         var problem: String?
         var found: MPI_T_cvar_handle?
-        if !toolsStarted {
+        if !startTools() {
             problem = "the MPI tool interface did not start"
         } else if controlVariable("coll_tuned_use_dynamic_rules").flatMap(readFlag) != true {
             problem = "Open MPI's coll_tuned_use_dynamic_rules is off, so its algorithm cannot be forced"

@@ -127,12 +127,8 @@ extension MPICommunicator {
     /// its Linux default, /dev/shm, when it cannot be read.
     func sharedBackingDirectory() -> String {
         let fallback = "/dev/shm"
-        if !toolsStarted {
-            var provided: Int32 = 0
-            toolsStarted = MPI_T_init_thread(nn_mpi_thread_single(), &provided) == nn_mpi_success()
-        }
         var index: Int32 = 0, count: Int32 = 0
-        guard toolsStarted, MPI_T_cvar_get_index("osc_sm_backing_directory", &index) == nn_mpi_success() else { return fallback }
+        guard startTools(), MPI_T_cvar_get_index("osc_sm_backing_directory", &index) == nn_mpi_success() else { return fallback }
         var handle: MPI_T_cvar_handle?
         guard MPI_T_cvar_handle_alloc(index, nil, &handle, &count) == nn_mpi_success() else { return fallback }
         defer { MPI_T_cvar_handle_free(&handle) }
@@ -199,13 +195,8 @@ extension MPICommunicator {
         shared.synchronize()
         defer { shared.synchronize() }
         switch wait {
-        case .blocking:
-            return MPI_Barrier(comm)
-        case .yielding(let backoff):
-            var request: MPI_Request? = nn_mpi_request_null()
-            let code = MPI_Ibarrier(comm, &request)
-            return code == nn_mpi_success() ? waitYielding(&request, backoff) : code
+        case .blocking: return MPI_Barrier(comm)
+        case .yielding(let backoff): return yieldingBarrier(backoff)
         }
     }
-
 }

@@ -368,7 +368,6 @@ final class Locked<Value>: @unchecked Sendable {
     }
 }
 
-/// `60`, `2.5`: seconds as the user wrote them.
 /// MPI's text for an error code.
 func mpiErrorText(_ code: Int32) -> String {
     var text = [CChar](repeating: 0, count: 512)
@@ -377,6 +376,7 @@ func mpiErrorText(_ code: Int32) -> String {
     return String(cString: text)
 }
 
+/// `60`, `2.5`: seconds as the user wrote them.
 func formatted(_ seconds: Double) -> String {
     seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
 }

@@ -71,7 +71,7 @@ extension Benchmarks {
         guard communicator.size > 1 else { return "{\"error\": \"run under mpirun with 2 or more ranks\"}" }
         let seconds = MPIBenchmarks.allreduceSeconds(count: count, iterations: iterations)
         let bandwidth = MPIBenchmarks.pingPongBandwidth(bytes: 64 << 20, iterations: 10)
-        let sharedRead = MPIBenchmarks.sharedReadSeconds(count: count, iterations: iterations)
+        let sharedRead = (communicator as? MPICommunicator)?.sharedReadSeconds(count: count, iterations: iterations)
         guard communicator.isCoordinator else { return nil }
         return String(format: "{\"ranks\": %d, \"floats\": %d, \"bytes\": %d, \"algorithm\": \"%@\", \"allreduce_us\": %.1f, \"bandwidth_gb_s\": %.2f, \"shared_read_us\": %@}",
                       communicator.size, count, count * 4, Environment.allreduceAlgorithm, seconds * 1e6, bandwidth / 1e9,

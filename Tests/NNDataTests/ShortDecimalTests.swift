@@ -4,6 +4,14 @@
 @testable import NNData
 import XCTest
 
+extension ShortDecimal {
+    /// `text` read by the fast path, as a CSV cell's bytes are.
+    static func float(_ text: String) -> Float? {
+        var text = text
+        return text.withUTF8 { float(UnsafeRawBufferPointer($0)) }
+    }
+}
+
 final class ShortDecimalTests: XCTestCase {
     func testCommonCellsTakeTheFastPathAndEqualFloatString() {
         let cells = ["0", "255", "-1.25", "0.0039", "3e-4", "+7", "-0", "-0.000", "1234567", "0.1234567", "9999999e3",
